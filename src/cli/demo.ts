@@ -1,0 +1,109 @@
+/** `mr demo`: a whole cluster on this machine, one wordcount job, the top words. */
+import type { Command } from "commander";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DriverClient } from "./client.js";
+import { table } from "./format.js";
+import { parsePositiveInt } from "./options.js";
+import { pingRedis, spawnMr, startRedisServer, type MrProcess, type RedisServer } from "./processes.js";
+import { reportOutcome, waitWithProgress } from "./submit.js";
+
+const SAMPLE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples", "data");
+
+export function addDemoCommand(program: Command, env: NodeJS.ProcessEnv): void {
+  program
+    .command("demo")
+    .description(
+      "start Redis if needed, a driver and two workers; run wordcount on sample books; print the top words",
+    )
+    .option("--workers <n>", "how many workers to start (default 2)", parsePositiveInt("--workers"))
+    .action(async (options: { workers?: number }) => runDemo(options.workers ?? 2, env));
+}
+
+async function runDemo(workerCount: number, env: NodeJS.ProcessEnv): Promise<void> {
+  const home = mkdtempSync(join(tmpdir(), "mr-demo-"));
+  const started: (MrProcess | RedisServer)[] = [];
+  const say = (line: string): void => void process.stderr.write(`${line}\n`);
+  try {
+    const redisUrl = await findRedis(env, (server) => started.push(server), say);
+    const childEnv = { ...env, MR_HOME: home };
+    const driver = await spawnMr(
+      ["driver", "--listen", "127.0.0.1:0", "--redis", redisUrl, "--queue-prefix", `mr-demo-${process.pid}`],
+      { env: childEnv },
+    );
+    started.push(driver);
+    say(`driver on ${driver.address}, state in ${join(home, "driver.db")}`);
+    for (let i = 0; i < workerCount; i++) {
+      const worker = await spawnMr(["worker", "--port", "0", "--driver", driver.address], { env: childEnv });
+      started.push(worker);
+      say(`worker ${i + 1} on ${worker.address}`);
+    }
+    const client = new DriverClient(driver.address);
+    try {
+      const inputs = readdirSync(SAMPLE_DIR).map((name) => join(SAMPLE_DIR, name));
+      const outputDir = join(home, "out");
+      const submitted = await client.submitJob({
+        app: "wordcount",
+        inputs,
+        outputDir,
+        reducers: 4,
+        splitSizeBytes: 64 * 1024,
+        params: {},
+      });
+      say(
+        `job ${submitted.id}: wordcount over ${inputs.length} books, ${submitted.mapsTotal} maps, 4 reduces`,
+      );
+      const job = await waitWithProgress(client, submitted.id);
+      reportOutcome(job);
+      console.log(`Top 10 words (output in ${outputDir}):`);
+      console.log(table(["WORD", "COUNT"], topWords(outputDir, 10)));
+    } finally {
+      client.close();
+    }
+  } finally {
+    for (const process of started.reverse()) await process.stop();
+  }
+}
+
+/** MR_REDIS_URL if it answers; else a private redis-server; else the default port if it answers. */
+async function findRedis(
+  env: NodeJS.ProcessEnv,
+  onStarted: (server: RedisServer) => void,
+  say: (line: string) => void,
+): Promise<string> {
+  if (env.MR_REDIS_URL && (await pingRedis(env.MR_REDIS_URL))) {
+    say(`using Redis at ${env.MR_REDIS_URL}`);
+    return env.MR_REDIS_URL;
+  }
+  try {
+    const server = await startRedisServer();
+    onStarted(server);
+    say(`started a private redis-server on ${server.url}`);
+    return server.url;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const fallback = "redis://127.0.0.1:6379";
+  if (await pingRedis(fallback)) {
+    say(`using Redis at ${fallback}`);
+    return fallback;
+  }
+  throw new Error(
+    "no Redis to use: MR_REDIS_URL is unset or does not answer, and there is no redis-server on PATH " +
+      "(run 'docker compose -f docker-compose.redis.yml up -d', or install Redis: apt-get install redis-server, brew install redis)",
+  );
+}
+
+/** The `n` most frequent words in wordcount output, ties broken by the word. */
+function topWords(outputDir: string, n: number): [string, number][] {
+  const counts: [string, number][] = [];
+  for (const name of readdirSync(outputDir).filter((file) => file.startsWith("part-r-"))) {
+    for (const line of readFileSync(join(outputDir, name), "utf8").split("\n")) {
+      const tab = line.indexOf("\t");
+      if (tab > 0) counts.push([line.slice(0, tab), Number(line.slice(tab + 1))]);
+    }
+  }
+  return counts.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n);
+}

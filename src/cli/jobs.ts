@@ -1,0 +1,104 @@
+/** `mr jobs …` and `mr workers …`: reading and steering what the driver holds. */
+import type { Command } from "commander";
+import { driverAddress } from "../config.js";
+import { JobState } from "../types.js";
+import { DriverClient } from "./client.js";
+import { UsageError } from "./errors.js";
+import { jobDetailJson, jobDetailText, jobJson, jobsTable, workerJson, workersTable } from "./format.js";
+import { parseJobId, parsePositiveInt } from "./options.js";
+import { reportOutcome, waitWithProgress } from "./submit.js";
+
+async function withClient<T>(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  use: (client: DriverClient) => Promise<T>,
+) {
+  const client = new DriverClient(driverAddress(flag, env));
+  try {
+    return await use(client);
+  } finally {
+    client.close();
+  }
+}
+
+export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void {
+  const jobs = program.command("jobs").description("list, inspect, wait on and cancel jobs");
+  const driverOption = [
+    "--driver <host:port>",
+    "the driver (default $MR_DRIVER or 127.0.0.1:50051)",
+  ] as const;
+
+  jobs
+    .command("list")
+    .description("jobs, newest first")
+    .option(...driverOption)
+    .option("--state <state>", "only jobs in this state: running, succeeded, failed or cancelled")
+    .option("--limit <n>", "at most this many jobs (default 50)", parsePositiveInt("--limit"))
+    .option("--json", "print JSON")
+    .action((options: { driver?: string; state?: string; limit?: number; json?: boolean }) =>
+      withClient(options.driver, env, async (client) => {
+        const state = options.state?.toUpperCase() ?? "";
+        if (state !== "" && !Object.hasOwn(JobState, state)) {
+          throw new UsageError(
+            `--state must be running, succeeded, failed or cancelled, got ${JSON.stringify(options.state)}`,
+          );
+        }
+        const { jobs: page } = await client.listJobs({ state, limit: options.limit ?? 50, pageToken: "" });
+        if (options.json) console.log(JSON.stringify(page.map(jobJson), null, 2));
+        else if (page.length === 0) console.log("no jobs");
+        else console.log(jobsTable(page));
+      }),
+    );
+
+  jobs
+    .command("show")
+    .description("a job's tasks, attempts, counters and events")
+    .argument("<JOB_ID>", "the job", parseJobId)
+    .option(...driverOption)
+    .option("--json", "print JSON")
+    .action((jobId: number, options: { driver?: string; json?: boolean }) =>
+      withClient(options.driver, env, async (client) => {
+        const detail = await client.getJob(jobId);
+        console.log(options.json ? JSON.stringify(jobDetailJson(detail), null, 2) : jobDetailText(detail));
+      }),
+    );
+
+  jobs
+    .command("wait")
+    .description("follow a job with progress bars; exit 0 on success, 1 on failure or cancel")
+    .argument("<JOB_ID>", "the job", parseJobId)
+    .option(...driverOption)
+    .action((jobId: number, options: { driver?: string }) =>
+      withClient(options.driver, env, async (client) => {
+        reportOutcome(await waitWithProgress(client, jobId));
+      }),
+    );
+
+  jobs
+    .command("cancel")
+    .description("cancel a running job")
+    .argument("<JOB_ID>", "the job", parseJobId)
+    .option(...driverOption)
+    .action((jobId: number, options: { driver?: string }) =>
+      withClient(options.driver, env, async (client) => {
+        const job = await client.cancelJob(jobId);
+        console.log(`job ${job.id} ${job.state}`);
+      }),
+    );
+
+  program
+    .command("workers")
+    .description("workers known to the driver")
+    .command("list")
+    .description("each worker's address, state, last heartbeat and running attempts")
+    .option(...driverOption)
+    .option("--json", "print JSON")
+    .action((options: { driver?: string; json?: boolean }) =>
+      withClient(options.driver, env, async (client) => {
+        const { workers } = await client.listWorkers();
+        if (options.json) console.log(JSON.stringify(workers.map(workerJson), null, 2));
+        else if (workers.length === 0) console.log("no workers");
+        else console.log(workersTable(workers));
+      }),
+    );
+}

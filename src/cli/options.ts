@@ -1,0 +1,71 @@
+import { UsageError } from "./errors.js";
+
+/** `--reducers 5`: a positive integer, or a usage error that says so. */
+export function parsePositiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
+      throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** `--split-size 64MiB`: bytes, with an optional unit (KiB, MiB, GiB, KB, MB, GB, or K, M, G as binary). */
+export function parseBytes(flag: string) {
+  return (value: string): number => {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+    const unit = match && UNITS[match[2]!.toLowerCase()];
+    const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : NaN;
+    if (!Number.isSafeInteger(bytes) || bytes < 1) {
+      throw new UsageError(
+        `${flag} must be a size such as 1048576, 512KiB or 64MiB, got ${JSON.stringify(value)}`,
+      );
+    }
+    return bytes;
+  };
+}
+
+/** `--param key=value`, repeatable, into an object. */
+export function collectParam(value: string, params: Record<string, string> = {}): Record<string, string> {
+  const at = value.indexOf("=");
+  if (at < 1) throw new UsageError(`--param must be key=value, got ${JSON.stringify(value)}`);
+  return { ...params, [value.slice(0, at)]: value.slice(at + 1) };
+}
+
+/** `mr jobs show 12`: a job id. */
+export function parseJobId(value: string): number {
+  return parsePositiveInt("JOB_ID")(value);
+}
+
+/** Runs `stop` on the first SIGINT or SIGTERM; a second one exits at once. */
+export function onShutdownSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`mr: ${String(err)} (while stopping after ${signal})`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+}

@@ -1,0 +1,111 @@
+/**
+ * One typed, validated configuration per process: defaults < environment < flags, resolved
+ * once into a frozen object and passed down. Nothing reads process.env after this.
+ */
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { InvalidArgumentError } from "./errors.js";
+import { DEFAULT_SORT_BUFFER_BYTES } from "./mr/mapTask.js";
+import { DEFAULT_SPLIT_SIZE_BYTES } from "./mr/split.js";
+
+export const DEFAULT_DRIVER_ADDRESS = "127.0.0.1:50051";
+export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
+
+const address = z.string().regex(/^[\w.-]+:\d{1,5}$/, "must be HOST:PORT, such as 127.0.0.1:50051");
+const positiveInt = z.coerce.number().int().positive();
+
+const driverSchema = z.object({
+  /** Where the gRPC server listens. Default 127.0.0.1:50051. */
+  listen: address.default(DEFAULT_DRIVER_ADDRESS),
+  /** The SQLite file. Default $MR_HOME/driver.db. */
+  dbPath: z.string().min(1),
+  /** Default redis://127.0.0.1:6379, or $MR_REDIS_URL. */
+  redisUrl: z
+    .string()
+    .regex(/^rediss?:\/\//, "must be a redis:// URL")
+    .default(DEFAULT_REDIS_URL),
+  /** Redis key prefix of the queue. Default "mr". */
+  queuePrefix: z
+    .string()
+    .regex(/^[\w-]+$/)
+    .default("mr"),
+  /** How often workers heartbeat, in ms. Default 1000. */
+  heartbeatMs: positiveInt.default(1000),
+  /** A worker silent for this long is lost, and its leases expire, in ms. Default 5000. */
+  workerTimeoutMs: positiveInt.default(5000),
+  /** Failed attempts a task may have before the job fails. Default 4. */
+  maxAttempts: positiveInt.default(4),
+  /** First retry delay after a failed attempt, doubled each time, in ms. Default 1000. */
+  retryBackoffMs: positiveInt.default(1000),
+  /** Lost attempts (expired leases) a task may have before the job fails. Default 20. */
+  maxLostAttempts: positiveInt.default(20),
+  /** How long PollTask waits for a task before answering "none yet", in ms. Default 5000. */
+  pollWaitMs: positiveInt.default(5000),
+  /** Split size when a submit names none, in bytes. Default 64 MiB. */
+  defaultSplitSizeBytes: positiveInt.default(DEFAULT_SPLIT_SIZE_BYTES),
+});
+export type DriverConfig = Readonly<z.infer<typeof driverSchema>>;
+
+const workerSchema = z.object({
+  /** The port of this worker's shuffle service; 0 picks a free one. */
+  port: z.coerce.number().int().min(0).max(65535),
+  /** The address the worker listens on and advertises. Default 127.0.0.1. */
+  host: z.string().default("127.0.0.1"),
+  /** The driver's address. Default 127.0.0.1:50051, or $MR_DRIVER. */
+  driver: address.default(DEFAULT_DRIVER_ADDRESS),
+  /** Where map output is kept. Default $MR_HOME/worker-<port>. */
+  dataDir: z.string().min(1),
+  /** Map output buffered before a sort and spill, in bytes. Default 64 MiB. */
+  sortBufferBytes: positiveInt.default(DEFAULT_SORT_BUFFER_BYTES),
+});
+export type WorkerConfig = Readonly<z.infer<typeof workerSchema>>;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** `$MR_HOME`, default `./.mr`, as an absolute path. */
+export function mrHome(env: Env): string {
+  return resolve(env.MR_HOME ?? ".mr");
+}
+
+/** The driver address a client or worker uses: the flag, then $MR_DRIVER, then the default. */
+export function driverAddress(flag: string | undefined, env: Env): string {
+  return parse(address, flag ?? env.MR_DRIVER ?? DEFAULT_DRIVER_ADDRESS, "--driver");
+}
+
+export function resolveDriverConfig(
+  flags: Partial<Record<keyof DriverConfig, unknown>>,
+  env: Env,
+): DriverConfig {
+  const merged = {
+    redisUrl: env.MR_REDIS_URL,
+    dbPath: join(mrHome(env), "driver.db"),
+    ...definedOnly(flags),
+  };
+  return Object.freeze(parse(driverSchema, merged, "driver options"));
+}
+
+export function resolveWorkerConfig(
+  flags: Partial<Record<keyof WorkerConfig, unknown>>,
+  env: Env,
+): WorkerConfig {
+  const port = flags.port ?? 0;
+  const merged = {
+    driver: env.MR_DRIVER,
+    dataDir: join(mrHome(env), `worker-${String(port)}`),
+    ...definedOnly(flags),
+  };
+  const config = parse(workerSchema, merged, "worker options");
+  return Object.freeze({ ...config, dataDir: resolve(config.dataDir) });
+}
+
+function definedOnly<T extends object>(flags: T): Partial<T> {
+  return Object.fromEntries(Object.entries(flags).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = issue.path.join(".") || what;
+  throw new InvalidArgumentError(`${field}: ${issue.message}`);
+}

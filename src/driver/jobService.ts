@@ -1,0 +1,190 @@
+/** JobService: what the `mr` client calls. */
+import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { readdirSync, statSync, type Stats } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import type { Logger } from "pino";
+import type { DriverConfig } from "../config.js";
+import { InvalidArgumentError, NotFoundError, UnavailableError, toStatus } from "../errors.js";
+import type * as pb from "../gen/mapreduce.js";
+import { unary } from "../grpc.js";
+import { BUILTIN_APPS } from "../mr/apps/index.js";
+import { holdsFinishedJob } from "../mr/output.js";
+import type { Db } from "../store/db.js";
+import { getJob, listJobs } from "../store/jobs.js";
+import { listWorkers } from "../store/workers.js";
+import { JobState, TERMINAL_JOB_STATES } from "../types.js";
+import type { JobEffects } from "./jobEffects.js";
+import type { TaskQueue } from "./queue.js";
+import { cancelJob, submitJob, type SubmitRequest } from "./scheduler.js";
+import { jobDetailMessage, jobMessage, workerMessage } from "./views.js";
+
+export interface JobServiceDeps {
+  db: Db;
+  queue: TaskQueue;
+  effects: JobEffects;
+  config: DriverConfig;
+  log: Logger;
+}
+
+const MAX_REDUCERS = 10_000;
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 1000;
+
+export function createJobService(deps: JobServiceDeps): UntypedServiceImplementation {
+  const { db, queue, effects, config, log } = deps;
+
+  const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
+    const request = validateSubmit(req, config);
+    if (!queue.isConnected()) {
+      throw new UnavailableError(
+        `the driver cannot reach Redis at ${config.redisUrl} (start Redis, then submit again)`,
+      );
+    }
+    const { job, ...work } = submitJob(db, request, Date.now());
+    log.info({ jobId: job.id, app: job.app, maps: job.mapsTotal, reduces: job.reducers }, "job submitted");
+    await effects.apply(job, work);
+    return jobMessage(job);
+  };
+
+  const get = (req: pb.GetJobRequest): pb.JobDetail => jobDetailMessage(db, mustGetJob(db, req.jobId));
+
+  const list = (req: pb.ListJobsRequest): pb.ListJobsResponse => {
+    const state = req.state.toUpperCase();
+    if (state !== "" && !Object.hasOwn(JobState, state)) {
+      throw new InvalidArgumentError(
+        `state: unknown state ${JSON.stringify(req.state)} (use one of ${Object.keys(JobState).join(", ").toLowerCase()})`,
+      );
+    }
+    const limit = Math.min(req.limit > 0 ? req.limit : DEFAULT_PAGE, MAX_PAGE);
+    const beforeId = req.pageToken === "" ? undefined : Number(req.pageToken);
+    if (beforeId !== undefined && !Number.isInteger(beforeId)) {
+      throw new InvalidArgumentError("page_token: not a token this driver gave out");
+    }
+    const jobs = listJobs(db, {
+      state: (state || undefined) as JobState | undefined,
+      limit: limit + 1,
+      beforeId,
+    });
+    const page = jobs.slice(0, limit);
+    return {
+      jobs: page.map(jobMessage),
+      nextPageToken: jobs.length > limit ? String(page.at(-1)!.id) : "",
+    };
+  };
+
+  const cancel = async (req: pb.CancelJobRequest): Promise<pb.Job> => {
+    const { job, ...work } = cancelJob(db, req.jobId, Date.now());
+    log.info({ jobId: job.id }, "job cancelled");
+    await effects.apply(job, work);
+    return jobMessage(job);
+  };
+
+  const watch = (call: ServerWritableStream<pb.WatchJobRequest, pb.Job>): void => {
+    let job;
+    try {
+      job = mustGetJob(db, call.request.jobId);
+    } catch (err) {
+      call.emit(
+        "error",
+        toStatus(err, (bug) => log.error({ err: bug }, "internal error in WatchJob")),
+      );
+      return;
+    }
+    const jobId = job.id;
+    const send = (): void => {
+      const now = getJob(db, jobId)!;
+      call.write(jobMessage(now));
+      if (TERMINAL_JOB_STATES.includes(now.state)) stop();
+    };
+    const unsubscribe = effects.onJobChanged(jobId, send);
+    // A change that no handler here saw (a retry's backoff, a lease expiring) still shows within a second.
+    const timer = setInterval(send, 1000);
+    const stop = (): void => {
+      unsubscribe();
+      clearInterval(timer);
+      call.end();
+    };
+    call.on("cancelled", () => {
+      unsubscribe();
+      clearInterval(timer);
+    });
+    send();
+  };
+
+  const workers = (): pb.ListWorkersResponse => ({
+    workers: listWorkers(db).map((worker) => workerMessage(db, worker)),
+  });
+
+  return {
+    submitJob: unary(log, "SubmitJob", submit),
+    getJob: unary(log, "GetJob", get),
+    listJobs: unary(log, "ListJobs", list),
+    cancelJob: unary(log, "CancelJob", cancel),
+    watchJob: watch,
+    listWorkers: unary(log, "ListWorkers", workers),
+  };
+}
+
+function mustGetJob(db: Db, jobId: number) {
+  const job = getJob(db, jobId);
+  if (!job) throw new NotFoundError(`no job ${jobId} (see mr jobs list)`);
+  return job;
+}
+
+/** Checks a submit field by field; each error names the field and what to do. */
+export function validateSubmit(req: pb.SubmitJobRequest, config: DriverConfig): SubmitRequest {
+  if (!Object.hasOwn(BUILTIN_APPS, req.app)) {
+    throw new InvalidArgumentError(
+      `app: unknown app ${JSON.stringify(req.app)} (available: ${Object.keys(BUILTIN_APPS).join(", ")})`,
+    );
+  }
+  if (!Number.isInteger(req.reducers) || req.reducers < 1 || req.reducers > MAX_REDUCERS) {
+    throw new InvalidArgumentError(
+      `reducers: must be an integer from 1 to ${MAX_REDUCERS}, got ${req.reducers}`,
+    );
+  }
+  if (req.splitSizeBytes < 0) {
+    throw new InvalidArgumentError(`split_size_bytes: must be positive, got ${req.splitSizeBytes}`);
+  }
+  if (!isAbsolute(req.outputDir)) {
+    throw new InvalidArgumentError(
+      `output_dir: must be an absolute path, got ${JSON.stringify(req.outputDir)}`,
+    );
+  }
+  if (holdsFinishedJob(req.outputDir)) {
+    throw new InvalidArgumentError(
+      `output directory ${req.outputDir} already holds a finished job's output (choose another --output, or remove it)`,
+    );
+  }
+  if (req.inputs.length === 0) throw new InvalidArgumentError("inputs: give at least one input file");
+  return {
+    app: req.app,
+    inputs: req.inputs.flatMap(statInput),
+    outputDir: req.outputDir,
+    reducers: req.reducers,
+    splitSizeBytes: req.splitSizeBytes || config.defaultSplitSizeBytes,
+    params: req.params,
+  };
+}
+
+/** An input file, or the regular files directly inside an input directory, with their sizes. */
+function statInput(path: string): { path: string; size: number }[] {
+  if (!isAbsolute(path))
+    throw new InvalidArgumentError(`inputs: must be absolute paths, got ${JSON.stringify(path)}`);
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch {
+    throw new InvalidArgumentError(
+      `input not found: ${path} (check the path; inputs are read by the workers)`,
+    );
+  }
+  if (stats.isFile()) return [{ path, size: stats.size }];
+  if (!stats.isDirectory()) throw new InvalidArgumentError(`input is not a file: ${path}`);
+  return readdirSync(path)
+    .filter((name) => !name.startsWith(".") && !name.startsWith("_"))
+    .sort()
+    .map((name) => join(path, name))
+    .filter((file) => statSync(file).isFile())
+    .map((file) => ({ path: file, size: statSync(file).size }));
+}

@@ -1,0 +1,297 @@
+/**
+ * The scheduler core: every job, task and attempt state change, as plain functions over the
+ * store. Each runs in one SQLite transaction and returns what the caller must then do to the
+ * queue. Nothing here touches gRPC or BullMQ, so it can be tested without a network.
+ */
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import { splitInputs } from "../mr/split.js";
+import { getAttempt, finishAttempt, insertAttempt, killJobAttempts } from "../store/attempts.js";
+import { saveCounters } from "../store/counters.js";
+import type { Db } from "../store/db.js";
+import { addEvent, EventType } from "../store/events.js";
+import { countTaskDone, createJob, findJobOwningOutput, finishJob, getJob } from "../store/jobs.js";
+import { inTransaction } from "../store/prepared.js";
+import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
+import {
+  claimTask as claimTaskRow,
+  commitTask,
+  endOpenTasks,
+  getTask,
+  listMapOutputs,
+  listTasksInState,
+  releaseFailedTask,
+  releaseReduces,
+  type MapOutputLocation,
+} from "../store/tasks.js";
+import { AttemptState, JobState, TaskKind, TaskState, type Counters } from "../types.js";
+
+export interface SubmitRequest {
+  app: string;
+  inputs: { path: string; size: number }[];
+  outputDir: string;
+  reducers: number;
+  splitSizeBytes: number;
+  params: Record<string, string>;
+}
+
+/** What a state change asks of the queue once its transaction has committed. */
+export interface QueueWork {
+  /** Tasks to put in the queue. */
+  enqueue: TaskRecord[];
+  /** Tasks whose queue entries must go; a RUNNING one still names its lease holder. */
+  drop: TaskRecord[];
+}
+
+export function describeTask(task: Pick<TaskRecord, "kind" | "index">): string {
+  return `${task.kind === TaskKind.MAP ? "map" : "reduce"} ${task.index}`;
+}
+
+/**
+ * submitJob. Refuses an output directory that a RUNNING or SUCCEEDED job owns. Creates the
+ * job, its tasks and its `submitted` event in one transaction; the runnable tasks come back to
+ * be enqueued.
+ */
+export function submitJob(db: Db, request: SubmitRequest, now: number): { job: JobRecord } & QueueWork {
+  return inTransaction(db, () => {
+    const owner = findJobOwningOutput(db, request.outputDir);
+    if (owner) {
+      throw new InvalidArgumentError(
+        `output directory ${request.outputDir} belongs to job ${owner.id}, which is ${owner.state} (choose another --output)`,
+      );
+    }
+    const splits = splitInputs(request.inputs, request.splitSizeBytes);
+    const jobId = createJob(db, {
+      ...request,
+      inputs: request.inputs.map(({ path }) => path),
+      splits,
+      now,
+    });
+    addEvent(
+      db,
+      jobId,
+      EventType.SUBMITTED,
+      `${request.app}: ${splits.length} maps over ${request.inputs.length} inputs, ${request.reducers} reduces`,
+      now,
+    );
+    const job = getJob(db, jobId)!;
+    const enqueue =
+      splits.length === 0 ? releaseReduces(db, jobId) : listTasksInState(db, jobId, TaskState.PENDING);
+    return { job, enqueue, drop: [] };
+  });
+}
+
+export interface Assignment {
+  attemptId: string;
+  task: TaskRecord;
+  job: JobRecord;
+  /** For a reduce: the committed output of every map. */
+  mapOutputs: MapOutputLocation[];
+}
+
+/**
+ * claimTask. Gives the task the queue handed out to a new attempt of `workerId`. An attempt
+ * that held the task before (its lease expired) becomes SUPERSEDED. Returns null when the
+ * queue entry is stale (the task ended, or runs under a newer generation).
+ */
+export function claimTask(
+  db: Db,
+  claim: { taskId: number; generation: number; attemptId: string; workerId: number },
+  now: number,
+): Assignment | null {
+  return inTransaction(db, () => {
+    const claimed = claimTaskRow(db, claim.taskId, claim.generation, claim.attemptId);
+    if (!claimed) return null;
+    const task = getTask(db, claim.taskId)!;
+    const job = getJob(db, task.jobId)!;
+    insertAttempt(db, {
+      id: claim.attemptId,
+      taskId: task.id,
+      generation: task.generation,
+      workerId: claim.workerId,
+      now,
+    });
+    if (claimed.previousAttemptId !== null) {
+      finishAttempt(db, claimed.previousAttemptId, AttemptState.SUPERSEDED, "its lease expired", now);
+      addEvent(
+        db,
+        job.id,
+        EventType.ATTEMPT_SUPERSEDED,
+        `${describeTask(task)}: attempt ${claimed.previousAttemptId} lost its lease; attempt ${claim.attemptId} on worker ${claim.workerId} takes over`,
+        now,
+      );
+    }
+    const mapOutputs = task.kind === TaskKind.REDUCE ? listMapOutputs(db, job.id) : [];
+    return { attemptId: claim.attemptId, task, job, mapOutputs };
+  });
+}
+
+/** The attempt named in a worker's report, which must be that worker's own. */
+function reportedAttempt(db: Db, attemptId: string, workerId: number): AttemptRecord {
+  const attempt = getAttempt(db, attemptId);
+  if (!attempt) throw new NotFoundError(`unknown attempt ${attemptId}`);
+  if (attempt.workerId !== workerId) {
+    throw new FailedPreconditionError(
+      `attempt ${attemptId} belongs to worker ${attempt.workerId}, not ${workerId}`,
+    );
+  }
+  return attempt;
+}
+
+function staleAttempt(attempt: AttemptRecord, task: TaskRecord): FailedPreconditionError {
+  return new FailedPreconditionError(
+    `attempt ${attempt.id} no longer holds ${describeTask(task)} (the attempt is ${attempt.state}; discard its output)`,
+  );
+}
+
+export interface Completion extends QueueWork {
+  job: JobRecord;
+  task: TaskRecord;
+  /** The job succeeded with this completion. */
+  jobSucceeded: boolean;
+  /** A retried report of an attempt already committed: nothing changed. */
+  duplicate: boolean;
+}
+
+/**
+ * completeAttempt. Commits an attempt that still holds its task: the attempt and the task
+ * SUCCEEDED, its counters recorded, the job's count advanced. The last map releases the
+ * reduces; the last reduce makes the job SUCCEEDED. Any other attempt is refused with
+ * FAILED_PRECONDITION. A retried report of the committed attempt changes nothing.
+ * `commitOutput` runs inside the transaction once the attempt is known to hold its task, so
+ * only the holder's output is ever moved into place; if it throws, nothing is committed.
+ */
+export function completeAttempt(
+  db: Db,
+  report: {
+    attemptId: string;
+    workerId: number;
+    counters: Counters;
+    commitOutput?: (task: TaskRecord, job: JobRecord) => void;
+  },
+  now: number,
+): Completion {
+  return inTransaction(db, () => {
+    const attempt = reportedAttempt(db, report.attemptId, report.workerId);
+    const task = getTask(db, attempt.taskId)!;
+    const done = { enqueue: [], drop: [], task, jobSucceeded: false };
+    if (attempt.state === AttemptState.SUCCEEDED && task.attemptId === attempt.id) {
+      return { ...done, job: getJob(db, task.jobId)!, duplicate: true };
+    }
+    if (attempt.state !== AttemptState.RUNNING || !commitTask(db, task.id, attempt.id)) {
+      throw staleAttempt(attempt, task);
+    }
+    report.commitOutput?.(task, getJob(db, task.jobId)!);
+    finishAttempt(db, attempt.id, AttemptState.SUCCEEDED, null, now);
+    saveCounters(db, task.jobId, attempt.id, report.counters);
+    const job = countTaskDone(db, task.jobId, task.kind);
+    if (!job)
+      throw new FailedPreconditionError(`job ${task.jobId} is no longer running (discard the output)`);
+    let enqueue: TaskRecord[] = [];
+    let jobSucceeded = false;
+    if (task.kind === TaskKind.MAP && job.mapsDone === job.mapsTotal) {
+      enqueue = releaseReduces(db, job.id);
+      addEvent(db, job.id, EventType.MAPS_DONE, `all ${job.mapsTotal} maps succeeded; reduces released`, now);
+    } else if (task.kind === TaskKind.REDUCE && job.reducesDone === job.reducers) {
+      finishJob(db, job.id, JobState.SUCCEEDED, null, now);
+      addEvent(db, job.id, EventType.SUCCEEDED, `all ${job.reducers} reduces succeeded`, now);
+      jobSucceeded = true;
+    }
+    return { ...done, job: getJob(db, job.id)!, enqueue, jobSucceeded, duplicate: false };
+  });
+}
+
+export interface RetryPolicy {
+  /** Failed attempts a task may have before it, and its job, fail. Default 4. */
+  maxAttempts: number;
+}
+
+export interface Failure extends QueueWork {
+  job: JobRecord;
+  task: TaskRecord;
+  /** The task goes back to the queue (after its backoff). */
+  retry: boolean;
+  duplicate: boolean;
+}
+
+/**
+ * failAttempt. Records a failed attempt that still holds its task. Below `maxAttempts` failures
+ * the task goes back to PENDING for a retry; at the limit the task and its job are FAILED with
+ * the attempt's error, and the job's other tasks end. A retried report changes nothing.
+ */
+export function failAttempt(
+  db: Db,
+  report: { attemptId: string; workerId: number; error: string },
+  policy: RetryPolicy,
+  now: number,
+): Failure {
+  return inTransaction(db, () => {
+    const attempt = reportedAttempt(db, report.attemptId, report.workerId);
+    const task = getTask(db, attempt.taskId)!;
+    if (attempt.state === AttemptState.FAILED) {
+      return { job: getJob(db, task.jobId)!, task, retry: false, duplicate: true, enqueue: [], drop: [] };
+    }
+    const retry = task.failedAttempts + 1 < policy.maxAttempts;
+    if (
+      attempt.state !== AttemptState.RUNNING ||
+      !releaseFailedTask(db, task.id, attempt.id, retry ? TaskState.PENDING : TaskState.FAILED)
+    ) {
+      throw staleAttempt(attempt, task);
+    }
+    finishAttempt(db, attempt.id, AttemptState.FAILED, report.error, now);
+    const tries = `${task.failedAttempts + 1} of ${policy.maxAttempts}`;
+    let drop: TaskRecord[] = [];
+    if (retry) {
+      addEvent(
+        db,
+        task.jobId,
+        EventType.TASK_RETRIED,
+        `${describeTask(task)} failed (attempt ${tries}): ${report.error}`,
+        now,
+      );
+    } else {
+      const reason = `${describeTask(task)} failed ${policy.maxAttempts} times; last error: ${report.error}`;
+      addEvent(db, task.jobId, EventType.TASK_FAILED, reason, now);
+      drop = endJob(db, task.jobId, JobState.FAILED, reason, now);
+    }
+    return {
+      job: getJob(db, task.jobId)!,
+      task: getTask(db, task.id)!,
+      retry,
+      duplicate: false,
+      enqueue: [],
+      drop,
+    };
+  });
+}
+
+/** Ends a RUNNING job and every open task and attempt of it. Returns the tasks to drop from the queue. */
+function endJob(
+  db: Db,
+  jobId: number,
+  state: typeof JobState.FAILED | typeof JobState.CANCELLED,
+  reason: string,
+  now: number,
+): TaskRecord[] {
+  finishJob(db, jobId, state, reason, now);
+  killJobAttempts(db, jobId, reason, now);
+  addEvent(db, jobId, state === JobState.FAILED ? EventType.FAILED : EventType.CANCELLED, reason, now);
+  return endOpenTasks(db, jobId, state === JobState.FAILED ? TaskState.FAILED : TaskState.CANCELLED);
+}
+
+/**
+ * cancelJob. Expects: the job RUNNING. Makes it CANCELLED, with its open tasks; its running
+ * attempts are KILLED and told so on their next heartbeat.
+ */
+export function cancelJob(db: Db, jobId: number, now: number): { job: JobRecord } & QueueWork {
+  return inTransaction(db, () => {
+    const job = getJob(db, jobId);
+    if (!job) throw new NotFoundError(`no job ${jobId} (see mr jobs list)`);
+    if (job.state !== JobState.RUNNING) {
+      throw new FailedPreconditionError(
+        `job ${jobId} is already ${job.state} (only a RUNNING job can be cancelled)`,
+      );
+    }
+    const drop = endJob(db, jobId, JobState.CANCELLED, "cancelled by the user", now);
+    return { job: getJob(db, jobId)!, enqueue: [], drop };
+  });
+}

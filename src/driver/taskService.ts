@@ -1,0 +1,150 @@
+/** TaskService: what workers call. Each handler decodes, calls the core, then does the queue work. */
+import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { DriverConfig } from "../config.js";
+import { FailedPreconditionError, InvalidArgumentError, toError } from "../errors.js";
+import type * as pb from "../gen/mapreduce.js";
+import { unary } from "../grpc.js";
+import { commitPartFile } from "../mr/output.js";
+import type { Db } from "../store/db.js";
+import { getWorker } from "../store/workers.js";
+import { TaskKind, WorkerState } from "../types.js";
+import type { Dispatcher } from "./dispatcher.js";
+import type { JobEffects } from "./jobEffects.js";
+import { queueJobId, type TaskQueue } from "./queue.js";
+import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
+import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
+
+export interface TaskServiceDeps {
+  db: Db;
+  queue: TaskQueue;
+  dispatcher: Dispatcher;
+  effects: JobEffects;
+  config: DriverConfig;
+  log: Logger;
+}
+
+export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplementation {
+  const { db, queue, dispatcher, effects, config, log } = deps;
+
+  const registerWorkerHandler = (req: pb.RegisterWorkerRequest): pb.RegisterWorkerResponse => {
+    if (!/^[\w.-]+:\d{1,5}$/.test(req.address)) {
+      throw new InvalidArgumentError(`address must be HOST:PORT, got ${JSON.stringify(req.address)}`);
+    }
+    const workerId = registerWorker(db, { address: req.address, apps: req.apps }, Date.now());
+    log.info({ workerId, address: req.address }, "worker registered");
+    return { workerId, heartbeatMs: config.heartbeatMs };
+  };
+
+  const pollTask = async (
+    req: pb.PollTaskRequest,
+    call: { cancelled: boolean },
+  ): Promise<pb.PollTaskResponse> => {
+    if (getWorker(db, req.workerId)?.state !== WorkerState.ALIVE) throw mustRegisterAgain(req.workerId);
+    const assignment = await dispatcher.poll(req.workerId, () => call.cancelled);
+    if (assignment === null) return {};
+    if (call.cancelled) {
+      // The worker gave up on this call; the lease will expire and the task will be handed out again.
+      log.warn({ attemptId: assignment.attemptId }, "poll cancelled after a task was claimed");
+    }
+    effects.jobChanged(assignment.job.id);
+    return { task: assignmentMessage(assignment) };
+  };
+
+  const heartbeatHandler = async (req: pb.HeartbeatRequest): Promise<pb.HeartbeatResponse> => {
+    const outcome = heartbeat(db, { workerId: req.workerId, attempts: req.attempts }, Date.now());
+    const leases = outcome.keep.map(({ attemptId, task }) => ({
+      queueJobId: queueJobId(task),
+      token: attemptId,
+    }));
+    try {
+      const lost = await queue.extend(leases);
+      if (lost.length > 0) log.warn({ workerId: req.workerId, queueJobIds: lost }, "leases already expired");
+    } catch (err) {
+      log.warn({ err: toError(err).message }, "could not extend leases");
+    }
+    return { abortAttemptIds: outcome.abort };
+  };
+
+  const completeTask = async (req: pb.CompleteTaskRequest): Promise<pb.CompleteTaskResponse> => {
+    const completion = completeAttempt(
+      db,
+      {
+        attemptId: req.attemptId,
+        workerId: req.workerId,
+        counters: req.counters,
+        commitOutput: (task, job) => {
+          if (task.kind !== TaskKind.REDUCE) return;
+          try {
+            commitPartFile(job.outputDir, req.attemptId, task.index);
+          } catch (err) {
+            throw new FailedPreconditionError(`${toError(err).message} (report the attempt as failed)`, {
+              cause: err,
+            });
+          }
+        },
+      },
+      Date.now(),
+    );
+    if (completion.duplicate) return {};
+    const { task, job } = completion;
+    log.info(
+      { jobId: job.id, taskId: task.id, attemptId: req.attemptId, workerId: req.workerId },
+      "task succeeded",
+    );
+    await effects.releaseLease(() => queue.complete(queueJobId(task), req.attemptId));
+    await effects.apply(job, completion);
+    return {};
+  };
+
+  const failTask = async (req: pb.FailTaskRequest): Promise<pb.FailTaskResponse> => {
+    const failure = failAttempt(
+      db,
+      { attemptId: req.attemptId, workerId: req.workerId, error: req.error || "unknown error" },
+      config,
+      Date.now(),
+    );
+    if (failure.duplicate) return {};
+    const { task, job } = failure;
+    log.warn(
+      {
+        jobId: job.id,
+        taskId: task.id,
+        attemptId: req.attemptId,
+        workerId: req.workerId,
+        retry: failure.retry,
+      },
+      `task attempt failed: ${req.error}`,
+    );
+    await effects.releaseLease(() => queue.fail(queueJobId(task), req.attemptId, req.error, failure.retry));
+    await effects.apply(job, failure);
+    return {};
+  };
+
+  return {
+    registerWorker: unary(log, "RegisterWorker", registerWorkerHandler),
+    pollTask: unary(log, "PollTask", pollTask),
+    heartbeat: unary(log, "Heartbeat", heartbeatHandler),
+    completeTask: unary(log, "CompleteTask", completeTask),
+    failTask: unary(log, "FailTask", failTask),
+  };
+}
+
+function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb.TaskAssignment {
+  return {
+    attemptId,
+    jobId: job.id,
+    taskId: task.id,
+    kind: task.kind,
+    index: task.index,
+    app: job.app,
+    params: job.params,
+    reducers: job.reducers,
+    split:
+      task.kind === TaskKind.MAP
+        ? { file: task.file!, start: task.startByte!, end: task.endByte! }
+        : undefined,
+    mapOutputs,
+    outputDir: job.outputDir,
+  };
+}

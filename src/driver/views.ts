@@ -1,0 +1,74 @@
+/** Store records as proto messages: the read side of the JobService. */
+import type * as pb from "../gen/mapreduce.js";
+import { listJobAttempts, listRunningAttemptIds } from "../store/attempts.js";
+import { jobCounters } from "../store/counters.js";
+import type { Db } from "../store/db.js";
+import { listEvents } from "../store/events.js";
+import type { JobRecord, WorkerRecord } from "../store/rows.js";
+import { listTasks } from "../store/tasks.js";
+
+export function jobMessage(job: JobRecord): pb.Job {
+  return {
+    id: job.id,
+    app: job.app,
+    state: job.state,
+    inputs: job.inputs,
+    outputDir: job.outputDir,
+    reducers: job.reducers,
+    splitSizeBytes: job.splitSizeBytes,
+    params: job.params,
+    mapsTotal: job.mapsTotal,
+    mapsDone: job.mapsDone,
+    reducesTotal: job.reducers,
+    reducesDone: job.reducesDone,
+    submittedAtMs: job.submittedAt,
+    finishedAtMs: job.finishedAt ?? 0,
+    error: job.error ?? "",
+  };
+}
+
+/** The whole history of a job: tasks with their attempts, events and counters. */
+export function jobDetailMessage(db: Db, job: JobRecord): pb.JobDetail {
+  const attemptsByTask = new Map<number, pb.Attempt[]>();
+  for (const attempt of listJobAttempts(db, job.id)) {
+    const list = attemptsByTask.get(attempt.taskId) ?? [];
+    list.push({
+      id: attempt.id,
+      workerId: attempt.workerId,
+      state: attempt.state,
+      startedAtMs: attempt.startedAt,
+      finishedAtMs: attempt.finishedAt ?? 0,
+      error: attempt.error ?? "",
+    });
+    attemptsByTask.set(attempt.taskId, list);
+  }
+  return {
+    job: jobMessage(job),
+    tasks: listTasks(db, job.id).map((task) => ({
+      id: task.id,
+      kind: task.kind,
+      index: task.index,
+      state: task.state,
+      generation: task.generation,
+      attempts: attemptsByTask.get(task.id) ?? [],
+    })),
+    events: listEvents(db, job.id).map((event) => ({
+      atMs: event.at,
+      type: event.type,
+      message: event.message,
+    })),
+    counters: jobCounters(db, job.id),
+  };
+}
+
+export function workerMessage(db: Db, worker: WorkerRecord): pb.Worker {
+  return {
+    id: worker.id,
+    address: worker.address,
+    state: worker.state,
+    registeredAtMs: worker.registeredAt,
+    lastHeartbeatMs: worker.lastHeartbeatAt,
+    runningAttempts: listRunningAttemptIds(db, worker.id),
+    apps: worker.apps,
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Worker membership and heartbeats, as plain functions over the store: which attempts a
+ * worker may keep running, and which it must abort.
+ */
+import { FailedPreconditionError } from "../errors.js";
+import { getAttempt, setAttemptProgress } from "../store/attempts.js";
+import type { Db } from "../store/db.js";
+import { inTransaction } from "../store/prepared.js";
+import type { TaskRecord } from "../store/rows.js";
+import { getTask } from "../store/tasks.js";
+import {
+  registerWorker as insertWorker,
+  stopWorker as stopWorkerRow,
+  touchWorker,
+} from "../store/workers.js";
+import { AttemptState, TaskState } from "../types.js";
+
+export function registerWorker(db: Db, worker: { address: string; apps: string[] }, now: number): number {
+  return inTransaction(db, () => insertWorker(db, { ...worker, now }));
+}
+
+export function mustRegisterAgain(workerId: number): FailedPreconditionError {
+  return new FailedPreconditionError(
+    `worker ${workerId} is not registered with this driver (register again)`,
+  );
+}
+
+export interface HeartbeatOutcome {
+  /** Attempts that still hold their tasks: their leases are to be extended. */
+  keep: { attemptId: string; task: TaskRecord }[];
+  /** Attempts the worker must stop: they were superseded, killed, or are unknown. */
+  abort: string[];
+}
+
+/**
+ * heartbeat. Expects: the worker ALIVE; otherwise it must register again. Records the beat and
+ * each attempt's progress, and sorts the attempts into those to keep and those to abort.
+ */
+export function heartbeat(
+  db: Db,
+  beat: { workerId: number; attempts: { attemptId: string; progress: number }[] },
+  now: number,
+): HeartbeatOutcome {
+  return inTransaction(db, () => {
+    if (!touchWorker(db, beat.workerId, now)) throw mustRegisterAgain(beat.workerId);
+    const outcome: HeartbeatOutcome = { keep: [], abort: [] };
+    for (const { attemptId, progress } of beat.attempts) {
+      const attempt = getAttempt(db, attemptId);
+      const task = attempt && getTask(db, attempt.taskId);
+      const holds =
+        attempt?.state === AttemptState.RUNNING &&
+        attempt.workerId === beat.workerId &&
+        task?.state === TaskState.RUNNING &&
+        task.attemptId === attemptId;
+      if (holds) {
+        setAttemptProgress(db, attemptId, Math.min(1, Math.max(0, progress)));
+        outcome.keep.push({ attemptId, task });
+      } else {
+        outcome.abort.push(attemptId);
+      }
+    }
+    return outcome;
+  });
+}
+
+/** A worker that shut down cleanly; its attempts have been reported already. */
+export function stopWorker(db: Db, workerId: number): void {
+  inTransaction(db, () => stopWorkerRow(db, workerId));
+}

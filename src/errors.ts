@@ -1,0 +1,67 @@
+import { Metadata, status, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+
+/**
+ * The few errors that cross a boundary. Each carries the gRPC code it maps to, so a handler
+ * throws the error and `toStatus` decides nothing.
+ */
+export class MrError extends Error {
+  readonly code: status = status.INTERNAL;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request is wrong; retrying it unchanged cannot help. */
+export class InvalidArgumentError extends MrError {
+  override readonly code = status.INVALID_ARGUMENT;
+}
+
+export class NotFoundError extends MrError {
+  override readonly code = status.NOT_FOUND;
+}
+
+/** The caller's view is stale: an attempt that lost its task, a worker that must register again. */
+export class FailedPreconditionError extends MrError {
+  override readonly code = status.FAILED_PRECONDITION;
+}
+
+/** A dependency (Redis) is down; the caller may retry later. */
+export class UnavailableError extends MrError {
+  override readonly code = status.UNAVAILABLE;
+}
+
+/** A task failure that must not be retried, like BullMQ's UnrecoverableError. */
+export class UnrecoverableTaskError extends MrError {}
+
+/** Normalises anything thrown into an Error, keeping the original as its cause. */
+export function toError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  return new Error(String(thrown), { cause: thrown });
+}
+
+/**
+ * Maps an error to the status a gRPC client sees. Known errors keep their code and message;
+ * anything else is a bug: INTERNAL with a one-line message, and `logBug` gets the stack.
+ */
+export function toStatus(thrown: unknown, logBug: (err: Error) => void): Partial<StatusObject> {
+  if (thrown instanceof MrError && thrown.code !== status.INTERNAL) {
+    return { code: thrown.code, details: thrown.message, metadata: new Metadata() };
+  }
+  const err = toError(thrown);
+  logBug(err);
+  return {
+    code: status.INTERNAL,
+    details: `internal error: ${firstLine(err.message)}`,
+    metadata: new Metadata(),
+  };
+}
+
+/** True for a gRPC client error with the given code. */
+export function hasCode(thrown: unknown, code: status): thrown is ServiceError {
+  return typeof thrown === "object" && thrown !== null && (thrown as ServiceError).code === code;
+}
+
+export function firstLine(text: string): string {
+  return text.split("\n", 1)[0] ?? "";
+}

@@ -1,0 +1,68 @@
+import type { Counters } from "../types.js";
+import type { Ctx, Emit } from "./app.js";
+
+/** Names of the built-in counters, Hadoop style. */
+export const Counter = {
+  MAP_INPUT_RECORDS: "MAP_INPUT_RECORDS",
+  MAP_INPUT_BYTES: "MAP_INPUT_BYTES",
+  MAP_OUTPUT_RECORDS: "MAP_OUTPUT_RECORDS",
+  MAP_OUTPUT_BYTES: "MAP_OUTPUT_BYTES",
+  COMBINE_INPUT_RECORDS: "COMBINE_INPUT_RECORDS",
+  COMBINE_OUTPUT_RECORDS: "COMBINE_OUTPUT_RECORDS",
+  SPILLED_RECORDS: "SPILLED_RECORDS",
+  SHUFFLE_BYTES: "SHUFFLE_BYTES",
+  REDUCE_INPUT_GROUPS: "REDUCE_INPUT_GROUPS",
+  REDUCE_INPUT_RECORDS: "REDUCE_INPUT_RECORDS",
+  REDUCE_OUTPUT_RECORDS: "REDUCE_OUTPUT_RECORDS",
+  BYTES_WRITTEN: "BYTES_WRITTEN",
+} as const;
+
+/** User counters live beside the built-in ones under this prefix. */
+export const USER_COUNTER_PREFIX = "app.";
+
+export class TaskCounters {
+  readonly values: Counters = {};
+
+  add(name: string, n = 1): void {
+    this.values[name] = (this.values[name] ?? 0) + n;
+  }
+
+  ctx(params: Record<string, string>): Ctx {
+    return {
+      params,
+      count: (name, n = 1) => {
+        if (!Number.isFinite(n))
+          throw new TypeError(`ctx.count(${JSON.stringify(name)}, n): n must be a number`);
+        this.add(USER_COUNTER_PREFIX + name, n);
+      },
+    };
+  }
+}
+
+/** Wraps an emit so that bad keys and values fail with a message that names the app's mistake. */
+export function checkedEmit(where: string, emit: Emit): Emit {
+  return (key, value) => {
+    if (typeof key !== "string" || typeof value !== "string") {
+      throw new TypeError(
+        `${where} emitted a ${typeof key} key and a ${typeof value} value (keys and values must be strings)`,
+      );
+    }
+    emit(key, value);
+  };
+}
+
+const YIELD_EVERY_MS = 50;
+
+/**
+ * Lets timers and I/O run (heartbeats, shuffle requests) during long synchronous work.
+ * Call it often; it waits only when a slice of time has passed.
+ */
+export function createYielder(): () => Promise<void> | undefined {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - last < YIELD_EVERY_MS) return undefined;
+    last = now;
+    return new Promise<void>((resolve) => setImmediate(resolve));
+  };
+}

@@ -1,0 +1,53 @@
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Counters } from "../types.js";
+import type { App } from "./app.js";
+import { runMapTask, partitionFile } from "./mapTask.js";
+import { commitPartFile, markOutputSucceeded, temporaryPartPath } from "./output.js";
+import { runReduceTask } from "./reduceTask.js";
+import { splitInputs } from "./split.js";
+
+export interface LocalJobOptions {
+  app: App;
+  params: Record<string, string>;
+  inputs: readonly string[];
+  outputDir: string;
+  reducers: number;
+  splitSizeBytes: number;
+  sortBufferBytes?: number;
+}
+
+const LOCAL_ATTEMPT = "local";
+
+/**
+ * Runs a whole job in this process with the same engine the workers use: every map, then
+ * every reduce, one at a time. It is the oracle the distributed output is checked against.
+ */
+export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: number; counters: Counters }> {
+  const files = options.inputs.map((path) => ({ path: resolve(path), size: statSync(path).size }));
+  const splits = splitInputs(files, options.splitSizeBytes);
+  const workDir = mkdtempSync(join(tmpdir(), "mr-local-"));
+  const counters: Counters = {};
+  const addAll = (more: Counters): void => {
+    for (const [name, n] of Object.entries(more)) counters[name] = (counters[name] ?? 0) + n;
+  };
+  try {
+    const mapDirs = [];
+    for (const [m, split] of splits.entries()) {
+      const dir = join(workDir, `m${m}`);
+      addAll(await runMapTask({ ...options, split, dir }));
+      mapDirs.push(dir);
+    }
+    for (let r = 0; r < options.reducers; r++) {
+      const inputs = mapDirs.map((dir) => partitionFile(dir, r));
+      const outputPath = temporaryPartPath(options.outputDir, LOCAL_ATTEMPT, r);
+      addAll(await runReduceTask({ ...options, inputs, outputPath }));
+      commitPartFile(options.outputDir, LOCAL_ATTEMPT, r);
+    }
+    markOutputSucceeded(options.outputDir);
+    return { maps: splits.length, counters };
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,162 @@
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
+
+/**
+ * The intermediate record format: `varint keyBytes, key, varint valueBytes, value`, UTF-8,
+ * with no framing around it. Files in this format hold records sorted by key.
+ */
+
+const WRITE_BUFFER_BYTES = 1 << 20;
+const READ_CHUNK_BYTES = 1 << 20;
+
+/** Appends records to a file through a 1 MiB buffer. */
+export class RecordWriter {
+  private readonly fd: number;
+  private buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+  private used = 0;
+  /** Bytes written so far, buffered or not. */
+  bytes = 0;
+  records = 0;
+
+  constructor(path: string) {
+    this.fd = openSync(path, "w");
+  }
+
+  write(key: string, value: string): void {
+    const need = 10 + Buffer.byteLength(key) + 10 + Buffer.byteLength(value);
+    if (this.used + need > this.buf.length) {
+      this.flush();
+      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
+    }
+    const start = this.used;
+    this.used = writeString(this.buf, this.used, key);
+    this.used = writeString(this.buf, this.used, value);
+    this.bytes += this.used - start;
+    this.records++;
+  }
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+
+  private flush(): void {
+    let done = 0;
+    while (done < this.used) done += writeSync(this.fd, this.buf, done, this.used - done);
+    this.used = 0;
+  }
+}
+
+function writeString(buf: Buffer, at: number, text: string): number {
+  // Reserve one varint byte, write the text, then fix the length up if it needs more bytes.
+  const textAt = at + 1;
+  const length = buf.write(text, textAt, "utf8");
+  if (length < 0x80) {
+    buf[at] = length;
+    return textAt + length;
+  }
+  const lengthBytes = varintSize(length);
+  buf.copyWithin(at + lengthBytes, textAt, textAt + length);
+  writeVarint(buf, at, length);
+  return at + lengthBytes + length;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(buf: Buffer, at: number, n: number): number {
+  while (n >= 0x80) {
+    buf[at++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  buf[at++] = n;
+  return at;
+}
+
+/**
+ * Reads records from a byte range of a file, a chunk at a time, synchronously: the reduce side
+ * hands `values` to user code as a plain iterator, so the reads under it cannot be async.
+ * Usage: `while (reader.next()) use(reader.key, reader.value)`.
+ */
+export class RecordReader {
+  key = "";
+  value = "";
+  private readonly fd: number;
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  private filePos: number;
+  private closed = false;
+
+  constructor(
+    path: string,
+    start = 0,
+    private readonly end = Infinity,
+  ) {
+    this.fd = openSync(path, "r");
+    this.filePos = start;
+  }
+
+  next(): boolean {
+    if (this.closed) return false;
+    const key = this.readString();
+    if (key === null) {
+      this.close();
+      return false;
+    }
+    const value = this.readString();
+    if (value === null) throw new Error("truncated record file: a key without its value");
+    this.key = key;
+    this.value = value;
+    return true;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  private readString(): string | null {
+    let length = 0;
+    let scale = 1;
+    for (;;) {
+      if (this.pos >= this.buf.length && !this.fill(1)) {
+        if (scale === 1) return null;
+        throw new Error("truncated record file: a cut length");
+      }
+      const byte = this.buf[this.pos++]!;
+      length += (byte & 0x7f) * scale;
+      if (byte < 0x80) break;
+      scale *= 0x80;
+    }
+    if (this.buf.length - this.pos < length && !this.fill(length)) {
+      throw new Error("truncated record file: a cut string");
+    }
+    const text = this.buf.toString("utf8", this.pos, this.pos + length);
+    this.pos += length;
+    return text;
+  }
+
+  /** Makes at least `need` unread bytes available; false at the end of the range. */
+  private fill(need: number): boolean {
+    const rest = this.buf.subarray(this.pos);
+    const size = Math.max(READ_CHUNK_BYTES, need);
+    const next = Buffer.allocUnsafe(Math.min(size, Math.max(0, this.end - this.filePos)) + rest.length);
+    rest.copy(next, 0);
+    let have = rest.length;
+    while (have < next.length) {
+      const n = readSync(this.fd, next, have, next.length - have, this.filePos);
+      if (n === 0) break;
+      have += n;
+      this.filePos += n;
+    }
+    this.buf = next.subarray(0, have);
+    this.pos = 0;
+    return have >= need;
+  }
+}

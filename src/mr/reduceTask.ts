@@ -1,0 +1,86 @@
+import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Counters } from "../types.js";
+import type { App } from "./app.js";
+import { Counter, TaskCounters, checkedEmit, createYielder } from "./context.js";
+import { MergedReader, forEachGroup } from "./merge.js";
+import { RecordReader } from "./records.js";
+
+export interface ReduceTaskOptions {
+  app: App;
+  params: Record<string, string>;
+  /** Key-sorted files in the record format: partition r of every map. */
+  inputs: readonly string[];
+  /** The attempt's own file, under the output's `_temporary`; committing it is the caller's. */
+  outputPath: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs one reduce task: a streaming k-way merge of the sorted inputs, `reduce` once per key
+ * with a lazy iterator of its values, and `key<TAB>value` lines (the key alone for an empty
+ * value) written to the attempt's own file.
+ */
+export async function runReduceTask(options: ReduceTaskOptions): Promise<Counters> {
+  const { app, outputPath, signal } = options;
+  const counters = new TaskCounters();
+  const ctx = counters.ctx(options.params);
+  mkdirSync(dirname(outputPath), { recursive: true });
+  const out = new TextWriter(outputPath);
+  const emit = checkedEmit("reduce", (key, value) => {
+    out.write(value === "" ? `${key}\n` : `${key}\t${value}\n`);
+    counters.add(Counter.REDUCE_OUTPUT_RECORDS);
+  });
+  const merged = new MergedReader(options.inputs.map((path) => new RecordReader(path)));
+  const pause = createYielder();
+  try {
+    const seen = await forEachGroup(
+      merged,
+      (key, values) => app.reduce(key, values, emit, ctx),
+      () => {
+        signal?.throwIfAborted();
+        return pause();
+      },
+    );
+    counters.add(Counter.REDUCE_INPUT_GROUPS, seen.groups);
+    counters.add(Counter.REDUCE_INPUT_RECORDS, seen.records);
+  } finally {
+    merged.close();
+    out.close();
+  }
+  counters.add(Counter.BYTES_WRITTEN, out.bytes);
+  return counters.values;
+}
+
+/** Buffered, synchronous text output. */
+class TextWriter {
+  private readonly fd: number;
+  private chunks: string[] = [];
+  private pending = 0;
+  bytes = 0;
+
+  constructor(path: string) {
+    this.fd = openSync(path, "w");
+  }
+
+  write(text: string): void {
+    this.chunks.push(text);
+    this.pending += text.length;
+    if (this.pending >= 1 << 18) this.flush();
+  }
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+
+  private flush(): void {
+    if (this.chunks.length === 0) return;
+    const data = Buffer.from(this.chunks.join(""), "utf8");
+    this.chunks = [];
+    this.pending = 0;
+    let done = 0;
+    while (done < data.length) done += writeSync(this.fd, data, done, data.length - done);
+    this.bytes += data.length;
+  }
+}

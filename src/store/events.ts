@@ -1,0 +1,34 @@
+import type { Db } from "./db.js";
+import { prepared } from "./prepared.js";
+import type { EventRecord } from "./rows.js";
+
+/** The kinds of event in a job's history. */
+export const EventType = {
+  SUBMITTED: "submitted",
+  MAPS_DONE: "maps-done",
+  TASK_RETRIED: "task-retried",
+  TASK_FAILED: "task-failed",
+  ATTEMPT_SUPERSEDED: "attempt-superseded",
+  SUCCEEDED: "succeeded",
+  FAILED: "failed",
+  CANCELLED: "cancelled",
+  DRIVER_RECOVERED: "driver-recovered",
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];
+
+/** addEvent. Appends one line to a job's history. */
+export function addEvent(db: Db, jobId: number, type: EventType, message: string, now: number): void {
+  prepared(db, `INSERT INTO events (job_id, at, type, message) VALUES (?, ?, ?, ?)`).run(
+    jobId,
+    now,
+    type,
+    message,
+  );
+}
+
+export function listEvents(db: Db, jobId: number): EventRecord[] {
+  return prepared<[number], EventRecord>(
+    db,
+    `SELECT at, type, message FROM events WHERE job_id = ? ORDER BY id`,
+  ).all(jobId);
+}

@@ -1,0 +1,124 @@
+import { JobState, TaskKind, TaskState, type Split } from "../types.js";
+import type { Db } from "./db.js";
+import { prepared } from "./prepared.js";
+import { JOB_COLUMNS, toJob, type JobRecord } from "./rows.js";
+
+export interface NewJob {
+  app: string;
+  inputs: string[];
+  outputDir: string;
+  reducers: number;
+  splitSizeBytes: number;
+  params: Record<string, string>;
+  splits: Split[];
+  now: number;
+}
+
+/**
+ * createJob. Expects: a validated request. Inserts the job (RUNNING), one PENDING map task per
+ * split and R reduce tasks, WAITING for the maps (PENDING at once when there is no map).
+ * Returns the job's id. Run it inside the transaction that also records the submit event.
+ */
+export function createJob(db: Db, job: NewJob): number {
+  const { lastInsertRowid } = prepared(
+    db,
+    `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total, submitted_at)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    job.app,
+    JSON.stringify(job.inputs),
+    job.outputDir,
+    job.reducers,
+    job.splitSizeBytes,
+    JSON.stringify(job.params),
+    job.splits.length,
+    job.now,
+  );
+  const jobId = Number(lastInsertRowid);
+  const insertTask = prepared(
+    db,
+    `INSERT INTO tasks (job_id, kind, idx, state, file, start_byte, end_byte) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  );
+  job.splits.forEach((split, m) =>
+    insertTask.run(jobId, TaskKind.MAP, m, TaskState.PENDING, split.file, split.start, split.end),
+  );
+  const reduceState = job.splits.length === 0 ? TaskState.PENDING : TaskState.WAITING;
+  for (let r = 0; r < job.reducers; r++)
+    insertTask.run(jobId, TaskKind.REDUCE, r, reduceState, null, null, null);
+  return jobId;
+}
+
+export function getJob(db: Db, jobId: number): JobRecord | undefined {
+  const row = prepared<[number], Parameters<typeof toJob>[0]>(
+    db,
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`,
+  ).get(jobId);
+  return row && toJob(row);
+}
+
+/** Newest first, from `beforeId` (exclusive) down; `state` undefined for every state. */
+export function listJobs(
+  db: Db,
+  options: { state?: JobState; limit: number; beforeId?: number },
+): JobRecord[] {
+  const rows = prepared<[string | null, string | null, number, number], Parameters<typeof toJob>[0]>(
+    db,
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE (? IS NULL OR state = ?) AND id < ? ORDER BY id DESC LIMIT ?`,
+  ).all(
+    options.state ?? null,
+    options.state ?? null,
+    options.beforeId ?? Number.MAX_SAFE_INTEGER,
+    options.limit,
+  );
+  return rows.map(toJob);
+}
+
+export function listRunningJobs(db: Db): JobRecord[] {
+  return prepared<[], Parameters<typeof toJob>[0]>(
+    db,
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'RUNNING'`,
+  )
+    .all()
+    .map(toJob);
+}
+
+/** The newest job writing to, or done writing to, `outputDir`: RUNNING or SUCCEEDED. */
+export function findJobOwningOutput(db: Db, outputDir: string): JobRecord | undefined {
+  const row = prepared<[string], Parameters<typeof toJob>[0]>(
+    db,
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE output_dir = ? AND state IN ('RUNNING', 'SUCCEEDED') ORDER BY id DESC LIMIT 1`,
+  ).get(outputDir);
+  return row && toJob(row);
+}
+
+/**
+ * countTaskDone. Expects: the job RUNNING. Adds one to its maps_done or reduces_done.
+ * Returns the job as it now is, or undefined if it was not RUNNING.
+ */
+export function countTaskDone(db: Db, jobId: number, kind: TaskKind): JobRecord | undefined {
+  const column = kind === TaskKind.MAP ? "maps_done" : "reduces_done";
+  const changed = prepared(
+    db,
+    `UPDATE jobs SET ${column} = ${column} + 1 WHERE id = ? AND state = 'RUNNING'`,
+  ).run(jobId).changes;
+  return changed === 1 ? getJob(db, jobId) : undefined;
+}
+
+/**
+ * finishJob. Expects: the job RUNNING. Moves it to `state` (SUCCEEDED, FAILED or CANCELLED)
+ * with its reason. Returns false if it was no longer RUNNING.
+ */
+export function finishJob(
+  db: Db,
+  jobId: number,
+  state: Exclude<JobState, "RUNNING">,
+  error: string | null,
+  now: number,
+): boolean {
+  return (
+    prepared(
+      db,
+      `UPDATE jobs SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'RUNNING'`,
+    ).run(state, error, now, jobId).changes === 1
+  );
+}

@@ -1,0 +1,90 @@
+import type { AttemptState, JobState, TaskKind, TaskState, WorkerState } from "../types.js";
+
+/** A job as the store returns it. */
+export interface JobRecord {
+  id: number;
+  app: string;
+  state: JobState;
+  inputs: string[];
+  outputDir: string;
+  reducers: number;
+  splitSizeBytes: number;
+  params: Record<string, string>;
+  mapsTotal: number;
+  mapsDone: number;
+  reducesDone: number;
+  error: string | null;
+  submittedAt: number;
+  finishedAt: number | null;
+}
+
+export interface TaskRecord {
+  id: number;
+  jobId: number;
+  kind: TaskKind;
+  index: number;
+  state: TaskState;
+  generation: number;
+  /** The split of a map; null for a reduce. */
+  file: string | null;
+  startByte: number | null;
+  endByte: number | null;
+  attemptId: string | null;
+  failedAttempts: number;
+  lostAttempts: number;
+}
+
+export interface AttemptRecord {
+  id: string;
+  taskId: number;
+  generation: number;
+  workerId: number;
+  state: AttemptState;
+  startedAt: number;
+  finishedAt: number | null;
+  progress: number;
+  error: string | null;
+}
+
+export interface WorkerRecord {
+  id: number;
+  address: string;
+  state: WorkerState;
+  apps: string[];
+  registeredAt: number;
+  lastHeartbeatAt: number;
+}
+
+export interface EventRecord {
+  at: number;
+  type: string;
+  message: string;
+}
+
+export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
+  split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
+  reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt`;
+
+export const TASK_COLUMNS = `id, job_id AS jobId, kind, idx AS "index", state, generation, file,
+  start_byte AS startByte, end_byte AS endByte, attempt_id AS attemptId,
+  failed_attempts AS failedAttempts, lost_attempts AS lostAttempts`;
+
+export const ATTEMPT_COLUMNS = `id, task_id AS taskId, generation, worker_id AS workerId, state,
+  started_at AS startedAt, finished_at AS finishedAt, progress, error`;
+
+export const WORKER_COLUMNS = `id, address, state, apps, registered_at AS registeredAt,
+  last_heartbeat_at AS lastHeartbeatAt`;
+
+type Json<T, K extends keyof T> = Omit<T, K> & { [P in K]: string };
+
+export function toJob(row: Json<JobRecord, "inputs" | "params">): JobRecord {
+  return {
+    ...row,
+    inputs: JSON.parse(row.inputs) as string[],
+    params: JSON.parse(row.params) as Record<string, string>,
+  };
+}
+
+export function toWorker(row: Json<WorkerRecord, "apps">): WorkerRecord {
+  return { ...row, apps: JSON.parse(row.apps) as string[] };
+}

@@ -1,0 +1,72 @@
+/**
+ * Shared vocabulary of mr. The words are those of DESIGN.md:
+ *
+ * - job: one submitted MapReduce computation: an app, its inputs, an output directory and R.
+ * - task: one unit of a job: M map tasks (one per split) and R reduce tasks (one per partition).
+ * - attempt: one execution of a task by one worker; at most one attempt per task is committed.
+ *   Its id is also the BullMQ lock token of the task's queue entry.
+ * - generation: bumped each time a committed task must run again (its map output was lost);
+ *   the queue entry of a task is named after its task and generation, so enqueueing twice is harmless.
+ * - split: a byte range of one input file; records are lines, cut as Hadoop's line reader does.
+ * - partition: a reduce bucket, `hash(key) mod R` unless the app says otherwise.
+ * - map output: R key-sorted files per map attempt, kept in the worker's data directory.
+ * - lease: the BullMQ lock on a running task, held under the attempt id; heartbeats extend it.
+ *
+ * States are written in the same words in SQLite, in the proto and on the screen.
+ */
+
+export const JobState = {
+  RUNNING: "RUNNING",
+  SUCCEEDED: "SUCCEEDED",
+  FAILED: "FAILED",
+  CANCELLED: "CANCELLED",
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+
+export const TaskKind = { MAP: "MAP", REDUCE: "REDUCE" } as const;
+export type TaskKind = (typeof TaskKind)[keyof typeof TaskKind];
+
+export const TaskState = {
+  /** A reduce whose maps have not all succeeded yet. */
+  WAITING: "WAITING",
+  /** Runnable: it is, or should be, in the queue. */
+  PENDING: "PENDING",
+  RUNNING: "RUNNING",
+  SUCCEEDED: "SUCCEEDED",
+  FAILED: "FAILED",
+  CANCELLED: "CANCELLED",
+} as const;
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+export const AttemptState = {
+  RUNNING: "RUNNING",
+  SUCCEEDED: "SUCCEEDED",
+  /** The app threw or the worker reported an error: counts against maxAttempts. */
+  FAILED: "FAILED",
+  /** Its worker stopped heartbeating: counts against maxLostAttempts. */
+  LOST: "LOST",
+  /** Its lease expired and another attempt took the task. */
+  SUPERSEDED: "SUPERSEDED",
+  /** Its job was cancelled. */
+  KILLED: "KILLED",
+} as const;
+export type AttemptState = (typeof AttemptState)[keyof typeof AttemptState];
+
+export const WorkerState = { ALIVE: "ALIVE", LOST: "LOST", STOPPED: "STOPPED" } as const;
+export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState];
+
+export const TERMINAL_JOB_STATES: readonly JobState[] = [
+  JobState.SUCCEEDED,
+  JobState.FAILED,
+  JobState.CANCELLED,
+];
+
+/** A byte range of one input file. `end` is exclusive; lines that start at or before it belong here. */
+export interface Split {
+  file: string;
+  start: number;
+  end: number;
+}
+
+/** Counters by name, as Hadoop keeps them. */
+export type Counters = Record<string, number>;

@@ -1,0 +1,210 @@
+/**
+ * The worker: registers with the driver, then loops (poll, run, report, repeat) while a timer
+ * sends heartbeats. It serves its map output to reducers over the ShuffleService.
+ */
+import { Server, status, type ClientUnaryCall } from "@grpc/grpc-js";
+import { mkdirSync, rmSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import type { WorkerConfig } from "../config.js";
+import { hasCode, toError } from "../errors.js";
+import { ShuffleServiceService, TaskServiceClient, type TaskAssignment } from "../gen/mapreduce.js";
+import { CHANNEL_OPTIONS, callUnary, credentials, listen, shutdown } from "../grpc.js";
+import type { App } from "../mr/app.js";
+import type { Counters } from "../types.js";
+import { createShuffleService } from "./shuffleServer.js";
+import { TaskRunner } from "./taskRunner.js";
+
+const CALL_TIMEOUT_MS = 10_000;
+/** Longer than the driver's long poll, so the driver answers first. */
+const POLL_TIMEOUT_MS = 30_000;
+const MAX_BACKOFF_MS = 5_000;
+
+interface RunningAttempt {
+  task: TaskAssignment;
+  controller: AbortController;
+}
+
+export class MrWorker {
+  private readonly server = new Server();
+  private readonly client: TaskServiceClient;
+  private readonly runner: TaskRunner;
+  private readonly running = new Map<string, RunningAttempt>();
+  private workerId = 0;
+  private heartbeatMs = 1000;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private loopDone: Promise<void> = Promise.resolve();
+  private pollCall: ClientUnaryCall | undefined;
+  private stopping = false;
+  /** The address reducers fetch from; known once the shuffle server is bound. */
+  address = "";
+
+  constructor(
+    private readonly config: WorkerConfig,
+    apps: Readonly<Record<string, App>>,
+    private readonly log: Logger,
+  ) {
+    this.client = new TaskServiceClient(config.driver, credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.runner = new TaskRunner({ dataDir: config.dataDir, sortBufferBytes: config.sortBufferBytes, apps });
+    this.apps = Object.keys(apps);
+  }
+
+  private readonly apps: string[];
+
+  async start(): Promise<void> {
+    // Output of an earlier run belongs to attempts the driver no longer counts on this worker for.
+    rmSync(this.config.dataDir, { recursive: true, force: true });
+    mkdirSync(this.config.dataDir, { recursive: true });
+    this.server.addService(ShuffleServiceService, createShuffleService(this.config.dataDir, this.log));
+    this.address = await listen(this.server, `${this.config.host}:${this.config.port}`);
+    await this.register();
+    this.heartbeatTimer = setInterval(() => void this.sendHeartbeat(), this.heartbeatMs);
+    this.loopDone = this.loop();
+  }
+
+  /** Stops polling, lets the task in flight finish and report, then closes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.pollCall?.cancel();
+    await this.loopDone;
+    clearInterval(this.heartbeatTimer);
+    this.runner.close();
+    this.client.close();
+    await shutdown(this.server, 1000);
+  }
+
+  private async register(): Promise<void> {
+    const reply = await this.retry("register", () =>
+      callUnary(
+        this.client.registerWorker.bind(this.client),
+        { address: this.address, apps: this.apps },
+        CALL_TIMEOUT_MS,
+      ),
+    );
+    if (!reply) return;
+    this.workerId = reply.workerId;
+    this.heartbeatMs = reply.heartbeatMs || this.heartbeatMs;
+    this.log.info(
+      { workerId: this.workerId, address: this.address, driver: this.config.driver },
+      "worker registered",
+    );
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        const reply = await callUnary(
+          this.client.pollTask.bind(this.client),
+          { workerId: this.workerId },
+          POLL_TIMEOUT_MS,
+          (call) => (this.pollCall = call),
+        );
+        if (reply.task) await this.runAndReport(reply.task);
+      } catch (err) {
+        if (this.stopping) break;
+        await this.recover(err, "poll");
+      }
+    }
+  }
+
+  /** After a failed call: register again if the driver forgot this worker, otherwise back off. */
+  private async recover(err: unknown, what: string): Promise<void> {
+    if (hasCode(err, status.FAILED_PRECONDITION)) {
+      this.log.warn({ workerId: this.workerId }, `${what}: ${toError(err).message}`);
+      this.abortAll("this worker registered again");
+      await this.register();
+      return;
+    }
+    this.log.warn({ err: toError(err).message }, `${what} failed; retrying`);
+    await sleep(1000);
+  }
+
+  private async runAndReport(task: TaskAssignment): Promise<void> {
+    const ids = { jobId: task.jobId, taskId: task.taskId, attemptId: task.attemptId };
+    const controller = new AbortController();
+    this.running.set(task.attemptId, { task, controller });
+    this.log.info({ ...ids, kind: task.kind, index: task.index }, "task started");
+    try {
+      let counters: Counters;
+      try {
+        counters = await this.runner.run(task, controller.signal);
+      } catch (err) {
+        if (controller.signal.aborted) {
+          this.log.info(ids, "attempt aborted");
+          this.runner.discard(task.attemptId);
+          return;
+        }
+        const message = toError(err).message;
+        this.log.warn({ ...ids, err: message }, "task failed");
+        this.runner.discard(task.attemptId);
+        await this.report("FailTask", task, () =>
+          callUnary(
+            this.client.failTask.bind(this.client),
+            { workerId: this.workerId, attemptId: task.attemptId, error: message },
+            CALL_TIMEOUT_MS,
+          ),
+        );
+        return;
+      }
+      await this.report("CompleteTask", task, () =>
+        callUnary(
+          this.client.completeTask.bind(this.client),
+          { workerId: this.workerId, attemptId: task.attemptId, counters },
+          CALL_TIMEOUT_MS,
+        ),
+      );
+      this.log.info(ids, "task reported");
+    } finally {
+      this.running.delete(task.attemptId);
+    }
+  }
+
+  /** Reports until the driver answers; a refusal means the attempt lost its task: drop its output. */
+  private async report(what: string, task: TaskAssignment, send: () => Promise<unknown>): Promise<void> {
+    try {
+      await this.retry(what, send);
+    } catch (err) {
+      if (!hasCode(err, status.FAILED_PRECONDITION) && !hasCode(err, status.NOT_FOUND)) throw err;
+      this.log.warn(
+        { attemptId: task.attemptId, err: toError(err).message },
+        `${what} refused; output discarded`,
+      );
+      this.runner.discard(task.attemptId);
+    }
+  }
+
+  /** Retries `send` while the driver is unreachable, with backoff; other errors are thrown. */
+  private async retry<T>(what: string, send: () => Promise<T>): Promise<T | undefined> {
+    for (let backoffMs = 200; ; backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS)) {
+      try {
+        return await send();
+      } catch (err) {
+        if (!hasCode(err, status.UNAVAILABLE) && !hasCode(err, status.DEADLINE_EXCEEDED)) throw err;
+        if (this.stopping && what === "register") return undefined;
+        this.log.warn({ driver: this.config.driver, backoffMs }, `${what}: driver unreachable; retrying`);
+        await sleep(backoffMs);
+      }
+    }
+  }
+
+  private async sendHeartbeat(): Promise<void> {
+    const attempts = [...this.running.keys()].map((attemptId) => ({ attemptId, progress: 0 }));
+    try {
+      const reply = await callUnary(
+        this.client.heartbeat.bind(this.client),
+        { workerId: this.workerId, attempts },
+        CALL_TIMEOUT_MS,
+      );
+      for (const attemptId of reply.abortAttemptIds) {
+        this.log.warn({ attemptId }, "driver says abort");
+        this.running.get(attemptId)?.controller.abort();
+      }
+    } catch (err) {
+      if (!hasCode(err, status.UNAVAILABLE)) this.log.warn({ err: toError(err).message }, "heartbeat failed");
+    }
+  }
+
+  private abortAll(reason: string): void {
+    for (const { controller } of this.running.values()) controller.abort(new Error(reason));
+  }
+}
