@@ -14,11 +14,13 @@ export function fnv1a(key: string): number {
       step(code);
       continue;
     }
-    if (code >= 0xd800 && code < 0xdc00 && i + 1 < key.length) {
+    if (code >= 0xd800 && code < 0xe000) {
       const low = key.charCodeAt(i + 1);
-      if (low >= 0xdc00 && low < 0xe000) {
+      if (code < 0xdc00 && low >= 0xdc00 && low < 0xe000) {
         code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
         i++;
+      } else {
+        code = 0xfffd; // a lone surrogate, replaced as Buffer.from does
       }
     }
     if (code < 0x800) {

@@ -1,0 +1,179 @@
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { App } from "../src/mr/app.js";
+import { BUILTIN_APPS } from "../src/mr/apps/index.js";
+import { runLocalJob } from "../src/mr/local.js";
+import { partitionFile, runMapTask } from "../src/mr/mapTask.js";
+import { MergedReader, compareKeys, forEachGroup } from "../src/mr/merge.js";
+import { RecordReader, RecordWriter } from "../src/mr/records.js";
+import { countWords, random, readOutput, writeCorpus } from "./helpers/corpus.js";
+import { tempDir } from "./helpers/tmp.js";
+
+function readRecords(path: string): [string, string][] {
+  const reader = new RecordReader(path);
+  const records: [string, string][] = [];
+  while (reader.next()) records.push([reader.key, reader.value]);
+  return records;
+}
+
+describe("the record format", () => {
+  it("round-trips keys and values of every length and script", () => {
+    const path = join(tempDir(), "records");
+    const records: [string, string][] = [
+      ["", ""],
+      ["a", "1"],
+      ["k".repeat(127), "v".repeat(128)],
+      ["ключ", "значение"],
+      ["😀", "x".repeat(3 * 1024 * 1024)],
+      ["tab\tand\nnewline", "v"],
+    ];
+    const writer = new RecordWriter(path);
+    for (const [key, value] of records) writer.write(key, value);
+    writer.close();
+    expect(readRecords(path)).toEqual(records);
+  });
+
+  it("reads a byte range of a file on its own", () => {
+    const path = join(tempDir(), "records");
+    const writer = new RecordWriter(path);
+    writer.write("a", "1");
+    const middle = writer.bytes;
+    writer.write("b", "2");
+    writer.write("c", "3");
+    const end = writer.bytes;
+    writer.write("d", "4");
+    writer.close();
+    const reader = new RecordReader(path, middle, end);
+    const seen: string[] = [];
+    while (reader.next()) seen.push(reader.key);
+    expect(seen).toEqual(["b", "c"]);
+  });
+});
+
+describe("the merge", () => {
+  it("merges sorted runs in key order, stable by source, and groups values lazily", async () => {
+    const dir = tempDir();
+    const next = random(7);
+    const runs: [string, string][][] = [];
+    for (let r = 0; r < 5; r++) {
+      const run = Array.from(
+        { length: 200 },
+        (_, i) => [`k${Math.floor(next() * 50)}`, `${r}:${i}`] as [string, string],
+      );
+      run.sort((a, b) => compareKeys(a[0], b[0]));
+      runs.push(run);
+      const writer = new RecordWriter(join(dir, `run${r}`));
+      for (const [key, value] of run) writer.write(key, value);
+      writer.close();
+    }
+    const expected = runs.flat().sort((a, b) => compareKeys(a[0], b[0])); // Array sort is stable
+    const merged = new MergedReader(runs.map((_, r) => new RecordReader(join(dir, `run${r}`))));
+    const groups: [string, string[]][] = [];
+    const seen = await forEachGroup(merged, (key, values) => groups.push([key, [...values]]));
+    expect(groups.flatMap(([key, values]) => values.map((value) => [key, value]))).toEqual(expected);
+    expect(seen).toEqual({ groups: new Set(expected.map(([key]) => key)).size, records: 1000 });
+  });
+
+  it("skips the values a callback leaves unread", async () => {
+    const path = join(tempDir(), "run");
+    const writer = new RecordWriter(path);
+    for (const key of ["a", "a", "a", "b", "c", "c"]) writer.write(key, key);
+    writer.close();
+    const keys: string[] = [];
+    const seen = await forEachGroup(new MergedReader([new RecordReader(path)]), (key) => keys.push(key));
+    expect(keys).toEqual(["a", "b", "c"]);
+    expect(seen.records).toBe(6);
+  });
+});
+
+describe("the map task", () => {
+  it("spills a full sort buffer many times and merges the runs into the same output", async () => {
+    const dir = tempDir();
+    const [input] = writeCorpus(dir, { files: 1, bytes: 200_000, seed: 3 });
+    const split = { file: input!, start: 0, end: 200_000 };
+    const inMemory = await runMapTask({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      split,
+      reducers: 3,
+      dir: join(dir, "mem"),
+    });
+    const spilled = await runMapTask({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      split,
+      reducers: 3,
+      dir: join(dir, "spill"),
+      sortBufferBytes: 4096,
+    });
+    expect(inMemory.SPILLED_RECORDS).toBeUndefined();
+    expect(spilled.SPILLED_RECORDS).toBeGreaterThan(1000);
+    for (let r = 0; r < 3; r++) {
+      expect(readRecords(partitionFile(join(dir, "spill"), r))).toEqual(
+        readRecords(partitionFile(join(dir, "mem"), r)),
+      );
+    }
+    expect(readdirSync(join(dir, "spill")).sort()).toEqual(["part-0", "part-1", "part-2"]);
+    expect(spilled.MAP_OUTPUT_RECORDS).toBe(inMemory.MAP_OUTPUT_RECORDS);
+  });
+
+  it("refuses a partition outside [0, R) with a message that names it", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "in"), "x\n");
+    const app: App = { map: (_, emit) => emit("k", "v"), reduce: () => undefined, partition: () => 5 };
+    await expect(
+      runMapTask({
+        app,
+        params: {},
+        split: { file: join(dir, "in"), start: 0, end: 2 },
+        reducers: 2,
+        dir: join(dir, "m"),
+      }),
+    ).rejects.toThrow(/partition\("k", 2\) returned 5/);
+  });
+});
+
+describe("a local job", () => {
+  it("counts words exactly, with each part file sorted by key", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 3, bytes: 30_000, seed: 11 });
+    const outputDir = join(dir, "out");
+    const { maps } = await runLocalJob({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      inputs,
+      outputDir,
+      reducers: 4,
+      splitSizeBytes: 7_000,
+    });
+    expect(maps).toBeGreaterThanOrEqual(12);
+    const expected = [...countWords(inputs)].map(([word, n]) => `${word}\t${n}`).sort();
+    expect(readOutput(outputDir)).toEqual(expected);
+    for (const name of readdirSync(outputDir).filter((file) => file.startsWith("part-"))) {
+      const keys = readFileSync(join(outputDir, name), "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((line) => line.split("\t")[0]!);
+      expect([...keys].sort(compareKeys)).toEqual(keys);
+    }
+    expect(readdirSync(outputDir)).toContain("_SUCCESS");
+    expect(readdirSync(outputDir)).not.toContain("_temporary");
+  });
+
+  it("indexes documents by sorted distinct basename", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "b.txt"), "cat dog\ncat\n");
+    writeFileSync(join(dir, "a.txt"), "dog Ünïcödé\n");
+    const outputDir = join(dir, "out");
+    await runLocalJob({
+      app: BUILTIN_APPS.indexer!,
+      params: {},
+      inputs: [join(dir, "b.txt"), join(dir, "a.txt")],
+      outputDir,
+      reducers: 2,
+      splitSizeBytes: 3,
+    });
+    expect(readOutput(outputDir)).toEqual(["cat\t1 b.txt", "dog\t2 a.txt,b.txt", "Ünïcödé\t1 a.txt"].sort());
+  });
+});
