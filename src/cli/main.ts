@@ -12,7 +12,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     .description("mr: a fault-tolerant MapReduce job service")
     .showHelpAfterError(false)
     .configureOutput({
-      outputError: (text, write) => write(`mr: ${text.replace(/^error: /, "").trim()} (see mr --help)\n`),
+      outputError: (text, write) =>
+        write(
+          `mr: ${text
+            .replace(/^error: /, "")
+            .trim()
+            .replace(/\s*\n\s*/g, " ")} (see mr --help)\n`,
+        ),
     })
     .exitOverride();
   addServeCommands(program, env);

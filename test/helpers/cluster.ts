@@ -29,8 +29,11 @@ export async function startCluster(options: {
   driverArgs?: string[];
 }): Promise<Cluster> {
   const { dir } = options;
-  const env: NodeJS.ProcessEnv = { ...process.env, MR_HOME: join(dir, "home"), MR_LOG_LEVEL: "debug" };
+  const env: NodeJS.ProcessEnv = { ...process.env, MR_HOME: join(dir, "home") };
   delete env.MR_DRIVER;
+  delete env.MR_LOG_LEVEL;
+  // The processes log everything to their files; the CLI runs in `env` print as users see it.
+  const serverEnv = () => ({ ...env, MR_LOG_LEVEL: "debug" });
   const prefix = uniquePrefix();
   let driverPort = 0;
   let starts = 0;
@@ -52,7 +55,7 @@ export async function startCluster(options: {
           prefix,
           ...(options.driverArgs ?? []),
         ],
-        { env, stderr: log("driver") },
+        { env: serverEnv(), stderr: log("driver") },
       );
       driverPort = Number(driver.address.split(":")[1]);
       env.MR_DRIVER = driver.address;
@@ -61,7 +64,7 @@ export async function startCluster(options: {
     },
     async startWorker() {
       const worker = await spawnMr(["worker", "--port", "0", "--data-dir", join(dir, `worker-${++starts}`)], {
-        env,
+        env: serverEnv(),
         stderr: log(`worker-${starts}`),
       });
       cluster.workers.push(worker);

@@ -1,0 +1,105 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { startCluster, mr, type Cluster } from "./helpers/cluster.js";
+import { countWords, readOutput, writeCorpus } from "./helpers/corpus.js";
+import { tempDir } from "./helpers/tmp.js";
+
+let cluster: Cluster | undefined;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+function partFiles(dir: string): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(dir)
+      .filter((name) => name.startsWith("part-r-"))
+      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
+  );
+}
+
+describe("a job through a real driver and real workers", () => {
+  it("runs wordcount on three workers to exactly the output of mr run --local, and keeps its history across a driver restart", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 4, bytes: 60_000, seed: 42 });
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 3 });
+    const env = cluster.env;
+    const jobArgs = ["--app", "wordcount", "--reducers", "5", "--split-size", "10000"];
+
+    const submitted = await mr(
+      ["submit", ...jobArgs, "--output", join(dir, "out"), "--wait", "--json", ...inputs],
+      env,
+    );
+    expect(submitted.stderr).toContain("SUCCEEDED");
+    expect(submitted.code).toBe(0);
+    const job = JSON.parse(submitted.stdout);
+    expect(job).toMatchObject({
+      state: "SUCCEEDED",
+      maps: { done: job.maps.total },
+      reduces: { done: 5, total: 5 },
+    });
+    expect(job.maps.total).toBeGreaterThanOrEqual(20);
+
+    const local = await mr(["run", "--local", ...jobArgs, "--output", join(dir, "local"), ...inputs], env);
+    expect(local.code).toBe(0);
+    const distributed = partFiles(join(dir, "out"));
+    expect(Object.keys(distributed)).toHaveLength(5);
+    expect(distributed).toEqual(partFiles(join(dir, "local")));
+    expect(readOutput(join(dir, "out"))).toEqual(
+      [...countWords(inputs)].map(([word, n]) => `${word}\t${n}`).sort(),
+    );
+    expect(readdirSync(join(dir, "out")).sort()).toEqual(["_SUCCESS", ...Object.keys(distributed).sort()]);
+
+    const shown = JSON.parse((await mr(["jobs", "show", String(job.id), "--json"], env)).stdout);
+    expect(shown.tasks).toHaveLength(job.maps.total + 5);
+    for (const task of shown.tasks) {
+      expect(task.state).toBe("SUCCEEDED");
+      expect(
+        task.attempts.filter((attempt: { state: string }) => attempt.state === "SUCCEEDED"),
+      ).toHaveLength(1);
+    }
+    expect(shown.counters.REDUCE_OUTPUT_RECORDS).toBe(countWords(inputs).size);
+    expect(shown.counters.MAP_INPUT_BYTES).toBe(
+      inputs.reduce((sum, path) => sum + readFileSync(path).length, 0),
+    );
+    const workersUsed = new Set(
+      shown.tasks.flatMap((task: { attempts: { worker: number }[] }) => task.attempts.map((a) => a.worker)),
+    );
+    expect(workersUsed.size).toBeGreaterThan(1);
+
+    const workers = JSON.parse((await mr(["workers", "list", "--json"], env)).stdout);
+    expect(workers.map((worker: { state: string }) => worker.state)).toEqual(["ALIVE", "ALIVE", "ALIVE"]);
+
+    const listed = await mr(["jobs", "list"], env);
+    expect(listed.stdout).toMatch(
+      new RegExp(`${job.id}\\s+│ wordcount │ SUCCEEDED │ ${job.maps.total}/${job.maps.total}\\s+│ 5/5`),
+    );
+
+    await cluster.driver.stop();
+    await cluster.startDriver();
+    const afterRestart = await mr(["jobs", "list", "--json"], env);
+    expect(JSON.parse(afterRestart.stdout)).toEqual([
+      expect.objectContaining({ id: job.id, state: "SUCCEEDED" }),
+    ]);
+    const shownAgain = JSON.parse((await mr(["jobs", "show", String(job.id), "--json"], env)).stdout);
+    expect(shownAgain).toEqual(shown);
+  });
+
+  it("runs a second job after the first on the same workers, and an indexer job to the same output as local", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 3, bytes: 20_000, seed: 9 });
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 2 });
+    const jobArgs = ["--app", "indexer", "--reducers", "3", "--split-size", "6000"];
+    for (const name of ["first", "second"]) {
+      const result = await mr(
+        ["submit", ...jobArgs, "--output", join(dir, name), "--wait", ...inputs],
+        cluster.env,
+      );
+      expect(result.code, result.stderr).toBe(0);
+    }
+    await mr(["run", "--local", ...jobArgs, "--output", join(dir, "local"), ...inputs], cluster.env);
+    expect(partFiles(join(dir, "second"))).toEqual(partFiles(join(dir, "local")));
+    expect(partFiles(join(dir, "first"))).toEqual(partFiles(join(dir, "local")));
+  });
+});
