@@ -31,8 +31,16 @@ const driverSchema = z.object({
     .default("mr"),
   /** How often workers heartbeat, in ms. Default 1000. */
   heartbeatMs: positiveInt.default(1000),
-  /** A worker silent for this long is lost, and its leases expire, in ms. Default 5000. */
+  /** A worker silent for this long is LOST, and its tasks run again, in ms. Default 5000. */
   workerTimeoutMs: positiveInt.default(5000),
+  /**
+   * A queue lease not extended for this long expires, and BullMQ's stalled checker hands the
+   * task out again: the backstop for a driver that lost track. Long enough to outlast a
+   * driver restart. In ms; default 30000.
+   */
+  leaseMs: positiveInt.default(30_000),
+  /** How often the queue is checked against SQLite and repaired, in ms. Default 5000. */
+  reconcileMs: positiveInt.default(5000),
   /** Failed attempts a task may have before the job fails. Default 4. */
   maxAttempts: positiveInt.default(4),
   /** First retry delay after a failed attempt, doubled each time, in ms. Default 1000. */
@@ -55,6 +63,8 @@ const workerSchema = z.object({
   driver: address.default(DEFAULT_DRIVER_ADDRESS),
   /** Where map output is kept. Default $MR_HOME/worker-<port>. */
   dataDir: z.string().min(1),
+  /** A directory of app modules to offer beside the built-in apps. Default none. */
+  appsDir: z.string().min(1).optional(),
   /** Map output buffered before a sort and spill, in bytes. Default 64 MiB. */
   sortBufferBytes: positiveInt.default(DEFAULT_SORT_BUFFER_BYTES),
 });
@@ -95,7 +105,11 @@ export function resolveWorkerConfig(
     ...definedOnly(flags),
   };
   const config = parse(workerSchema, merged, "worker options");
-  return Object.freeze({ ...config, dataDir: resolve(config.dataDir) });
+  return Object.freeze({
+    ...config,
+    dataDir: resolve(config.dataDir),
+    appsDir: config.appsDir === undefined ? undefined : resolve(config.appsDir),
+  });
 }
 
 function definedOnly<T extends object>(flags: T): Partial<T> {

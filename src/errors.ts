@@ -34,6 +34,18 @@ export class UnavailableError extends MrError {
 /** A task failure that must not be retried, like BullMQ's UnrecoverableError. */
 export class UnrecoverableTaskError extends MrError {}
 
+/** A reduce could not fetch the output of a committed map attempt: the map must run again. */
+export class FetchFailedError extends MrError {
+  constructor(
+    readonly mapIndex: number,
+    readonly mapAttemptId: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 /** Normalises anything thrown into an Error, keeping the original as its cause. */
 export function toError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;

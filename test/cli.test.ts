@@ -124,7 +124,9 @@ describe("the mr command", () => {
       input,
     );
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe('mr: app: unknown app "wordcunt" (available: wordcount, indexer, grep)\n');
+    expect(result.stderr).toBe(
+      'mr: app: unknown app "wordcunt" (available: wordcount, indexer, grep; a worker offers more with --apps-dir)\n',
+    );
     await expectDriverServing();
   });
 

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { startDriver } from "../driver/driver.js";
 import { createLogger } from "../log.js";
-import { BUILTIN_APPS } from "../mr/apps/index.js";
+import { loadApps } from "../worker/apps.js";
 import { MrWorker } from "../worker/worker.js";
 import { onShutdownSignal, parseBytes, parsePositiveInt } from "./options.js";
 
@@ -62,10 +62,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           driver: driverAddress(options.driver as string | undefined, env),
           dataDir: options.dataDir,
           sortBufferBytes: options.sortBuffer,
+          appsDir: options.appsDir,
         },
         env,
       );
-      const worker = new MrWorker(config, BUILTIN_APPS, createLogger("worker", env));
+      const worker = new MrWorker(config, await loadApps(config.appsDir), createLogger("worker", env));
       onShutdownSignal(() => worker.stop());
       await worker.start();
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);

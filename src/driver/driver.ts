@@ -1,4 +1,4 @@
-/** Wires the driver together: store, queue, core and gRPC services. */
+/** Wires the driver together: store, queue, core and gRPC services, liveness and recovery. */
 import { Server } from "@grpc/grpc-js";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -11,8 +11,9 @@ import { openDb } from "../store/db.js";
 import { Dispatcher } from "./dispatcher.js";
 import { JobEffects } from "./jobEffects.js";
 import { createJobService } from "./jobService.js";
+import { LivenessMonitor } from "./livenessMonitor.js";
 import { TaskQueue } from "./queue.js";
-import { reconcileQueue } from "./recovery.js";
+import { extendRunningLeases, reconcileQueue, resumeAfterRestart } from "./recovery.js";
 import { createTaskService } from "./taskService.js";
 
 export interface Driver {
@@ -28,7 +29,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     {
       redisUrl: config.redisUrl,
       prefix: config.queuePrefix,
-      lockDurationMs: config.workerTimeoutMs,
+      lockDurationMs: config.leaseMs,
       maxAttempts: config.maxAttempts,
       retryBackoffMs: config.retryBackoffMs,
       maxStalledCount: config.maxLostAttempts,
@@ -37,18 +38,41 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   );
   const dispatcher = new Dispatcher(db, queue, config.pollWaitMs, log);
   const effects = new JobEffects(queue, dispatcher, log);
+  const liveness = new LivenessMonitor(db, effects, config, log);
+  resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
+
+  const reconcile = async (reason: string): Promise<void> => {
+    if (!queue.isConnected()) return;
+    try {
+      if ((await reconcileQueue(db, queue, reason, log)) > 0) dispatcher.wake();
+    } catch (err) {
+      log.error({ err: toError(err).message }, "could not rebuild the queue");
+    }
+  };
   let firstConnection = true;
   queue.onReady(() => {
-    const reason = firstConnection ? "driver started" : "redis reconnected";
+    const started = firstConnection;
     firstConnection = false;
     queue
       .checkEvictionPolicy()
       .catch((err: unknown) => log.warn({ err: toError(err).message }, "could not read redis config"));
-    reconcileQueue(db, queue, reason, log)
-      .then((restored) => restored > 0 && dispatcher.wake())
-      .catch((err: unknown) => log.error({ err }, "could not rebuild the queue"));
+    void (async () => {
+      if (started) await extendRunningLeases(db, queue, log);
+      await reconcile(started ? "driver started" : "redis reconnected");
+    })();
   });
+  // A flushed Redis, or an entry lost between a commit and its queue call, is found here.
+  const reconcileTimer = setInterval(
+    () => void reconcile("tasks missing from the queue"),
+    config.reconcileMs,
+  );
+  liveness.start();
 
+  const stopBackground = async (): Promise<void> => {
+    clearInterval(reconcileTimer);
+    liveness.stop();
+    await queue.close();
+  };
   const server = new Server();
   const deps = { db, queue, dispatcher, effects, config, log };
   server.addService(JobServiceService, createJobService(deps));
@@ -57,7 +81,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   try {
     address = await listen(server, config.listen);
   } catch (err) {
-    await queue.close();
+    await stopBackground();
     db.close();
     throw err;
   }
@@ -66,7 +90,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     address,
     async close() {
       await shutdown(server, 1000);
-      await queue.close();
+      await stopBackground();
       db.close();
     },
   };

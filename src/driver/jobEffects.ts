@@ -22,21 +22,38 @@ export class JobEffects {
     private readonly log: Logger,
   ) {}
 
+  /** Carries out a state change's queue work (drops first: a task dropped may be enqueued anew), then the output's. */
   async apply(job: JobRecord, work: QueueWork): Promise<void> {
-    if (work.enqueue.length > 0) {
-      await this.attempt("enqueue tasks", job.id, () => this.queue.enqueue(work.enqueue));
-      this.dispatcher.wake();
-    }
+    await this.applyQueueWork(work, job.id);
+    this.finishOutput(job);
+    this.jobChanged(job.id);
+  }
+
+  async applyQueueWork(work: QueueWork, jobId?: number): Promise<void> {
     for (const task of work.drop) {
       const holder = task.state === TaskState.RUNNING ? task.attemptId : null;
-      await this.attempt("drop a queue entry", job.id, () => this.queue.drop(queueJobId(task), holder));
+      await this.attempt("drop a queue entry", jobId, () => this.queue.drop(queueJobId(task), holder));
     }
-    if (job.state === JobState.SUCCEEDED) {
-      await this.attempt("finish the output", job.id, async () => markOutputSucceeded(job.outputDir));
-    } else if (job.state !== JobState.RUNNING) {
-      await this.attempt("clean the output", job.id, async () => removeTemporaryOutput(job.outputDir));
+    for (const { task, token } of work.requeue ?? []) {
+      await this.attempt("requeue a lost attempt's task", task.jobId, () =>
+        this.queue.requeue(queueJobId(task), token),
+      );
     }
-    this.jobChanged(job.id);
+    if (work.enqueue.length > 0) {
+      await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(work.enqueue));
+    }
+    if (work.enqueue.length > 0 || (work.requeue?.length ?? 0) > 0) this.dispatcher.wake();
+  }
+
+  /** A job that ended leaves `_SUCCESS`, or at least no `_temporary`. */
+  finishOutput(job: JobRecord): void {
+    if (job.state === JobState.RUNNING) return;
+    try {
+      if (job.state === JobState.SUCCEEDED) markOutputSucceeded(job.outputDir);
+      else removeTemporaryOutput(job.outputDir);
+    } catch (err) {
+      this.log.error({ jobId: job.id, err: toError(err).message }, "could not finish the output directory");
+    }
   }
 
   /** Completes or fails a lease in the queue; a lease lost meanwhile is only logged. */
@@ -55,6 +72,11 @@ export class JobEffects {
   }
 
   private async attempt(what: string, jobId: number | undefined, action: () => Promise<void>): Promise<void> {
+    // With Redis away a queue call would wait for it; the reconciliation on reconnect does the work.
+    if (!this.queue.isConnected()) {
+      this.log.warn({ jobId }, `could not ${what}: redis is unreachable; recovery will repair it`);
+      return;
+    }
     try {
       await action();
     } catch (err) {

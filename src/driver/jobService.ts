@@ -12,7 +12,7 @@ import { holdsFinishedJob } from "../mr/output.js";
 import type { Db } from "../store/db.js";
 import { getJob, listJobs } from "../store/jobs.js";
 import { listWorkers } from "../store/workers.js";
-import { JobState, TERMINAL_JOB_STATES } from "../types.js";
+import { JobState, TERMINAL_JOB_STATES, WorkerState } from "../types.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
 import { cancelJob, submitJob, type SubmitRequest } from "./scheduler.js";
@@ -34,7 +34,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
   const { db, queue, effects, config, log } = deps;
 
   const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
-    const request = validateSubmit(req, config);
+    const request = validateSubmit(req, config, availableApps(db));
     if (!queue.isConnected()) {
       throw new UnavailableError(
         `the driver cannot reach Redis at ${config.redisUrl} (start Redis, then submit again)`,
@@ -131,11 +131,23 @@ function mustGetJob(db: Db, jobId: number) {
   return job;
 }
 
+/** The built-in apps, then those that ALIVE workers offer from their apps directories. */
+function availableApps(db: Db): string[] {
+  const offered = listWorkers(db)
+    .filter((worker) => worker.state === WorkerState.ALIVE)
+    .flatMap((worker) => worker.apps);
+  return [...new Set([...Object.keys(BUILTIN_APPS), ...offered])];
+}
+
 /** Checks a submit field by field; each error names the field and what to do. */
-export function validateSubmit(req: pb.SubmitJobRequest, config: DriverConfig): SubmitRequest {
-  if (!Object.hasOwn(BUILTIN_APPS, req.app)) {
+export function validateSubmit(
+  req: pb.SubmitJobRequest,
+  config: DriverConfig,
+  apps: string[],
+): SubmitRequest {
+  if (!apps.includes(req.app)) {
     throw new InvalidArgumentError(
-      `app: unknown app ${JSON.stringify(req.app)} (available: ${Object.keys(BUILTIN_APPS).join(", ")})`,
+      `app: unknown app ${JSON.stringify(req.app)} (available: ${apps.join(", ")}; a worker offers more with --apps-dir)`,
     );
   }
   if (!Number.isInteger(req.reducers) || req.reducers < 1 || req.reducers > MAX_REDUCERS) {

@@ -145,6 +145,12 @@ export class TaskQueue {
     await job?.moveToFailed(retry ? new Error(error) : new UnrecoverableError(error), token, false);
   }
 
+  /** Puts an entry held under `token` (a lost attempt) straight back in the queue, with no retry counted. */
+  async requeue(queueJobId: string, token: string): Promise<void> {
+    const job = await this.release(queueJobId);
+    await job?.moveToWait(token);
+  }
+
   /** Removes an entry for good, whether it waits or is held under `token`. */
   async drop(queueJobId: string, token: string | null): Promise<void> {
     const job = await this.release(queueJobId);

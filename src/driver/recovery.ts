@@ -1,9 +1,49 @@
 import type { Logger } from "pino";
+import { toError } from "../errors.js";
+import { listRunningAttempts } from "../store/attempts.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
+import { listRunningJobs } from "../store/jobs.js";
 import { inTransaction } from "../store/prepared.js";
-import { listQueuedTasks } from "../store/tasks.js";
+import { getTask, listQueuedTasks } from "../store/tasks.js";
+import { graceAliveWorkers } from "../store/workers.js";
 import { queueJobId, type TaskQueue } from "./queue.js";
+
+/**
+ * resumeAfterRestart. Gives every ALIVE worker one full timeout, from now, to reach this
+ * driver, so that its RUNNING attempts may still report: their lease tokens are in SQLite.
+ * Records the restart in the history of each RUNNING job.
+ */
+export function resumeAfterRestart(db: Db, workerTimeoutMs: number, now: number): void {
+  inTransaction(db, () => {
+    graceAliveWorkers(db, now);
+    const running = listRunningAttempts(db);
+    for (const job of listRunningJobs(db)) {
+      const mine = running.filter((attempt) => getTask(db, attempt.taskId)?.jobId === job.id).length;
+      addEvent(
+        db,
+        job.id,
+        EventType.DRIVER_RECOVERED,
+        `driver started; ${mine} running attempts have ${workerTimeoutMs} ms for their workers to report`,
+        now,
+      );
+    }
+  });
+}
+
+/** Extends the queue leases of every RUNNING attempt, with the tokens kept in SQLite. */
+export async function extendRunningLeases(db: Db, queue: TaskQueue, log: Logger): Promise<void> {
+  const leases = listRunningAttempts(db).map((attempt) => ({
+    queueJobId: queueJobId(getTask(db, attempt.taskId)!),
+    token: attempt.id,
+  }));
+  try {
+    const lost = await queue.extend(leases);
+    if (lost.length > 0) log.warn({ queueJobIds: lost }, "leases expired while the driver was away");
+  } catch (err) {
+    log.warn({ err: toError(err).message }, "could not extend leases after a restart");
+  }
+}
 
 /**
  * Rebuilds the queue from SQLite, the source of truth: every task of a RUNNING job that should

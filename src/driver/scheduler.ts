@@ -15,6 +15,8 @@ import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
 import {
   claimTask as claimTaskRow,
   commitTask,
+  countLostLease,
+  parkReduce,
   endOpenTasks,
   getTask,
   listMapOutputs,
@@ -40,6 +42,8 @@ export interface QueueWork {
   enqueue: TaskRecord[];
   /** Tasks whose queue entries must go; a RUNNING one still names its lease holder. */
   drop: TaskRecord[];
+  /** Entries held by a lost attempt, to go straight back to the queue under its token. */
+  requeue?: { task: TaskRecord; token: string }[];
 }
 
 export function describeTask(task: Pick<TaskRecord, "kind" | "index">): string {
@@ -90,8 +94,10 @@ export interface Assignment {
 
 /**
  * claimTask. Gives the task the queue handed out to a new attempt of `workerId`. An attempt
- * that held the task before (its lease expired) becomes SUPERSEDED. Returns null when the
- * queue entry is stale (the task ended, or runs under a newer generation).
+ * that held the task before (its lease expired while the driver thought it alive) becomes
+ * SUPERSEDED, and counts as a lost attempt. Returns null when the queue entry is stale: the
+ * task ended, runs under a newer generation, or is a reduce whose maps must run again first
+ * (it goes back to WAITING, and is queued again when they are done).
  */
 export function claimTask(
   db: Db,
@@ -99,10 +105,17 @@ export function claimTask(
   now: number,
 ): Assignment | null {
   return inTransaction(db, () => {
+    const task = getTask(db, claim.taskId);
+    if (!task || task.generation !== claim.generation) return null;
+    const job = getJob(db, task.jobId)!;
+    if (task.kind === TaskKind.REDUCE && job.mapsDone < job.mapsTotal) {
+      if (parkReduce(db, task.id, task.attemptId) && task.attemptId !== null) {
+        finishAttempt(db, task.attemptId, AttemptState.SUPERSEDED, "a map it needs runs again", now);
+      }
+      return null;
+    }
     const claimed = claimTaskRow(db, claim.taskId, claim.generation, claim.attemptId);
     if (!claimed) return null;
-    const task = getTask(db, claim.taskId)!;
-    const job = getJob(db, task.jobId)!;
     insertAttempt(db, {
       id: claim.attemptId,
       taskId: task.id,
@@ -112,6 +125,7 @@ export function claimTask(
     });
     if (claimed.previousAttemptId !== null) {
       finishAttempt(db, claimed.previousAttemptId, AttemptState.SUPERSEDED, "its lease expired", now);
+      countLostLease(db, task.id);
       addEvent(
         db,
         job.id,
@@ -121,12 +135,12 @@ export function claimTask(
       );
     }
     const mapOutputs = task.kind === TaskKind.REDUCE ? listMapOutputs(db, job.id) : [];
-    return { attemptId: claim.attemptId, task, job, mapOutputs };
+    return { attemptId: claim.attemptId, task: getTask(db, task.id)!, job, mapOutputs };
   });
 }
 
 /** The attempt named in a worker's report, which must be that worker's own. */
-function reportedAttempt(db: Db, attemptId: string, workerId: number): AttemptRecord {
+export function reportedAttempt(db: Db, attemptId: string, workerId: number): AttemptRecord {
   const attempt = getAttempt(db, attemptId);
   if (!attempt) throw new NotFoundError(`unknown attempt ${attemptId}`);
   if (attempt.workerId !== workerId) {
@@ -137,7 +151,7 @@ function reportedAttempt(db: Db, attemptId: string, workerId: number): AttemptRe
   return attempt;
 }
 
-function staleAttempt(attempt: AttemptRecord, task: TaskRecord): FailedPreconditionError {
+export function staleAttempt(attempt: AttemptRecord, task: TaskRecord): FailedPreconditionError {
   return new FailedPreconditionError(
     `attempt ${attempt.id} no longer holds ${describeTask(task)} (the attempt is ${attempt.state}; discard its output)`,
   );
@@ -265,7 +279,7 @@ export function failAttempt(
 }
 
 /** Ends a RUNNING job and every open task and attempt of it. Returns the tasks to drop from the queue. */
-function endJob(
+export function endJob(
   db: Db,
   jobId: number,
   state: typeof JobState.FAILED | typeof JobState.CANCELLED,

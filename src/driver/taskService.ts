@@ -12,6 +12,7 @@ import { TaskKind, WorkerState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
 import { queueJobId, type TaskQueue } from "./queue.js";
+import { reportFetchFailure } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
 import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
 
@@ -57,11 +58,14 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       queueJobId: queueJobId(task),
       token: attemptId,
     }));
-    try {
-      const lost = await queue.extend(leases);
-      if (lost.length > 0) log.warn({ workerId: req.workerId, queueJobIds: lost }, "leases already expired");
-    } catch (err) {
-      log.warn({ err: toError(err).message }, "could not extend leases");
+    if (leases.length > 0 && queue.isConnected()) {
+      try {
+        const lost = await queue.extend(leases);
+        if (lost.length > 0)
+          log.warn({ workerId: req.workerId, queueJobIds: lost }, "leases already expired");
+      } catch (err) {
+        log.warn({ err: toError(err).message }, "could not extend leases");
+      }
     }
     return { abortAttemptIds: outcome.abort };
   };
@@ -98,6 +102,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
   };
 
   const failTask = async (req: pb.FailTaskRequest): Promise<pb.FailTaskResponse> => {
+    if (req.fetchFailure) return fetchFailed(req, req.fetchFailure);
     const failure = failAttempt(
       db,
       { attemptId: req.attemptId, workerId: req.workerId, error: req.error || "unknown error" },
@@ -118,6 +123,37 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     );
     await effects.releaseLease(() => queue.fail(queueJobId(task), req.attemptId, req.error, failure.retry));
     await effects.apply(job, failure);
+    return {};
+  };
+
+  /** A reduce could not fetch a map's output: the map runs again; the reduce waits, its budget intact. */
+  const fetchFailed = async (
+    req: pb.FailTaskRequest,
+    failure: pb.FetchFailure,
+  ): Promise<pb.FailTaskResponse> => {
+    const outcome = reportFetchFailure(
+      db,
+      {
+        attemptId: req.attemptId,
+        workerId: req.workerId,
+        error: req.error,
+        mapIndex: failure.mapIndex,
+        mapAttemptId: failure.mapAttemptId,
+      },
+      Date.now(),
+    );
+    const { job, task } = outcome;
+    log.warn(
+      {
+        jobId: job.id,
+        taskId: task.id,
+        attemptId: req.attemptId,
+        workerId: req.workerId,
+        mapIndex: failure.mapIndex,
+      },
+      `reassigning reduce: it could not fetch map output (${req.error})`,
+    );
+    await effects.apply(job, outcome);
     return {};
   };
 

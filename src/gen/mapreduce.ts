@@ -256,6 +256,17 @@ export interface FailTaskRequest {
   workerId: number;
   attemptId: string;
   error: string;
+  /**
+   * Set when a reduce could not fetch a map's output: that map runs again, and the reduce
+   * waits for it without this attempt counting against its budget.
+   */
+  fetchFailure?: FetchFailure | undefined;
+}
+
+export interface FetchFailure {
+  mapIndex: number;
+  /** The map attempt whose output could not be fetched. */
+  mapAttemptId: string;
 }
 
 export interface FailTaskResponse {
@@ -3798,7 +3809,7 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
 };
 
 function createBaseFailTaskRequest(): FailTaskRequest {
-  return { workerId: 0, attemptId: "", error: "" };
+  return { workerId: 0, attemptId: "", error: "", fetchFailure: undefined };
 }
 
 export const FailTaskRequest: MessageFns<FailTaskRequest> = {
@@ -3811,6 +3822,9 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
     }
     if (message.error !== "") {
       writer.uint32(26).string(message.error);
+    }
+    if (message.fetchFailure !== undefined) {
+      FetchFailure.encode(message.fetchFailure, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3852,6 +3866,14 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
             message.error = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.fetchFailure = FetchFailure.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3877,6 +3899,11 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
         ? globalThis.String(object.attempt_id)
         : "",
       error: isSet(object.error) ? globalThis.String(object.error) : "",
+      fetchFailure: isSet(object.fetchFailure)
+        ? FetchFailure.fromJSON(object.fetchFailure)
+        : isSet(object.fetch_failure)
+        ? FetchFailure.fromJSON(object.fetch_failure)
+        : undefined,
     };
   },
 
@@ -3891,6 +3918,9 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
     if (message.error !== "") {
       obj.error = message.error;
     }
+    if (message.fetchFailure !== undefined) {
+      obj.fetchFailure = FetchFailure.toJSON(message.fetchFailure);
+    }
     return obj;
   },
 
@@ -3902,6 +3932,102 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
     message.workerId = object.workerId ?? 0;
     message.attemptId = object.attemptId ?? "";
     message.error = object.error ?? "";
+    message.fetchFailure = (object.fetchFailure !== undefined && object.fetchFailure !== null)
+      ? FetchFailure.fromPartial(object.fetchFailure)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFetchFailure(): FetchFailure {
+  return { mapIndex: 0, mapAttemptId: "" };
+}
+
+export const FetchFailure: MessageFns<FetchFailure> = {
+  encode(message: FetchFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mapIndex !== 0) {
+      writer.uint32(8).int32(message.mapIndex);
+    }
+    if (message.mapAttemptId !== "") {
+      writer.uint32(18).string(message.mapAttemptId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.mapIndex = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mapAttemptId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchFailure {
+    return {
+      mapIndex: isSet(object.mapIndex)
+        ? globalThis.Number(object.mapIndex)
+        : isSet(object.map_index)
+        ? globalThis.Number(object.map_index)
+        : 0,
+      mapAttemptId: isSet(object.mapAttemptId)
+        ? globalThis.String(object.mapAttemptId)
+        : isSet(object.map_attempt_id)
+        ? globalThis.String(object.map_attempt_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FetchFailure): unknown {
+    const obj: any = {};
+    if (message.mapIndex !== 0) {
+      obj.mapIndex = Math.round(message.mapIndex);
+    }
+    if (message.mapAttemptId !== "") {
+      obj.mapAttemptId = message.mapAttemptId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchFailure>, I>>(base?: I): FetchFailure {
+    return FetchFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchFailure>, I>>(object: I): FetchFailure {
+    const message = createBaseFetchFailure();
+    message.mapIndex = object.mapIndex ?? 0;
+    message.mapAttemptId = object.mapAttemptId ?? "";
     return message;
   },
 };

@@ -78,3 +78,10 @@ export function killJobAttempts(db: Db, jobId: number, reason: string, now: numb
      WHERE state = 'RUNNING' AND task_id IN (SELECT id FROM tasks WHERE job_id = ?)`,
   ).run(reason, now, jobId);
 }
+
+export function listRunningAttempts(db: Db, workerId?: number): AttemptRecord[] {
+  return prepared<[number | null, number | null], AttemptRecord>(
+    db,
+    `SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE state = 'RUNNING' AND (? IS NULL OR worker_id = ?) ORDER BY started_at`,
+  ).all(workerId ?? null, workerId ?? null);
+}

@@ -122,3 +122,11 @@ export function finishJob(
     ).run(state, error, now, jobId).changes === 1
   );
 }
+
+/** uncountMapDone. Expects: the job RUNNING. Takes back one map, whose output was lost. */
+export function uncountMapDone(db: Db, jobId: number): void {
+  prepared(
+    db,
+    `UPDATE jobs SET maps_done = maps_done - 1 WHERE id = ? AND state = 'RUNNING' AND maps_done > 0`,
+  ).run(jobId);
+}

@@ -138,3 +138,74 @@ export function listMapOutputs(db: Db, jobId: number): MapOutputLocation[] {
      WHERE t.job_id = ? AND t.kind = '${TaskKind.MAP}' AND t.state = 'SUCCEEDED' ORDER BY t.idx`,
   ).all(jobId);
 }
+
+/**
+ * releaseLostTask. Expects: the task RUNNING and held by `attemptId`, whose worker was lost.
+ * Counts the loss, and moves the task to PENDING (to run again at once) or FAILED (lost too
+ * often). Returns false if the attempt no longer holds the task.
+ */
+export function releaseLostTask(
+  db: Db,
+  taskId: number,
+  attemptId: string,
+  next: typeof TaskState.PENDING | typeof TaskState.FAILED,
+): boolean {
+  return (
+    prepared(
+      db,
+      `UPDATE tasks SET state = ?, lost_attempts = lost_attempts + 1,
+       attempt_id = CASE WHEN ? = 'FAILED' THEN attempt_id END
+       WHERE id = ? AND state = 'RUNNING' AND attempt_id = ?`,
+    ).run(next, next, taskId, attemptId).changes === 1
+  );
+}
+
+/** countLostLease. Counts one expired lease (a superseded attempt) against the task's lost budget. */
+export function countLostLease(db: Db, taskId: number): void {
+  prepared(db, `UPDATE tasks SET lost_attempts = lost_attempts + 1 WHERE id = ?`).run(taskId);
+}
+
+/**
+ * rerunMap. Expects: the map SUCCEEDED with `attemptId` committed, and that attempt's output
+ * lost. Makes it PENDING under the next generation. Returns the task as it now is, or
+ * undefined if it had already been re-run (another report of the same loss).
+ */
+export function rerunMap(db: Db, taskId: number, attemptId: string): TaskRecord | undefined {
+  const changed = prepared(
+    db,
+    `UPDATE tasks SET state = 'PENDING', generation = generation + 1, attempt_id = NULL
+     WHERE id = ? AND kind = 'MAP' AND state = 'SUCCEEDED' AND attempt_id = ?`,
+  ).run(taskId, attemptId).changes;
+  return changed === 1 ? getTask(db, taskId) : undefined;
+}
+
+/** The SUCCEEDED maps of RUNNING jobs whose committed output lives on `workerId`. */
+export function listMapsCommittedOn(db: Db, workerId: number): TaskRecord[] {
+  return prepared<[number], TaskRecord>(
+    db,
+    `SELECT ${TASK_COLUMNS} FROM tasks WHERE kind = 'MAP' AND state = 'SUCCEEDED'
+     AND attempt_id IN (SELECT id FROM attempts WHERE worker_id = ?)
+     AND job_id IN (SELECT id FROM jobs WHERE state = 'RUNNING') ORDER BY id`,
+  ).all(workerId);
+}
+
+/**
+ * parkReduce. Moves a reduce back to WAITING, from PENDING or from RUNNING under `attemptId`,
+ * because a map it needs runs again. Returns false if the reduce was in neither state.
+ */
+export function parkReduce(db: Db, taskId: number, attemptId: string | null): boolean {
+  return (
+    prepared(
+      db,
+      `UPDATE tasks SET state = 'WAITING', attempt_id = NULL
+       WHERE id = ? AND kind = 'REDUCE' AND state IN ('PENDING', 'RUNNING') AND attempt_id IS ?`,
+    ).run(taskId, attemptId).changes === 1
+  );
+}
+
+export function getTaskByIndex(db: Db, jobId: number, kind: TaskKind, index: number): TaskRecord | undefined {
+  return prepared<[number, string, number], TaskRecord>(
+    db,
+    `SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? AND kind = ? AND idx = ?`,
+  ).get(jobId, kind, index);
+}

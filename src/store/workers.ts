@@ -46,3 +46,31 @@ export function stopWorker(db: Db, workerId: number): boolean {
       .changes === 1
   );
 }
+
+/** markWorkerLost. Expects: the worker ALIVE. Marks it LOST. Returns false if it was not ALIVE. */
+export function markWorkerLost(db: Db, workerId: number): boolean {
+  return (
+    prepared(db, `UPDATE workers SET state = 'LOST' WHERE id = ? AND state = 'ALIVE'`).run(workerId)
+      .changes === 1
+  );
+}
+
+/** ALIVE workers whose last heartbeat is older than `before`. */
+export function listSilentWorkers(db: Db, before: number): WorkerRecord[] {
+  return prepared<[number], Parameters<typeof toWorker>[0]>(
+    db,
+    `SELECT ${WORKER_COLUMNS} FROM workers WHERE state = 'ALIVE' AND last_heartbeat_at < ? ORDER BY id`,
+  )
+    .all(before)
+    .map(toWorker);
+}
+
+/**
+ * graceAliveWorkers. Counts every ALIVE worker as heard from at `now`: after a driver restart,
+ * each gets one full timeout to reach the new driver before it is declared lost.
+ */
+export function graceAliveWorkers(db: Db, now: number): void {
+  prepared(db, `UPDATE workers SET last_heartbeat_at = max(last_heartbeat_at, ?) WHERE state = 'ALIVE'`).run(
+    now,
+  );
+}

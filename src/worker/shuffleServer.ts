@@ -12,9 +12,24 @@ import { attemptDir } from "./dataDir.js";
 /** The most a chunk carries, in bytes. */
 export const CHUNK_BYTES = 1 << 20;
 
-export function createShuffleService(dataDir: string, log: Logger): UntypedServiceImplementation {
+/**
+ * Serves partitions of committed map attempts only: the output of an attempt the driver
+ * refused, or has not accepted yet, is never read by a reducer.
+ */
+export function createShuffleService(
+  dataDir: string,
+  isCommitted: (attemptId: string) => boolean,
+  log: Logger,
+): UntypedServiceImplementation {
   const fetchPartition = (call: ServerWritableStream<pb.FetchPartitionRequest, pb.Chunk>): void => {
     const { attemptId, partition } = call.request;
+    if (!isCommitted(attemptId)) {
+      call.emit("error", {
+        code: status.FAILED_PRECONDITION,
+        details: `attempt ${attemptId} has no committed output on this worker`,
+      });
+      return;
+    }
     let path: string;
     try {
       path = partitionFile(attemptDir(dataDir, attemptId), partition);

@@ -1,8 +1,9 @@
 /** Runs one assigned attempt on this worker with the engine of src/mr. */
 import { createWriteStream, mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { UnrecoverableTaskError, toError } from "../errors.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { FetchFailedError, UnrecoverableTaskError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../grpc.js";
 import type { App } from "../mr/app.js";
@@ -15,6 +16,9 @@ import { attemptDir } from "./dataDir.js";
 
 /** Map outputs a reduce fetches at once, as Hadoop's parallel copies. */
 const PARALLEL_FETCHES = 4;
+/** Tries of one fetch before the map's output is reported lost, and the pause between them. */
+const FETCH_TRIES = 3;
+const FETCH_RETRY_MS = 300;
 
 export interface TaskRunnerOptions {
   dataDir: string;
@@ -59,9 +63,21 @@ export class TaskRunner {
     }
   }
 
-  /** Deletes what an attempt left in the data directory: its map output, or its fetched inputs. */
-  discard(attemptId: string): void {
-    rmSync(attemptDir(this.options.dataDir, attemptId), { recursive: true, force: true });
+  /** Deletes what an attempt left: its map output or fetched inputs, and a reduce's uncommitted file. */
+  discard(task: TaskAssignment): void {
+    rmSync(attemptDir(this.options.dataDir, task.attemptId), { recursive: true, force: true });
+    if (task.kind === TaskKind.REDUCE) {
+      rmSync(dirname(temporaryPartPath(task.outputDir, task.attemptId, task.index)), {
+        recursive: true,
+        force: true,
+      });
+    }
+  }
+
+  /** Deletes every attempt's files in the data directory. */
+  discardAll(): void {
+    rmSync(this.options.dataDir, { recursive: true, force: true });
+    mkdirSync(this.options.dataDir, { recursive: true });
   }
 
   close(): void {
@@ -82,11 +98,36 @@ export class TaskRunner {
     const fetchOne = async (): Promise<void> => {
       while (next < task.mapOutputs.length) {
         const i = next++;
-        bytes += await this.fetchPartition(task.mapOutputs[i]!, task.index, inputs[i]!, signal);
+        bytes += await this.fetchWithRetries(task.mapOutputs[i]!, task.index, inputs[i]!, signal);
       }
     };
     await Promise.all(Array.from({ length: PARALLEL_FETCHES }, fetchOne));
     return { inputs, bytes };
+  }
+
+  /** A few tries, then a FetchFailedError that names the map: its output is gone. */
+  private async fetchWithRetries(
+    output: MapOutput,
+    partition: number,
+    path: string,
+    signal: AbortSignal,
+  ): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.fetchPartition(output, partition, path, signal);
+      } catch (err) {
+        signal.throwIfAborted();
+        if (attempt >= FETCH_TRIES) {
+          throw new FetchFailedError(
+            output.mapIndex,
+            output.attemptId,
+            `could not fetch map ${output.mapIndex} (attempt ${output.attemptId}) from ${output.address}: ${toError(err).message}`,
+            { cause: err },
+          );
+        }
+        await sleep(FETCH_RETRY_MS * attempt, undefined, { signal });
+      }
+    }
   }
 
   private async fetchPartition(
@@ -110,12 +151,6 @@ export class TaskRunner {
         }
       }, createWriteStream(path));
       return bytes;
-    } catch (err) {
-      signal.throwIfAborted();
-      throw new Error(
-        `could not fetch map ${output.mapIndex} (attempt ${output.attemptId}) from ${output.address}: ${toError(err).message}`,
-        { cause: err },
-      );
     } finally {
       signal.removeEventListener("abort", cancel);
     }

@@ -7,11 +7,11 @@ import { mkdirSync, rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config.js";
-import { hasCode, toError } from "../errors.js";
+import { FetchFailedError, hasCode, toError } from "../errors.js";
 import { ShuffleServiceService, TaskServiceClient, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, callUnary, credentials, listen, shutdown } from "../grpc.js";
 import type { App } from "../mr/app.js";
-import type { Counters } from "../types.js";
+import { TaskKind, type Counters } from "../types.js";
 import { createShuffleService } from "./shuffleServer.js";
 import { TaskRunner } from "./taskRunner.js";
 
@@ -30,6 +30,8 @@ export class MrWorker {
   private readonly client: TaskServiceClient;
   private readonly runner: TaskRunner;
   private readonly running = new Map<string, RunningAttempt>();
+  /** Map attempts the driver accepted: the only output the shuffle service serves. */
+  private readonly committed = new Set<string>();
   private workerId = 0;
   private heartbeatMs = 1000;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -55,7 +57,10 @@ export class MrWorker {
     // Output of an earlier run belongs to attempts the driver no longer counts on this worker for.
     rmSync(this.config.dataDir, { recursive: true, force: true });
     mkdirSync(this.config.dataDir, { recursive: true });
-    this.server.addService(ShuffleServiceService, createShuffleService(this.config.dataDir, this.log));
+    this.server.addService(
+      ShuffleServiceService,
+      createShuffleService(this.config.dataDir, (attemptId) => this.committed.has(attemptId), this.log),
+    );
     this.address = await listen(this.server, `${this.config.host}:${this.config.port}`);
     await this.register();
     this.heartbeatTimer = setInterval(() => void this.sendHeartbeat(), this.heartbeatMs);
@@ -107,11 +112,16 @@ export class MrWorker {
     }
   }
 
-  /** After a failed call: register again if the driver forgot this worker, otherwise back off. */
+  /**
+   * After a failed call: if the driver declared this worker lost, its attempts and map output
+   * count for nothing now, so drop them all and register again; otherwise back off.
+   */
   private async recover(err: unknown, what: string): Promise<void> {
     if (hasCode(err, status.FAILED_PRECONDITION)) {
       this.log.warn({ workerId: this.workerId }, `${what}: ${toError(err).message}`);
-      this.abortAll("this worker registered again");
+      this.abortAll("the driver declared this worker lost");
+      this.committed.clear();
+      this.runner.discardAll();
       await this.register();
       return;
     }
@@ -129,47 +139,58 @@ export class MrWorker {
       try {
         counters = await this.runner.run(task, controller.signal);
       } catch (err) {
+        this.runner.discard(task);
         if (controller.signal.aborted) {
           this.log.info(ids, "attempt aborted");
-          this.runner.discard(task.attemptId);
           return;
         }
         const message = toError(err).message;
-        this.log.warn({ ...ids, err: message }, "task failed");
-        this.runner.discard(task.attemptId);
+        const fetchFailure =
+          err instanceof FetchFailedError
+            ? { mapIndex: err.mapIndex, mapAttemptId: err.mapAttemptId }
+            : undefined;
+        this.log.warn({ ...ids, err: message }, fetchFailure ? "fetch failed" : "task failed");
         await this.report("FailTask", task, () =>
           callUnary(
             this.client.failTask.bind(this.client),
-            { workerId: this.workerId, attemptId: task.attemptId, error: message },
+            { workerId: this.workerId, attemptId: task.attemptId, error: message, fetchFailure },
             CALL_TIMEOUT_MS,
           ),
         );
         return;
       }
-      await this.report("CompleteTask", task, () =>
+      // Serve the output from the moment the driver may hand it to reducers.
+      if (task.kind === TaskKind.MAP) this.committed.add(task.attemptId);
+      const accepted = await this.report("CompleteTask", task, () =>
         callUnary(
           this.client.completeTask.bind(this.client),
           { workerId: this.workerId, attemptId: task.attemptId, counters },
           CALL_TIMEOUT_MS,
         ),
       );
-      this.log.info(ids, "task reported");
+      if (!accepted) this.committed.delete(task.attemptId);
+      this.log.info({ ...ids, accepted }, "task reported");
     } finally {
       this.running.delete(task.attemptId);
     }
   }
 
-  /** Reports until the driver answers; a refusal means the attempt lost its task: drop its output. */
-  private async report(what: string, task: TaskAssignment, send: () => Promise<unknown>): Promise<void> {
+  /**
+   * Reports until the driver answers. A refusal means the attempt no longer holds its task:
+   * its output is dropped, and false returned.
+   */
+  private async report(what: string, task: TaskAssignment, send: () => Promise<unknown>): Promise<boolean> {
     try {
       await this.retry(what, send);
+      return true;
     } catch (err) {
       if (!hasCode(err, status.FAILED_PRECONDITION) && !hasCode(err, status.NOT_FOUND)) throw err;
       this.log.warn(
         { attemptId: task.attemptId, err: toError(err).message },
         `${what} refused; output discarded`,
       );
-      this.runner.discard(task.attemptId);
+      this.runner.discard(task);
+      return false;
     }
   }
 
@@ -196,11 +217,18 @@ export class MrWorker {
         CALL_TIMEOUT_MS,
       );
       for (const attemptId of reply.abortAttemptIds) {
-        this.log.warn({ attemptId }, "driver says abort");
-        this.running.get(attemptId)?.controller.abort();
+        const attempt = this.running.get(attemptId);
+        if (!attempt) continue; // it ended while the heartbeat was on its way
+        this.log.warn({ attemptId }, "the driver says this attempt no longer holds its task; aborting it");
+        attempt.controller.abort();
       }
     } catch (err) {
-      if (!hasCode(err, status.UNAVAILABLE)) this.log.warn({ err: toError(err).message }, "heartbeat failed");
+      if (hasCode(err, status.FAILED_PRECONDITION)) {
+        // Declared lost: what runs here counts for nothing; the poll loop registers again.
+        this.abortAll("the driver declared this worker lost");
+      } else if (!hasCode(err, status.UNAVAILABLE)) {
+        this.log.warn({ err: toError(err).message }, "heartbeat failed");
+      }
     }
   }
 

@@ -1,0 +1,162 @@
+/**
+ * The fault rules of the scheduler core, as plain functions over the store: a worker that
+ * stopped heartbeating, and a reduce that could not fetch a map's output. Like scheduler.ts,
+ * each runs in one transaction and returns the queue work it implies.
+ */
+import { FailedPreconditionError } from "../errors.js";
+import { finishAttempt, listRunningAttempts } from "../store/attempts.js";
+import type { Db } from "../store/db.js";
+import { addEvent, EventType } from "../store/events.js";
+import { getJob, uncountMapDone } from "../store/jobs.js";
+import { inTransaction } from "../store/prepared.js";
+import type { JobRecord, TaskRecord } from "../store/rows.js";
+import {
+  getTask,
+  getTaskByIndex,
+  listMapsCommittedOn,
+  parkReduce,
+  releaseLostTask,
+  releaseReduces,
+  rerunMap,
+} from "../store/tasks.js";
+import { getWorker, markWorkerLost as markWorkerLostRow } from "../store/workers.js";
+import { AttemptState, JobState, TaskKind, TaskState } from "../types.js";
+import { describeTask, endJob, reportedAttempt, staleAttempt, type QueueWork } from "./scheduler.js";
+
+export interface LostBudget {
+  /** Attempts of one task that may be lost with their worker before the task fails. Default 20. */
+  maxLostAttempts: number;
+}
+
+export interface Reassignment {
+  jobId: number;
+  task: TaskRecord;
+  attemptId: string;
+}
+
+export interface WorkerLoss extends Required<QueueWork> {
+  /** RUNNING attempts that went back to the queue. */
+  reassigned: Reassignment[];
+  /** Jobs whose state changed, as they now are. */
+  jobs: JobRecord[];
+}
+
+/** The reason a task lost too often fails, and its job with it. */
+export function lostTooOften(task: TaskRecord, losses: number): string {
+  return `${describeTask(task)}: worker lost ${losses} times while running this task; the app may be killing its worker`;
+}
+
+/**
+ * markWorkerLost. Expects: the worker ALIVE. Marks it LOST and each of its RUNNING attempts
+ * LOST. Each task goes straight back to the queue, unless it has now been lost
+ * `maxLostAttempts` times: then it and its job fail. A lost attempt does not count against
+ * maxAttempts. Maps of running jobs whose committed output was on the worker run again under a
+ * new generation. Returns null if the worker was not ALIVE.
+ */
+export function markWorkerLost(
+  db: Db,
+  workerId: number,
+  budget: LostBudget,
+  reason: string,
+  now: number,
+): WorkerLoss | null {
+  return inTransaction(db, () => {
+    const worker = getWorker(db, workerId);
+    if (!worker || !markWorkerLostRow(db, workerId)) return null;
+    const loss: WorkerLoss = { enqueue: [], drop: [], requeue: [], reassigned: [], jobs: [] };
+    const jobIds = new Set<number>();
+    const who = `worker ${workerId} (${worker.address})`;
+    for (const attempt of listRunningAttempts(db, workerId)) {
+      const task = getTask(db, attempt.taskId)!;
+      if (!finishAttempt(db, attempt.id, AttemptState.LOST, `${who} lost: ${reason}`, now)) continue;
+      if (task.state !== TaskState.RUNNING || task.attemptId !== attempt.id) continue;
+      jobIds.add(task.jobId);
+      const losses = task.lostAttempts + 1;
+      if (losses >= budget.maxLostAttempts) {
+        releaseLostTask(db, task.id, attempt.id, TaskState.FAILED);
+        const why = lostTooOften(task, losses);
+        addEvent(db, task.jobId, EventType.TASK_FAILED, why, now);
+        loss.drop.push(task, ...endJob(db, task.jobId, JobState.FAILED, why, now));
+        continue;
+      }
+      releaseLostTask(db, task.id, attempt.id, TaskState.PENDING);
+      loss.requeue.push({ task, token: attempt.id });
+      loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
+      addEvent(
+        db,
+        task.jobId,
+        EventType.WORKER_LOST,
+        `${describeTask(task)}: attempt ${attempt.id} lost with ${who}; back in the queue (${losses} of ${budget.maxLostAttempts} losses)`,
+        now,
+      );
+    }
+    for (const map of listMapsCommittedOn(db, workerId)) {
+      const rerun = rerunMap(db, map.id, map.attemptId!);
+      if (!rerun) continue;
+      uncountMapDone(db, map.jobId);
+      jobIds.add(map.jobId);
+      loss.enqueue.push(rerun);
+      addEvent(
+        db,
+        map.jobId,
+        EventType.MAP_RERUN,
+        `${describeTask(map)}: its output was on ${who}, now lost; runs again (generation ${rerun.generation})`,
+        now,
+      );
+    }
+    loss.jobs = [...jobIds].map((jobId) => getJob(db, jobId)!);
+    return loss;
+  });
+}
+
+export interface FetchFailureReport {
+  attemptId: string;
+  workerId: number;
+  error: string;
+  mapIndex: number;
+  mapAttemptId: string;
+}
+
+/**
+ * reportFetchFailure. Expects: a reduce attempt that holds its task and could not fetch the
+ * output of map `mapIndex`'s committed attempt `mapAttemptId`. The attempt is KILLED without
+ * counting against the reduce's budget, and the reduce WAITS again. The map runs again under a
+ * new generation, unless another report already made it do so. Returns the queue work.
+ */
+export function reportFetchFailure(
+  db: Db,
+  report: FetchFailureReport,
+  now: number,
+): { job: JobRecord; task: TaskRecord } & QueueWork {
+  return inTransaction(db, () => {
+    const attempt = reportedAttempt(db, report.attemptId, report.workerId);
+    const task = getTask(db, attempt.taskId)!;
+    if (task.kind !== TaskKind.REDUCE) {
+      throw new FailedPreconditionError(`attempt ${attempt.id} runs a map; only a reduce fetches map output`);
+    }
+    if (attempt.state !== AttemptState.RUNNING || !parkReduce(db, task.id, attempt.id))
+      throw staleAttempt(attempt, task);
+    finishAttempt(db, attempt.id, AttemptState.KILLED, `fetch failed: ${report.error}`, now);
+    const map = getTaskByIndex(db, task.jobId, TaskKind.MAP, report.mapIndex);
+    const rerun = map && rerunMap(db, map.id, report.mapAttemptId);
+    const enqueue: TaskRecord[] = [];
+    if (rerun) {
+      uncountMapDone(db, task.jobId);
+      enqueue.push(rerun);
+    }
+    const job = getJob(db, task.jobId)!;
+    addEvent(
+      db,
+      job.id,
+      EventType.FETCH_FAILED,
+      `${describeTask(task)} could not fetch map ${report.mapIndex} (attempt ${report.mapAttemptId}): ${report.error}; ` +
+        (rerun
+          ? `map ${report.mapIndex} runs again (generation ${rerun.generation})`
+          : "that map already runs again"),
+      now,
+    );
+    // The map may have been re-run and committed already: then the reduce can go at once.
+    if (job.mapsDone === job.mapsTotal) enqueue.push(...releaseReduces(db, job.id));
+    return { job, task: getTask(db, task.id)!, enqueue, drop: [task] };
+  });
+}
