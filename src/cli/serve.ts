@@ -19,13 +19,23 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option("--queue-prefix <prefix>", "Redis key prefix of the queue (default mr)")
     .option(
       "--worker-timeout <ms>",
-      "a lease not extended for this long expires (default 5000)",
+      "a worker silent this long is lost; its tasks run again (default 5000)",
       parsePositiveInt("--worker-timeout"),
     )
     .option(
       "--max-attempts <n>",
       "failed attempts before a task and its job fail (default 4)",
       parsePositiveInt("--max-attempts"),
+    )
+    .option(
+      "--lease <ms>",
+      "a queue lease not extended this long expires: the stalled-task backstop (default 30000)",
+      parsePositiveInt("--lease"),
+    )
+    .option(
+      "--reconcile-interval <ms>",
+      "how often the queue is checked against SQLite and repaired (default 5000)",
+      parsePositiveInt("--reconcile-interval"),
     )
     .action(async (options: Record<string, unknown>) => {
       const config = resolveDriverConfig(
@@ -36,6 +46,8 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           queuePrefix: options.queuePrefix,
           workerTimeoutMs: options.workerTimeout,
           maxAttempts: options.maxAttempts,
+          leaseMs: options.lease,
+          reconcileMs: options.reconcileInterval,
         },
         env,
       );
@@ -50,6 +62,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .requiredOption("--port <n>", "port of this worker's shuffle service (0 picks a free one)")
     .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
     .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>)")
+    .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
     .option(
       "--sort-buffer <size>",
       "map output buffered before a spill to disk (default 64MiB)",

@@ -7,6 +7,7 @@ import { runLocalJob } from "../mr/local.js";
 import { holdsFinishedJob } from "../mr/output.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
 import { JobState } from "../types.js";
+import { loadApps } from "../worker/apps.js";
 import { DriverClient } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
 import { jobJson } from "./format.js";
@@ -70,12 +71,14 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
 
   addJobOptions(program.command("run").description("run a job in this process: no driver, no Redis"))
     .option("--local", "run in this process (the only mode of run)")
-    .action(async (inputs: string[], options: JobOptions & { local?: boolean }) => {
+    .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
+    .action(async (inputs: string[], options: JobOptions & { local?: boolean; appsDir?: string }) => {
       if (!options.local) throw new UsageError("run works only with --local (to use a cluster, mr submit)");
-      const app = BUILTIN_APPS[options.app];
+      const apps = await loadApps(options.appsDir === undefined ? undefined : resolve(options.appsDir));
+      const app = apps[options.app];
       if (!app) {
         throw new UsageError(
-          `unknown app ${JSON.stringify(options.app)} (available: ${Object.keys(BUILTIN_APPS).join(", ")})`,
+          `unknown app ${JSON.stringify(options.app)} (available: ${Object.keys(apps).join(", ")})`,
         );
       }
       const outputDir = resolve(options.output);

@@ -4,7 +4,7 @@
  * each runs in one transaction and returns the queue work it implies.
  */
 import { FailedPreconditionError } from "../errors.js";
-import { finishAttempt, listRunningAttempts } from "../store/attempts.js";
+import { finishAttempt, listRunningAttempts, loseCommittedOutput } from "../store/attempts.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
 import { getJob, uncountMapDone } from "../store/jobs.js";
@@ -93,6 +93,7 @@ export function markWorkerLost(
     for (const map of listMapsCommittedOn(db, workerId)) {
       const rerun = rerunMap(db, map.id, map.attemptId!);
       if (!rerun) continue;
+      loseCommittedOutput(db, map.attemptId!, `its output was on ${who}, now lost`);
       uncountMapDone(db, map.jobId);
       jobIds.add(map.jobId);
       loss.enqueue.push(rerun);
@@ -141,6 +142,7 @@ export function reportFetchFailure(
     const rerun = map && rerunMap(db, map.id, report.mapAttemptId);
     const enqueue: TaskRecord[] = [];
     if (rerun) {
+      loseCommittedOutput(db, report.mapAttemptId, `a reduce could not fetch its output: ${report.error}`);
       uncountMapDone(db, task.jobId);
       enqueue.push(rerun);
     }

@@ -1,5 +1,6 @@
 import { createReadStream } from "node:fs";
 import type { Split } from "../types.js";
+import { createYielder } from "./context.js";
 
 const NEWLINE = 0x0a;
 const CR = 0x0d;
@@ -41,6 +42,7 @@ export async function readSplit(
   let chunkOffset = split.start; // file offset of the current chunk
   let lineStart = split.start; // file offset of the current line
   let skipping = split.start !== 0; // discarding the tail of a line that the previous split owns
+  const pause = createYielder(); // a slow map must not starve the worker's heartbeats
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       signal?.throwIfAborted();
@@ -53,6 +55,11 @@ export async function readSplit(
           const bytes =
             pending === null ? chunk.subarray(from, at) : Buffer.concat([pending, chunk.subarray(from, at)]);
           onLine(lineStart, decodeLine(bytes), bytes.length + 1);
+          const paused = pause();
+          if (paused !== undefined) {
+            await paused;
+            signal?.throwIfAborted();
+          }
         }
         pending = null;
         from = at + 1;

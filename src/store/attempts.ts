@@ -85,3 +85,17 @@ export function listRunningAttempts(db: Db, workerId?: number): AttemptRecord[] 
     `SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE state = 'RUNNING' AND (? IS NULL OR worker_id = ?) ORDER BY started_at`,
   ).all(workerId ?? null, workerId ?? null);
 }
+
+/**
+ * loseCommittedOutput. Expects: the attempt SUCCEEDED, its task now running again because the
+ * output it committed is gone. Marks it LOST with the reason, so that at most one attempt of a
+ * task stands committed. Returns false if it was not SUCCEEDED.
+ */
+export function loseCommittedOutput(db: Db, attemptId: string, reason: string): boolean {
+  return (
+    prepared(db, `UPDATE attempts SET state = 'LOST', error = ? WHERE id = ? AND state = 'SUCCEEDED'`).run(
+      reason,
+      attemptId,
+    ).changes === 1
+  );
+}

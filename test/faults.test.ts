@@ -1,0 +1,332 @@
+/**
+ * Fault injection into real processes: workers killed and paused, the driver killed, Redis
+ * flushed and restarted, a task that always throws, chaos, cancel. Every run that succeeds must
+ * give exactly the output of the local engine, with one committed attempt per task.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { startRedisServer, type RedisServer } from "../src/cli/processes.js";
+import type * as pb from "../src/gen/mapreduce.js";
+import { BUILTIN_APPS } from "../src/mr/apps/index.js";
+import { runLocalJob } from "../src/mr/local.js";
+import {
+  committedOnce,
+  mr,
+  startCluster,
+  waitForJobEnd,
+  waitForRunningAttempt,
+  type Cluster,
+  type ClusterOptions,
+} from "./helpers/cluster.js";
+import { writeCorpus } from "./helpers/corpus.js";
+import { tempDir } from "./helpers/tmp.js";
+
+const REDUCERS = 3;
+let cluster: Cluster | undefined;
+let redis: RedisServer | undefined;
+
+afterEach(async () => {
+  await cluster?.stop();
+  await redis?.stop();
+  cluster = undefined;
+  redis = undefined;
+});
+
+interface Setup {
+  dir: string;
+  inputs: string[];
+  cluster: Cluster;
+}
+
+async function setup(options: Partial<ClusterOptions> & { bytes?: number } = {}): Promise<Setup> {
+  const dir = tempDir();
+  const inputs = writeCorpus(dir, { files: 3, bytes: options.bytes ?? 24_000, seed: 5 });
+  cluster = await startCluster({
+    dir,
+    redisUrl: inject("redisUrl"),
+    workers: 3,
+    ...options,
+    driverArgs: ["--worker-timeout", "3000", ...(options.driverArgs ?? [])],
+  });
+  return { dir, inputs, cluster };
+}
+
+function submit(setup: Setup, params: Record<string, string>, name = "out"): Promise<pb.Job> {
+  return setup.cluster.client.submitJob({
+    app: "faulty",
+    inputs: setup.inputs,
+    outputDir: join(setup.dir, name),
+    reducers: REDUCERS,
+    splitSizeBytes: 4000,
+    params,
+  });
+}
+
+function partFiles(dir: string): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(dir)
+      .filter((name) => name.startsWith("part-r-"))
+      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
+  );
+}
+
+/** The output must equal wordcount run by the local engine on the same input, file for file. */
+async function expectLocalOutput({ dir, inputs }: Setup, name = "out"): Promise<void> {
+  const localDir = join(dir, `${name}-local`);
+  await runLocalJob({
+    app: BUILTIN_APPS.wordcount!,
+    params: {},
+    inputs,
+    outputDir: localDir,
+    reducers: REDUCERS,
+    splitSizeBytes: 4000,
+  });
+  expect(partFiles(join(dir, name))).toEqual(partFiles(localDir));
+  expect(existsSync(join(dir, name, "_SUCCESS"))).toBe(true);
+  expect(existsSync(join(dir, name, "_temporary"))).toBe(false);
+}
+
+function countLines(inputs: string[]): number {
+  return inputs.reduce((sum, path) => {
+    const text = readFileSync(path, "utf8");
+    return sum + text.split("\n").length - (text.endsWith("\n") ? 1 : 0);
+  }, 0);
+}
+
+function attemptsOf(detail: pb.JobDetail, attemptId: string): { task: pb.Task; attempt: pb.Attempt } {
+  for (const task of detail.tasks) {
+    const attempt = task.attempts.find((candidate) => candidate.id === attemptId);
+    if (attempt) return { task, attempt };
+  }
+  throw new Error(`no attempt ${attemptId}`);
+}
+
+describe("a worker killed with SIGKILL", () => {
+  it.each(["MAP", "REDUCE"] as const)(
+    "in the middle of a %s: the task runs again and the job succeeds",
+    async (kind) => {
+      const s = await setup();
+      const job = await submit(s, { slowMs: "8", reduceSlowMs: "60" });
+      const victim = await waitForRunningAttempt(s.cluster.client, job.id, kind);
+      await s.cluster.workerAt(victim.worker.address).stop("SIGKILL");
+
+      const detail = await waitForJobEnd(s.cluster.client, job.id);
+      expect(detail.job!.state).toBe("SUCCEEDED");
+      await expectLocalOutput(s);
+      expect(committedOnce(detail)).toBe(true);
+      const { task, attempt } = attemptsOf(detail, victim.attempt.id);
+      expect(attempt.state).toBe("LOST");
+      expect(attempt.error).toMatch(/lost: no heartbeat for \d+ ms/);
+      const retry = task.attempts.find((other) => other.state === "SUCCEEDED")!;
+      expect(retry.workerId).not.toBe(victim.worker.id);
+      expect(retry.startedAtMs).toBeGreaterThan(attempt.startedAtMs);
+      const types = detail.events.map((event) => event.type);
+      expect(types).toContain("worker-lost");
+      // Retried and re-run attempts count nothing: each record once.
+      expect(detail.counters.MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
+      expect(detail.counters.REDUCE_INPUT_GROUPS).toBe(detail.counters.REDUCE_OUTPUT_RECORDS);
+
+      const shown = await mr(["jobs", "show", String(job.id)], s.cluster.env);
+      expect(shown.stdout).toContain(victim.attempt.id);
+      expect(shown.stdout).toMatch(/worker-lost/);
+      const workers = JSON.parse((await mr(["workers", "list", "--json"], s.cluster.env)).stdout);
+      expect(workers.find((worker: { id: number }) => worker.id === victim.worker.id).state).toBe("LOST");
+    },
+  );
+});
+
+describe("a worker paused past its timeout", () => {
+  it("is declared lost; when it resumes, its late report is refused and it registers again", async () => {
+    const s = await setup();
+    const job = await submit(s, { slowMs: "8" });
+    const victim = await waitForRunningAttempt(s.cluster.client, job.id, "MAP");
+    const paused = s.cluster.workerAt(victim.worker.address);
+    paused.child.kill("SIGSTOP");
+    await expect
+      .poll(async () => attemptsOf(await s.cluster.client.getJob(job.id), victim.attempt.id).attempt.state, {
+        timeout: 15_000,
+        interval: 200,
+      })
+      .toBe("LOST");
+    await sleep(1000);
+    paused.child.kill("SIGCONT");
+
+    const detail = await waitForJobEnd(s.cluster.client, job.id);
+    expect(detail.job!.state).toBe("SUCCEEDED");
+    await expectLocalOutput(s);
+    expect(committedOnce(detail)).toBe(true);
+    expect(attemptsOf(detail, victim.attempt.id).attempt.state).toBe("LOST");
+    // The resumed worker learned that it was lost: it dropped its attempt and came back under a new id.
+    await expect
+      .poll(async () =>
+        (await s.cluster.client.listWorkers()).workers
+          .filter((w) => w.address === victim.worker.address)
+          .map((w) => w.state),
+      )
+      .toEqual(["LOST", "ALIVE"]);
+    const log = readFileSync(join(s.dir, `worker-${s.cluster.workers.indexOf(paused) + 1}.log`), "utf8");
+    expect(log).toMatch(/aborting it|attempt aborted|refused; output discarded|declared this worker lost/);
+  });
+});
+
+describe("the driver killed with SIGKILL mid-job, twice", () => {
+  it("comes back with its history, lets running attempts report, and finishes the job", async () => {
+    const s = await setup();
+    const job = await submit(s, { slowMs: "8", reduceSlowMs: "40" });
+    const waiting = mr(["jobs", "wait", String(job.id)], s.cluster.env); // follows the job across restarts
+    for (const phase of ["MAP", "MAP"] as const) {
+      await waitForRunningAttempt(s.cluster.client, job.id, phase);
+      await s.cluster.driver.stop("SIGKILL");
+      await sleep(500);
+      await s.cluster.startDriver();
+    }
+    const detail = await waitForJobEnd(s.cluster.client, job.id);
+    expect(detail.job!.state).toBe("SUCCEEDED");
+    expect((await waiting).code).toBe(0);
+    await expectLocalOutput(s);
+    expect(committedOnce(detail)).toBe(true);
+    const types = detail.events.map((event) => event.type);
+    expect(types[0]).toBe("submitted");
+    expect(types.filter((type) => type === "driver-recovered").length).toBeGreaterThanOrEqual(2);
+    expect(types.at(-1)).toBe("succeeded");
+    expect(detail.counters.MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
+  });
+});
+
+describe("Redis", () => {
+  async function setupWithOwnRedis(): Promise<Setup> {
+    redis = await startRedisServer();
+    return setup({ redisUrl: redis.url, driverArgs: ["--reconcile-interval", "1000"] });
+  }
+
+  it("flushed mid-job: the queue is rebuilt from SQLite and the job succeeds", async () => {
+    const s = await setupWithOwnRedis();
+    const job = await submit(s, { slowMs: "8" });
+    await waitForRunningAttempt(s.cluster.client, job.id, "MAP");
+    const { Redis } = await import("ioredis");
+    const connection = new Redis(redis!.url);
+    await connection.flushall();
+    connection.disconnect();
+    const detail = await waitForJobEnd(s.cluster.client, job.id);
+    expect(detail.job!.state).toBe("SUCCEEDED");
+    await expectLocalOutput(s);
+    expect(committedOnce(detail)).toBe(true);
+    expect(detail.events.map((event) => event.type)).toContain("driver-recovered");
+  });
+
+  it("stopped and restarted mid-job: submits fail with UNAVAILABLE meanwhile, then the job succeeds", async () => {
+    const s = await setupWithOwnRedis();
+    const job = await submit(s, { slowMs: "8" });
+    await waitForRunningAttempt(s.cluster.client, job.id, "MAP");
+    const port = redis!.port;
+    await redis!.stop();
+    await expect
+      .poll(
+        () =>
+          s.cluster.client
+            .submitJob({ ...jobRequest(s), outputDir: join(s.dir, "other") })
+            .catch((err) => err.details),
+        { timeout: 10_000 },
+      )
+      .toMatch(/cannot reach Redis .* \(start Redis, then submit again\)/);
+    const list = await mr(["jobs", "list", "--json"], s.cluster.env);
+    expect(list.code).toBe(0); // history stays readable
+    await sleep(1500);
+    redis = await startRedisServer(port);
+    const detail = await waitForJobEnd(s.cluster.client, job.id);
+    expect(detail.job!.state).toBe("SUCCEEDED");
+    await expectLocalOutput(s);
+    expect(committedOnce(detail)).toBe(true);
+  });
+});
+
+function jobRequest(s: Setup): pb.SubmitJobRequest {
+  return {
+    app: "wordcount",
+    inputs: s.inputs,
+    outputDir: join(s.dir, "x"),
+    reducers: 1,
+    splitSizeBytes: 0,
+    params: {},
+  };
+}
+
+describe("a task that always throws", () => {
+  it("fails its job after 4 attempts with the error shown, and the driver runs the next job", async () => {
+    const s = await setup();
+    const job = await submit(s, { poison: "Москва" });
+    const detail = await waitForJobEnd(s.cluster.client, job.id);
+    expect(detail.job!.state).toBe("FAILED");
+    expect(detail.job!.error).toMatch(
+      /^map \d+ failed 4 times; last error: poisoned record at .*input-\d\.txt:\d+$/,
+    );
+    const failed = detail.tasks.find((task) => task.state === "FAILED" && task.attempts.length === 4)!;
+    expect(failed.attempts.map((attempt) => attempt.state)).toEqual(["FAILED", "FAILED", "FAILED", "FAILED"]);
+    // Exponential backoff between the tries: at least 1 s, then 2 s, then 4 s.
+    const gaps = failed.attempts
+      .slice(1)
+      .map((attempt, i) => attempt.startedAtMs - failed.attempts[i]!.finishedAtMs);
+    expect(gaps[0]).toBeGreaterThanOrEqual(900);
+    expect(gaps[2]).toBeGreaterThanOrEqual(3600);
+    const shown = await mr(["jobs", "show", String(job.id)], s.cluster.env);
+    expect(shown.stdout).toContain("poisoned record at");
+    expect(shown.stdout).toMatch(/task-retried/);
+    expect(existsSync(join(s.dir, "out", "_temporary"))).toBe(false);
+
+    const next = await submit(s, {}, "next");
+    expect((await waitForJobEnd(s.cluster.client, next.id)).job!.state).toBe("SUCCEEDED");
+    await expectLocalOutput(s, "next");
+  });
+});
+
+describe("chaos", () => {
+  it("workers that crash and stall at random, restarted as they die, still give the exact output", async () => {
+    const s = await setup({ workers: 0 });
+    const slots = 3;
+    let stopping = false;
+    const keepAlive = async (): Promise<void> => {
+      while (!stopping) {
+        const worker = await s.cluster.startWorker();
+        await new Promise((resolve) => worker.child.once("exit", resolve));
+      }
+    };
+    const running = Array.from({ length: slots }, keepAlive);
+    try {
+      const job = await submit(s, { crash: "0.003", stall: "0.001", stallMs: "5000", reduceSlowMs: "5" });
+      const detail = await waitForJobEnd(s.cluster.client, job.id, 240_000);
+      expect(detail.job!.state, detail.job!.error).toBe("SUCCEEDED");
+      await expectLocalOutput(s);
+      expect(committedOnce(detail)).toBe(true);
+      expect(s.cluster.workers.length).toBeGreaterThan(slots); // some did die
+    } finally {
+      stopping = true;
+      await Promise.all(s.cluster.workers.map((worker) => worker.stop()));
+      await Promise.all(running);
+    }
+  });
+});
+
+describe("cancel", () => {
+  it("stops a running job: CANCELLED, attempts killed, and no part file written, even later", async () => {
+    const s = await setup();
+    const job = await submit(s, { slowMs: "8" });
+    const running = await waitForRunningAttempt(s.cluster.client, job.id, "MAP");
+    const cancelled = await mr(["jobs", "cancel", String(job.id)], s.cluster.env);
+    expect(cancelled.stdout).toBe(`job ${job.id} CANCELLED\n`);
+    const detail = await s.cluster.client.getJob(job.id);
+    expect(detail.job!.state).toBe("CANCELLED");
+    expect(attemptsOf(detail, running.attempt.id).attempt.state).toBe("KILLED");
+    expect(detail.tasks.every((task) => task.state === "CANCELLED" || task.state === "SUCCEEDED")).toBe(true);
+    await sleep(3000); // long enough for any attempt still running to finish and try to report
+    const output = join(s.dir, "out");
+    expect(existsSync(output) ? readdirSync(output).filter((name) => name.startsWith("part-")) : []).toEqual(
+      [],
+    );
+    expect((await s.cluster.client.getJob(job.id)).job!.state).toBe("CANCELLED");
+    expect(
+      (await s.cluster.client.listWorkers()).workers.every((worker) => worker.runningAttempts.length === 0),
+    ).toBe(true);
+  });
+});
