@@ -3,7 +3,7 @@
  * flushed and restarted, a task that always throws, chaos, cancel. Every run that succeeds must
  * give exactly the output of the local engine, with one committed attempt per task.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
@@ -283,7 +283,7 @@ describe("a task that always throws", () => {
 
 describe("chaos", () => {
   it("workers that crash and stall at random, restarted as they die, still give the exact output", async () => {
-    const s = await setup({ bytes: 48_000 });
+    const s = await setup();
     let stopping = false;
     const starting = new Set<Promise<unknown>>();
     const replaceOnExit = (worker: MrProcess): void => {
@@ -296,12 +296,22 @@ describe("chaos", () => {
     };
     s.cluster.workers.forEach(replaceOnExit);
     try {
-      // About 1 map attempt in 10 kills its worker and 1 in 20 hangs it past the timeout.
-      const job = await submit(s, { crash: "0.001", stall: "0.0005", stallMs: "4000", reduceSlowMs: "5" });
+      // Four records or so kill their worker once each; beyond those, about 1 map attempt in 20
+      // kills its worker and 1 in 20 hangs it past the timeout.
+      const markers = join(s.dir, "crashed");
+      mkdirSync(markers);
+      const job = await submit(s, {
+        crashOnce: markers,
+        crashEvery: "500",
+        crash: "0.0005",
+        stall: "0.0005",
+        stallMs: "4000",
+      });
       const detail = await waitForJobEnd(s.cluster.client, job.id, 240_000);
       expect(detail.job!.state, detail.job!.error).toBe("SUCCEEDED");
       await expectLocalOutput(s);
       expect(committedOnce(detail)).toBe(true);
+      expect(readdirSync(markers).length).toBeGreaterThan(0);
       expect(detail.events.filter((event) => event.type === "worker-lost").length).toBeGreaterThan(0);
     } finally {
       stopping = true;

@@ -1,0 +1,145 @@
+/**
+ * npm run bench:faults. Measures, on real processes with the default timeouts:
+ * - recovery latency: from SIGKILL of a worker holding a task to the start of that task's next attempt;
+ * - driver restart: from the start of a new driver process to the first task completed after it.
+ * Prints each sample and the median.
+ */
+import { mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { DriverClient } from "../cli/client.js";
+import { table } from "../cli/format.js";
+import { freePort, spawnMr, startRedisServer, type MrProcess } from "../cli/processes.js";
+import type * as pb from "../gen/mapreduce.js";
+
+const SAMPLES = Number(process.env.MR_BENCH_SAMPLES ?? 5);
+const FIXTURE_APPS = fileURLToPath(new URL("../../test/fixtures/apps", import.meta.url));
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function runningMap(detail: pb.JobDetail): { task: pb.Task; attempt: pb.Attempt } | undefined {
+  for (const task of detail.tasks) {
+    const attempt = task.kind === "MAP" ? task.attempts.find((a) => a.state === "RUNNING") : undefined;
+    if (attempt) return { task, attempt };
+  }
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  const home = mkdtempSync(join(tmpdir(), "mr-bench-faults-"));
+  const redis = await startRedisServer();
+  const env = { ...process.env, MR_HOME: home };
+  const port = await freePort();
+  const line = "lorem ipsum dolor sit amet consectetur\n";
+  const input = join(home, "input.txt");
+  writeFileSync(input, line.repeat(20_000));
+  // MR_BENCH_LOGS=DIR keeps the processes' logs there.
+  const logs = process.env.MR_BENCH_LOGS;
+  const stderr = (name: string) => (logs ? openSync(join(logs, `${name}.log`), "a") : "ignore");
+  const startDriver = () =>
+    spawnMr(["driver", "--listen", `127.0.0.1:${port}`, "--redis", redis.url], {
+      env,
+      stderr: stderr("driver"),
+    });
+  const startWorker = () =>
+    spawnMr(["worker", "--port", "0", "--apps-dir", FIXTURE_APPS, "--driver", `127.0.0.1:${port}`], {
+      env,
+      stderr: stderr("worker"),
+    });
+  let driver = await startDriver();
+  const workers: MrProcess[] = [await startWorker(), await startWorker(), await startWorker()];
+  const client = new DriverClient(driver.address);
+  let jobs = 0;
+  // Recovery: two long maps on three workers, so a free worker is there to take the task at once.
+  // Restart: many maps of about a second each, so some complete soon after the driver is back.
+  const submit = (splitSizeBytes: number, slowMs: string) =>
+    client.submitJob({
+      app: "faulty",
+      inputs: [input],
+      outputDir: join(home, `out-${++jobs}`),
+      reducers: 2,
+      splitSizeBytes,
+      params: { slowMs },
+    });
+  const recovery: number[] = [];
+  const restart: number[] = [];
+  try {
+    for (let i = 0; i < SAMPLES; i++) {
+      const job = await submit((line.length * 20_000) / 2, "1");
+      const victim = await poll("a running map", async () => runningMap(await client.getJob(job.id)));
+      const { workers: known } = await client.listWorkers();
+      const address = known.find((w) => w.id === victim.attempt.workerId)?.address;
+      const worker = workers.find((w) => w.address === address)!;
+      const killedAt = Date.now();
+      await worker.stop("SIGKILL");
+      workers.splice(workers.indexOf(worker), 1, await startWorker());
+      const next = await poll("the task's next attempt", async () => {
+        const task = (await client.getJob(job.id)).tasks.find((t) => t.id === victim.task.id)!;
+        return task.attempts.find(
+          (a) => a.startedAtMs > victim.attempt.startedAtMs && a.id !== victim.attempt.id,
+        );
+      });
+      recovery.push(next.startedAtMs - killedAt);
+      await client.cancelJob(job.id);
+    }
+    for (let i = 0; i < SAMPLES; i++) {
+      const job = await submit(16_000, "2");
+      await poll("a running map", async () => runningMap(await client.getJob(job.id)));
+      await driver.stop("SIGKILL");
+      const startedAt = Date.now();
+      driver = await startDriver();
+      const first = await poll("a task completed after the restart", async () => {
+        const detail = await client.getJob(job.id);
+        const done = detail.tasks
+          .flatMap((t) => t.attempts)
+          .filter((a) => a.state === "SUCCEEDED" && a.finishedAtMs >= startedAt);
+        return done.length > 0 ? Math.min(...done.map((a) => a.finishedAtMs)) : undefined;
+      });
+      restart.push(first - startedAt);
+      await client.cancelJob(job.id);
+    }
+  } finally {
+    client.close();
+    for (const worker of workers) await worker.stop();
+    await driver.stop();
+    await redis.stop();
+    rmSync(home, { recursive: true, force: true });
+  }
+  const row = (name: string, samples: number[], bound: string) => [
+    name,
+    samples.map((ms) => String(ms)).join(" "),
+    String(median(samples)),
+    bound,
+  ];
+  console.log("Fault recovery (ms), default timeouts: worker timeout 5000, heartbeat 1000");
+  console.log(
+    table(
+      ["MEASURE", "SAMPLES", "MEDIAN", "TARGET"],
+      [
+        row("SIGKILL of a worker -> next attempt starts", recovery, "<= 6000 (timeout + 1 s)"),
+        row("driver start -> first task completed", restart, "-"),
+      ],
+    ),
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
