@@ -125,7 +125,7 @@ describe("the mr command", () => {
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      'mr: app: unknown app "wordcunt" (available: wordcount, indexer, grep; a worker offers more with --apps-dir)\n',
+      'mr: app: unknown app "wordcunt" (available: wordcount, indexer, grep, faulty; a worker offers more with --apps-dir)\n',
     );
     await expectDriverServing();
   });
