@@ -177,3 +177,22 @@ describe("a local job", () => {
     expect(readOutput(outputDir)).toEqual(["cat\t1 b.txt", "dog\t2 a.txt,b.txt", "Ünïcödé\t1 a.txt"].sort());
   });
 });
+
+describe("the word tokenizer", () => {
+  it("finds exactly the maximal runs of \\p{L}, astral letters and marks included", async () => {
+    const { forEachWord } = await import("../src/mr/apps/words.js");
+    const lines = [
+      "Hello, world! it's 2024-ready",
+      "straße Ünïcödé café naïve — 東京タワー Москва ελληνικά",
+      "math 𝒜𝒷𝒸 and emoji 😀 between, digits9in9words, under_score",
+      "e\u0301 combining marks split words (as \\p{L}+ does)",
+      "\ud800 lone surrogates \udc00 are not letters",
+      "",
+    ];
+    for (const line of lines) {
+      const words: string[] = [];
+      forEachWord(line, (word) => words.push(word));
+      expect(words, line).toEqual(line.match(/\p{L}+/gu) ?? []);
+    }
+  });
+});

@@ -5,6 +5,7 @@ import type { TaskRecord } from "../src/store/rows.js";
 import { uniquePrefix } from "./helpers/tmp.js";
 
 const log = pino({ level: "silent" });
+const APPS = ["wordcount"];
 const open: TaskQueue[] = [];
 
 function openQueue(overrides: { lockDurationMs?: number } = {}): TaskQueue {
@@ -23,10 +24,11 @@ function openQueue(overrides: { lockDurationMs?: number } = {}): TaskQueue {
   return queue;
 }
 
-function task(id: number, generation = 0): TaskRecord {
+function task(id: number, generation = 0, app = "wordcount"): TaskRecord {
   return {
     id,
     jobId: 1,
+    app,
     kind: "MAP",
     index: id,
     state: "PENDING",
@@ -50,54 +52,64 @@ describe("the queue adapter (BullMQ on a real Redis)", () => {
     expect(queueJobId(task(3, 2))).toBe("j1-m3-g2");
     await queue.enqueue([task(1), task(2)]);
     await queue.enqueue([task(1)]);
-    const first = await queue.fetch("token-a");
-    const second = await queue.fetch("token-b");
+    const first = await queue.fetch("token-a", APPS);
+    const second = await queue.fetch("token-b", APPS);
     expect([first?.taskId, second?.taskId].sort()).toEqual([1, 2]);
-    expect(await queue.fetch("token-c")).toBeNull();
+    expect(await queue.fetch("token-c", APPS)).toBeNull();
   });
 
   it("holds a fetched entry under its token until it is completed", async () => {
     const queue = openQueue();
     await queue.enqueue([task(1)]);
-    const entry = (await queue.fetch("attempt-1"))!;
-    expect(await queue.extend([{ queueJobId: entry.queueJobId, token: "attempt-1" }])).toEqual([]);
-    expect(await queue.extend([{ queueJobId: entry.queueJobId, token: "someone-else" }])).toEqual([
-      entry.queueJobId,
-    ]);
-    await queue.complete(entry.queueJobId, "attempt-1");
-    expect(await queue.missing([entry.queueJobId, "j1-m9-g0"])).toEqual([entry.queueJobId, "j1-m9-g0"]);
+    const entry = (await queue.fetch("attempt-1", APPS))!;
+    expect(await queue.extend([{ task: task(1), token: "attempt-1" }])).toEqual([]);
+    expect(await queue.extend([{ task: task(1), token: "someone-else" }])).toEqual([entry.queueJobId]);
+    await queue.complete(task(1), "attempt-1");
+    expect(await queue.missing([task(1), task(9)])).toEqual([task(1), task(9)]);
   });
 
   it("brings a failed entry back after its backoff, and drops one failed for good", async () => {
     const queue = openQueue();
     await queue.enqueue([task(1), task(2)]);
-    const a = (await queue.fetch("t1"))!;
-    const b = (await queue.fetch("t2"))!;
-    await queue.fail(a.queueJobId, "t1", "flaky", true);
-    await queue.fail(b.queueJobId, "t2", "broken", false);
+    const a = (await queue.fetch("t1", APPS))!;
+    const b = (await queue.fetch("t2", APPS))!;
+    await queue.fail(task(a.taskId), "t1", "flaky", true);
+    await queue.fail(task(b.taskId), "t2", "broken", false);
     await expect
-      .poll(() => queue.fetch("t3").then((entry) => entry?.queueJobId), { timeout: 5000 })
+      .poll(() => queue.fetch("t3", APPS).then((entry) => entry?.queueJobId), { timeout: 5000 })
       .toBe(a.queueJobId);
-    expect(await queue.missing([b.queueJobId])).toEqual([b.queueJobId]);
+    expect(await queue.missing([task(b.taskId)])).toEqual([task(b.taskId)]);
   });
 
   it("hands an entry out again once its lease expires", async () => {
     const queue = openQueue({ lockDurationMs: 1000 });
     await queue.enqueue([task(1)]);
-    const entry = (await queue.fetch("dead-worker"))!;
+    const entry = (await queue.fetch("dead-worker", APPS))!;
     await expect
-      .poll(() => queue.fetch("next").then((again) => again?.queueJobId), { timeout: 10_000, interval: 250 })
+      .poll(() => queue.fetch("next", APPS).then((again) => again?.queueJobId), {
+        timeout: 10_000,
+        interval: 250,
+      })
       .toBe(entry.queueJobId);
   });
 
   it("removes waiting and held entries alike", async () => {
     const queue = openQueue();
     await queue.enqueue([task(1), task(2)]);
-    const held = (await queue.fetch("t1"))!;
-    const waiting = queueJobId(task(held.taskId === 1 ? 2 : 1));
-    await queue.drop(held.queueJobId, "t1");
+    const held = (await queue.fetch("t1", APPS))!;
+    const waiting = task(held.taskId === 1 ? 2 : 1);
+    await queue.drop(task(held.taskId), "t1");
     await queue.drop(waiting, null);
-    expect(await queue.missing([held.queueJobId, waiting])).toEqual([held.queueJobId, waiting]);
-    expect(await queue.fetch("t2")).toBeNull();
+    expect(await queue.missing([task(held.taskId), waiting])).toEqual([task(held.taskId), waiting]);
+    expect(await queue.fetch("t2", APPS)).toBeNull();
+  });
+
+  it("hands a worker only tasks of the apps it offers, each app in its own lane", async () => {
+    const queue = openQueue();
+    await queue.enqueue([task(1, 0, "custom"), task(2, 0, "wordcount")]);
+    expect(await queue.fetch("t1", ["indexer"])).toBeNull();
+    expect((await queue.fetch("t2", ["wordcount"]))?.taskId).toBe(2);
+    expect(await queue.fetch("t3", ["wordcount"])).toBeNull();
+    expect(await queue.fetch("t4", ["wordcount", "custom"])).toMatchObject({ taskId: 1, app: "custom" });
   });
 });

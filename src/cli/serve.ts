@@ -5,7 +5,7 @@ import { startDriver } from "../driver/driver.js";
 import { createLogger } from "../log.js";
 import { loadApps } from "../worker/apps.js";
 import { MrWorker } from "../worker/worker.js";
-import { onShutdownSignal, parseBytes, parsePositiveInt } from "./options.js";
+import { onShutdownSignal, parsePositiveInt } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -64,9 +64,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
     .option(
-      "--sort-buffer <size>",
-      "map output buffered before a spill to disk (default 64MiB)",
-      parseBytes("--sort-buffer"),
+      "--sort-buffer-mb <n>",
+      "MiB of map output buffered before it is sorted and spilled to disk (default 64)",
+      parsePositiveInt("--sort-buffer-mb"),
     )
     .action(async (options: Record<string, unknown>) => {
       const config = resolveWorkerConfig(
@@ -74,7 +74,8 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           port: options.port,
           driver: driverAddress(options.driver as string | undefined, env),
           dataDir: options.dataDir,
-          sortBufferBytes: options.sortBuffer,
+          sortBufferBytes:
+            options.sortBufferMb === undefined ? undefined : (options.sortBufferMb as number) * 1024 * 1024,
           appsDir: options.appsDir,
         },
         env,

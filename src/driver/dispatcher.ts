@@ -19,6 +19,8 @@ export function newAttemptId(): string {
  */
 export class Dispatcher {
   private readonly sleepers = new Set<() => void>();
+  /** Which app lane a poll tries first; turns so that no app starves another. */
+  private turn = 0;
 
   constructor(
     private readonly db: Db,
@@ -31,11 +33,18 @@ export class Dispatcher {
     for (const wake of [...this.sleepers]) wake();
   }
 
-  /** The next task for `workerId`, claimed under a new attempt, or null when none came in time. */
-  async poll(workerId: number, cancelled: () => boolean): Promise<Assignment | null> {
+  /**
+   * The next task of one of `apps` (those `workerId` offers), claimed under a new attempt, or
+   * null when none came in time.
+   */
+  async poll(
+    workerId: number,
+    apps: readonly string[],
+    cancelled: () => boolean,
+  ): Promise<Assignment | null> {
     const deadline = Date.now() + this.pollWaitMs;
     while (!cancelled() && Date.now() < deadline) {
-      const assignment = await this.tryClaim(workerId);
+      const assignment = await this.tryClaim(workerId, apps);
       if (assignment !== undefined) return assignment;
       await this.sleep(Math.min(IDLE_RECHECK_MS, deadline - Date.now()));
     }
@@ -43,13 +52,13 @@ export class Dispatcher {
   }
 
   /** An assignment; or undefined when the queue had nothing runnable (or could not be read). */
-  private async tryClaim(workerId: number): Promise<Assignment | undefined> {
+  private async tryClaim(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
     for (;;) {
       if (!this.queue.isConnected()) return undefined;
       const attemptId = newAttemptId();
       let entry;
       try {
-        entry = await this.queue.fetch(attemptId);
+        entry = await this.queue.fetch(attemptId, apps, this.turn++);
       } catch (err) {
         this.log.warn({ err }, "could not fetch from the queue");
         return undefined;
@@ -69,7 +78,7 @@ export class Dispatcher {
         return assignment;
       }
       // The task ended or runs under a newer generation: this entry is stale.
-      await this.queue.drop(entry.queueJobId, attemptId);
+      await this.queue.discard(entry, attemptId);
     }
   }
 

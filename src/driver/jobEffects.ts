@@ -5,7 +5,7 @@ import { markOutputSucceeded, removeTemporaryOutput } from "../mr/output.js";
 import type { JobRecord } from "../store/rows.js";
 import { JobState, TaskState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
-import { queueJobId, type TaskQueue } from "./queue.js";
+import type { TaskQueue } from "./queue.js";
 import type { QueueWork } from "./scheduler.js";
 
 /**
@@ -32,12 +32,10 @@ export class JobEffects {
   async applyQueueWork(work: QueueWork, jobId?: number): Promise<void> {
     for (const task of work.drop) {
       const holder = task.state === TaskState.RUNNING ? task.attemptId : null;
-      await this.attempt("drop a queue entry", jobId, () => this.queue.drop(queueJobId(task), holder));
+      await this.attempt("drop a queue entry", jobId, () => this.queue.drop(task, holder));
     }
     for (const { task, token } of work.requeue ?? []) {
-      await this.attempt("requeue a lost attempt's task", task.jobId, () =>
-        this.queue.requeue(queueJobId(task), token),
-      );
+      await this.attempt("requeue a lost attempt's task", task.jobId, () => this.queue.requeue(task, token));
     }
     if (work.enqueue.length > 0) {
       await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(work.enqueue));

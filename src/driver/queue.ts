@@ -2,6 +2,9 @@
  * The queue adapter: the only file that imports BullMQ. Tasks are fetched by hand (a Worker
  * with no processor); the attempt id is the lock token; heartbeats extend the locks. SQLite
  * stays the source of truth: this queue only says which runnable task to hand out next.
+ *
+ * Each app has its own lane (a BullMQ queue, `tasks-<app>`), so a worker is handed only tasks
+ * of the apps it offers.
  */
 import { Queue, UnrecoverableError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
@@ -23,11 +26,14 @@ export interface TaskQueueOptions {
   maxStalledCount: number;
 }
 
+/** What the queue needs to know of a task. */
+export type QueuedTask = Pick<TaskRecord, "id" | "app" | "jobId" | "kind" | "index" | "generation">;
+
 export interface QueueEntry {
-  /** `j<job>-<m|r><index>-g<generation>`: enqueueing the same generation twice is harmless. */
   queueJobId: string;
   taskId: number;
   generation: number;
+  app: string;
 }
 
 interface TaskData {
@@ -35,41 +41,31 @@ interface TaskData {
   generation: number;
 }
 
-const QUEUE_NAME = "tasks";
+interface Lane {
+  queue: Queue<TaskData>;
+  fetcher: Worker<TaskData>;
+}
 
+/** `j<job>-<m|r><index>-g<generation>`: enqueueing the same generation twice is harmless. */
 export function queueJobId(task: Pick<TaskRecord, "jobId" | "kind" | "index" | "generation">): string {
   return `j${task.jobId}-${task.kind === TaskKind.MAP ? "m" : "r"}${task.index}-g${task.generation}`;
 }
 
 export class TaskQueue {
+  private readonly lanes = new Map<string, Lane>();
   /** Entries handed out by this process, so a report needs no lookup in Redis. */
   private readonly held = new Map<string, Job<TaskData>>();
 
   private constructor(
     private readonly connection: Redis,
-    private readonly queue: Queue<TaskData>,
-    private readonly fetcher: Worker<TaskData>,
     private readonly options: TaskQueueOptions,
     private readonly log: Logger,
   ) {}
 
   static open(options: TaskQueueOptions, log: Logger): TaskQueue {
-    const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+    const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     connection.on("error", (err) => log.warn({ err: err.message }, "redis connection error"));
-    const common = { connection, prefix: options.prefix };
-    const queue = new Queue<TaskData>(QUEUE_NAME, common);
-    queue.on("error", (err) => log.warn({ err: err.message }, "queue error"));
-    const fetcher = new Worker<TaskData>(QUEUE_NAME, null, {
-      ...common,
-      autorun: false,
-      lockDuration: options.lockDurationMs,
-      stalledInterval: Math.max(500, Math.floor(options.lockDurationMs / 2)),
-      maxStalledCount: options.maxStalledCount,
-    });
-    fetcher.on("error", (err) => log.warn({ err: err.message }, "queue worker error"));
-    // Not awaited: with Redis down the driver still starts, and the timer starts once it is up.
-    fetcher.startStalledCheckTimer().catch((err: unknown) => log.error({ err }, "stalled checker stopped"));
-    return new TaskQueue(connection, queue, fetcher, options, log);
+    return new TaskQueue(connection, options, log);
   }
 
   /** Calls `listener` each time the connection to Redis becomes ready, now included if it is. */
@@ -90,70 +86,83 @@ export class TaskQueue {
     }
   }
 
-  async enqueue(tasks: readonly TaskRecord[]): Promise<void> {
-    if (tasks.length === 0) return;
-    await this.queue.addBulk(
-      tasks.map((task) => ({
-        name: task.kind,
-        data: { taskId: task.id, generation: task.generation },
-        opts: {
-          jobId: queueJobId(task),
-          attempts: this.options.maxAttempts,
-          backoff: { type: "exponential", delay: this.options.retryBackoffMs },
-          removeOnComplete: true,
-          removeOnFail: true,
-        },
-      })),
-    );
-  }
-
-  /**
-   * Takes the next runnable task, locked under `token`, or null when none is ready. An entry
-   * that stalled too often is failed for good here, and the next one is taken.
-   */
-  async fetch(token: string): Promise<QueueEntry | null> {
-    for (;;) {
-      const job = (await this.fetcher.getNextJob(token, { block: false })) as Job<TaskData> | undefined;
-      if (!job) return null;
-      if (job.deferredFailure) {
-        await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
-        continue;
-      }
-      this.held.set(job.id!, job);
-      return { queueJobId: job.id!, taskId: job.data.taskId, generation: job.data.generation };
+  async enqueue(tasks: readonly QueuedTask[]): Promise<void> {
+    for (const [app, ofApp] of groupByApp(tasks)) {
+      await this.lane(app).queue.addBulk(
+        ofApp.map((task) => ({
+          name: task.kind,
+          data: { taskId: task.id, generation: task.generation },
+          opts: {
+            jobId: queueJobId(task),
+            attempts: this.options.maxAttempts,
+            backoff: { type: "exponential", delay: this.options.retryBackoffMs },
+            removeOnComplete: true,
+            removeOnFail: true,
+          },
+        })),
+      );
     }
   }
 
-  /** Extends leases; returns the queue ids whose lock was already lost. */
-  async extend(leases: readonly { queueJobId: string; token: string }[]): Promise<string[]> {
-    if (leases.length === 0) return [];
-    return this.fetcher.extendJobLocks(
-      leases.map((lease) => lease.queueJobId),
-      leases.map((lease) => lease.token),
-      this.options.lockDurationMs,
-    );
+  /**
+   * Takes the next runnable task of one of `apps`, locked under `token`, or null when none is
+   * ready. Lanes are tried from `first` round, so that no app starves another. An entry that
+   * stalled too often is failed for good here, and the next one is taken.
+   */
+  async fetch(token: string, apps: readonly string[], first = 0): Promise<QueueEntry | null> {
+    for (let i = 0; i < apps.length; i++) {
+      const app = apps[(first + i) % apps.length]!;
+      const { fetcher } = this.lane(app);
+      for (;;) {
+        const job = (await fetcher.getNextJob(token, { block: false })) as Job<TaskData> | undefined;
+        if (!job) break;
+        if (job.deferredFailure) {
+          await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
+          continue;
+        }
+        this.held.set(job.id!, job);
+        return { queueJobId: job.id!, taskId: job.data.taskId, generation: job.data.generation, app };
+      }
+    }
+    return null;
   }
 
-  async complete(queueJobId: string, token: string): Promise<void> {
-    const job = await this.release(queueJobId);
+  /** Extends leases; returns the queue ids whose lock was already lost. */
+  async extend(leases: readonly { task: QueuedTask; token: string }[]): Promise<string[]> {
+    const lost: string[] = [];
+    for (const [app, ofApp] of groupByApp(leases.map((lease) => ({ ...lease.task, token: lease.token })))) {
+      const ids = ofApp.map(queueJobId);
+      lost.push(
+        ...(await this.lane(app).fetcher.extendJobLocks(
+          ids,
+          ofApp.map((t) => t.token),
+          this.options.lockDurationMs,
+        )),
+      );
+    }
+    return lost;
+  }
+
+  async complete(task: QueuedTask, token: string): Promise<void> {
+    const job = await this.release(task);
     await job?.moveToCompleted("done", token, false);
   }
 
   /** Fails the attempt's lease. With `retry`, BullMQ brings the task back after its backoff. */
-  async fail(queueJobId: string, token: string, error: string, retry: boolean): Promise<void> {
-    const job = await this.release(queueJobId);
+  async fail(task: QueuedTask, token: string, error: string, retry: boolean): Promise<void> {
+    const job = await this.release(task);
     await job?.moveToFailed(retry ? new Error(error) : new UnrecoverableError(error), token, false);
   }
 
-  /** Puts an entry held under `token` (a lost attempt) straight back in the queue, with no retry counted. */
-  async requeue(queueJobId: string, token: string): Promise<void> {
-    const job = await this.release(queueJobId);
+  /** Puts an entry held under `token` (a lost attempt) back at the head of its lane, with no retry counted. */
+  async requeue(task: QueuedTask, token: string): Promise<void> {
+    const job = await this.release(task);
     await job?.moveToWait(token);
   }
 
   /** Removes an entry for good, whether it waits or is held under `token`. */
-  async drop(queueJobId: string, token: string | null): Promise<void> {
-    const job = await this.release(queueJobId);
+  async drop(task: QueuedTask, token: string | null): Promise<void> {
+    const job = await this.release(task);
     if (!job) return;
     if (token !== null && (await job.isActive())) {
       await job.moveToFailed(new UnrecoverableError("task ended"), token, false).catch(() => job.remove());
@@ -161,19 +170,22 @@ export class TaskQueue {
     }
     await job
       .remove()
-      .catch((err: unknown) => this.log.debug({ err, queueJobId }, "could not remove queue entry"));
+      .catch((err: unknown) => this.log.debug({ err, task: queueJobId(task) }, "could not remove"));
   }
 
-  private async release(queueJobId: string): Promise<Job<TaskData> | undefined> {
-    const job = this.held.get(queueJobId);
-    this.held.delete(queueJobId);
-    return job ?? (await this.queue.getJob(queueJobId));
+  /** Removes a fetched entry that turned out stale (its task ended or moved on). */
+  async discard(entry: QueueEntry, token: string): Promise<void> {
+    const job = this.held.get(entry.queueJobId);
+    this.held.delete(entry.queueJobId);
+    await job?.moveToFailed(new UnrecoverableError("stale entry"), token, false).catch(() => job.remove());
   }
 
-  /** Of these ids, those the queue holds in no state at all. */
-  async missing(queueJobIds: readonly string[]): Promise<string[]> {
-    const states = await Promise.all(queueJobIds.map((id) => this.queue.getJobState(id)));
-    return queueJobIds.filter((_, i) => states[i] === "unknown");
+  /** Of these tasks, those whose entries the queue holds in no state at all. */
+  async missing<T extends QueuedTask>(tasks: readonly T[]): Promise<T[]> {
+    const states = await Promise.all(
+      tasks.map((task) => this.lane(task.app).queue.getJobState(queueJobId(task))),
+    );
+    return tasks.filter((_, i) => states[i] === "unknown");
   }
 
   isConnected(): boolean {
@@ -181,8 +193,52 @@ export class TaskQueue {
   }
 
   async close(): Promise<void> {
-    await this.fetcher.close(true).catch(() => undefined);
-    await this.queue.close().catch(() => undefined);
+    for (const { fetcher, queue } of this.lanes.values()) {
+      await fetcher.close(true).catch(() => undefined);
+      await queue.close().catch(() => undefined);
+    }
     this.connection.disconnect();
   }
+
+  private async release(task: QueuedTask): Promise<Job<TaskData> | undefined> {
+    const id = queueJobId(task);
+    const job = this.held.get(id);
+    this.held.delete(id);
+    return job ?? (await this.lane(task.app).queue.getJob(id));
+  }
+
+  /** The lane of `app`, opened on first use, with its stalled checker running. */
+  private lane(app: string): Lane {
+    let lane = this.lanes.get(app);
+    if (lane) return lane;
+    const common = { connection: this.connection, prefix: this.options.prefix };
+    const name = `tasks-${app}`;
+    const queue = new Queue<TaskData>(name, common);
+    queue.on("error", (err) => this.log.warn({ app, err: err.message }, "queue error"));
+    const fetcher = new Worker<TaskData>(name, null, {
+      ...common,
+      autorun: false,
+      lockDuration: this.options.lockDurationMs,
+      stalledInterval: Math.max(500, Math.floor(this.options.lockDurationMs / 2)),
+      maxStalledCount: this.options.maxStalledCount,
+    });
+    fetcher.on("error", (err) => this.log.warn({ app, err: err.message }, "queue worker error"));
+    // Not awaited: with Redis down the driver still starts, and the timer starts once it is up.
+    fetcher
+      .startStalledCheckTimer()
+      .catch((err: unknown) => this.log.error({ err, app }, "stalled checker stopped"));
+    lane = { queue, fetcher };
+    this.lanes.set(app, lane);
+    return lane;
+  }
+}
+
+function groupByApp<T extends { app: string }>(items: readonly T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const group = groups.get(item.app);
+    if (group) group.push(item);
+    else groups.set(item.app, [item]);
+  }
+  return groups;
 }

@@ -7,7 +7,7 @@ import { listRunningJobs } from "../store/jobs.js";
 import { inTransaction } from "../store/prepared.js";
 import { getTask, listQueuedTasks } from "../store/tasks.js";
 import { graceAliveWorkers } from "../store/workers.js";
-import { queueJobId, type TaskQueue } from "./queue.js";
+import type { TaskQueue } from "./queue.js";
 
 /**
  * resumeAfterRestart. Gives every ALIVE worker one full timeout, from now, to reach this
@@ -34,7 +34,7 @@ export function resumeAfterRestart(db: Db, workerTimeoutMs: number, now: number)
 /** Extends the queue leases of every RUNNING attempt, with the tokens kept in SQLite. */
 export async function extendRunningLeases(db: Db, queue: TaskQueue, log: Logger): Promise<void> {
   const leases = listRunningAttempts(db).map((attempt) => ({
-    queueJobId: queueJobId(getTask(db, attempt.taskId)!),
+    task: getTask(db, attempt.taskId)!,
     token: attempt.id,
   }));
   try {
@@ -54,8 +54,7 @@ export async function extendRunningLeases(db: Db, queue: TaskQueue, log: Logger)
 export async function reconcileQueue(db: Db, queue: TaskQueue, reason: string, log: Logger): Promise<number> {
   const tasks = listQueuedTasks(db);
   if (tasks.length === 0) return 0;
-  const missing = new Set(await queue.missing(tasks.map(queueJobId)));
-  const restore = tasks.filter((task) => missing.has(queueJobId(task)));
+  const restore = await queue.missing(tasks);
   if (restore.length === 0) return 0;
   await queue.enqueue(restore);
   const byJob = new Map<number, number>();

@@ -11,7 +11,7 @@ import { getWorker } from "../store/workers.js";
 import { TaskKind, WorkerState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
-import { queueJobId, type TaskQueue } from "./queue.js";
+import type { TaskQueue } from "./queue.js";
 import { reportFetchFailure } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
 import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
@@ -41,8 +41,9 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     req: pb.PollTaskRequest,
     call: { cancelled: boolean },
   ): Promise<pb.PollTaskResponse> => {
-    if (getWorker(db, req.workerId)?.state !== WorkerState.ALIVE) throw mustRegisterAgain(req.workerId);
-    const assignment = await dispatcher.poll(req.workerId, () => call.cancelled);
+    const worker = getWorker(db, req.workerId);
+    if (worker?.state !== WorkerState.ALIVE) throw mustRegisterAgain(req.workerId);
+    const assignment = await dispatcher.poll(worker.id, worker.apps, () => call.cancelled);
     if (assignment === null) return {};
     if (call.cancelled) {
       // The worker gave up on this call; the lease will expire and the task will be handed out again.
@@ -55,7 +56,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
   const heartbeatHandler = async (req: pb.HeartbeatRequest): Promise<pb.HeartbeatResponse> => {
     const outcome = heartbeat(db, { workerId: req.workerId, attempts: req.attempts }, Date.now());
     const leases = outcome.keep.map(({ attemptId, task }) => ({
-      queueJobId: queueJobId(task),
+      task,
       token: attemptId,
     }));
     if (leases.length > 0 && queue.isConnected()) {
@@ -96,7 +97,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       { jobId: job.id, taskId: task.id, attemptId: req.attemptId, workerId: req.workerId },
       "task succeeded",
     );
-    await effects.releaseLease(() => queue.complete(queueJobId(task), req.attemptId));
+    await effects.releaseLease(() => queue.complete(task, req.attemptId));
     await effects.apply(job, completion);
     return {};
   };
@@ -121,7 +122,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       },
       `task attempt failed: ${req.error}`,
     );
-    await effects.releaseLease(() => queue.fail(queueJobId(task), req.attemptId, req.error, failure.retry));
+    await effects.releaseLease(() => queue.fail(task, req.attemptId, req.error, failure.retry));
     await effects.apply(job, failure);
     return {};
   };

@@ -23,20 +23,78 @@ export interface MapTaskOptions {
   signal?: AbortSignal;
 }
 
-interface Pair {
+/** The values buffered under one key, in the order they were emitted. */
+interface Group {
   partition: number;
   key: string;
-  value: string;
+  values: string[];
+  /** Estimated heap bytes of `values`. */
+  valueBytes: number;
 }
+
+/**
+ * The map-side sort buffer. Pairs are grouped by key as they come, so that only distinct keys
+ * are sorted when the buffer is spilled: for a skewed key distribution (words), that is a small
+ * fraction of the records. Sorting groups by (partition, key) and writing each group's values
+ * in order gives the same run as sorting the pairs stably.
+ */
+class SortBuffer {
+  private groups = new Map<string, Group>();
+  /** Estimated heap bytes held. */
+  bytes = 0;
+
+  /** Buffers a pair; returns its group. */
+  add(key: string, value: string, partitionOf: (key: string) => number): Group {
+    let group = this.groups.get(key);
+    if (group === undefined) {
+      group = { partition: partitionOf(key), key, values: [], valueBytes: 0 };
+      this.groups.set(key, group);
+      this.bytes += GROUP_OVERHEAD_BYTES + 2 * key.length;
+    }
+    group.values.push(value);
+    const bytes = VALUE_OVERHEAD_BYTES + 2 * value.length;
+    group.valueBytes += bytes;
+    this.bytes += bytes;
+    return group;
+  }
+
+  /** Replaces a group's values, as combining them in place does. */
+  replaceValues(group: Group, values: string[]): void {
+    let bytes = 0;
+    for (const value of values) bytes += VALUE_OVERHEAD_BYTES + 2 * value.length;
+    this.bytes += bytes - group.valueBytes;
+    group.values = values;
+    group.valueBytes = bytes;
+  }
+
+  get empty(): boolean {
+    return this.groups.size === 0;
+  }
+
+  /** Empties the buffer, returning its groups sorted by (partition, key). */
+  drain(): Group[] {
+    const groups = [...this.groups.values()];
+    this.groups = new Map();
+    this.bytes = 0;
+    return groups.sort((a, b) => a.partition - b.partition || compareKeys(a.key, b.key));
+  }
+}
+
+/** Rough heap cost of a buffered key beyond its characters, and of a value beyond its own. */
+const GROUP_OVERHEAD_BYTES = 120;
+const VALUE_OVERHEAD_BYTES = 16;
+/**
+ * With a combiner, a key's buffered values are combined in place once there are this many: a
+ * combiner may run any number of times, and this keeps a frequent key's values from filling
+ * the buffer. It runs again on each spill and merge, as Hadoop's does.
+ */
+const COMBINE_IN_BUFFER_AT = 64;
 
 /** A sorted run on disk: one file, with the byte range of each partition in it. */
 interface Spill {
   path: string;
   ranges: [start: number, end: number][];
 }
-
-/** Rough heap cost of one buffered pair beyond its strings. */
-const PAIR_OVERHEAD_BYTES = 64;
 
 /** The file of partition `r` in a map attempt's directory. */
 export function partitionFile(dir: string, r: number): string {
@@ -56,74 +114,81 @@ export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
   const ctx = counters.ctx(options.params);
   mkdirSync(dir, { recursive: true });
 
-  let buffer: Pair[] = [];
-  let bufferBytes = 0;
+  const buffer = new SortBuffer();
   const spills: Spill[] = [];
   const spill = (): void => {
     const path = join(dir, `spill-${spills.length}`);
-    spills.push({ path, ranges: writeSortedRun(buffer, path, reducers, app, ctx, counters) });
-    buffer = [];
-    bufferBytes = 0;
+    spills.push({ path, ranges: writeSortedRun(buffer.drain(), path, reducers, app, ctx, counters) });
   };
-
-  const emit = checkedEmit("map", (key, value) => {
+  const partitionOf = (key: string): number => {
     const partition = app.partition ? app.partition(key, reducers) : hashPartition(key, reducers);
     if (!Number.isInteger(partition) || partition < 0 || partition >= reducers) {
       throw new RangeError(
         `partition(${JSON.stringify(key)}, ${reducers}) returned ${partition} (it must be an integer in [0, R))`,
       );
     }
-    buffer.push({ partition, key, value });
-    bufferBytes += PAIR_OVERHEAD_BYTES + 2 * (key.length + value.length);
-    counters.add(Counter.MAP_OUTPUT_RECORDS);
+    return partition;
+  };
+  const combineInBuffer = (group: Group): void => {
+    const combined: string[] = [];
+    counters.add(Counter.COMBINE_INPUT_RECORDS, group.values.length);
+    app.combine!(group.key, group.values, collectCombined(group.key, combined), ctx);
+    counters.add(Counter.COMBINE_OUTPUT_RECORDS, combined.length);
+    buffer.replaceValues(group, combined);
+  };
+  let outputRecords = 0;
+  const emit = checkedEmit("map", (key, value) => {
+    const group = buffer.add(key, value, partitionOf);
+    if (app.combine && group.values.length >= COMBINE_IN_BUFFER_AT) combineInBuffer(group);
+    outputRecords++;
   });
 
+  let inputRecords = 0;
+  let inputBytes = 0;
   await readSplit(
     split,
     (offset, line, bytes) => {
-      counters.add(Counter.MAP_INPUT_RECORDS);
-      counters.add(Counter.MAP_INPUT_BYTES, bytes);
+      inputRecords++;
+      inputBytes += bytes;
       app.map({ file: split.file, offset, line }, emit, ctx);
-      if (bufferBytes >= sortBufferBytes) spill();
+      if (buffer.bytes >= sortBufferBytes) spill();
     },
     options.signal,
   );
+  counters.add(Counter.MAP_INPUT_RECORDS, inputRecords);
+  counters.add(Counter.MAP_INPUT_BYTES, inputBytes);
+  counters.add(Counter.MAP_OUTPUT_RECORDS, outputRecords);
 
   if (spills.length === 0) {
     // Everything fitted: sort once and write the partitions straight from memory.
-    const pairs = sortPairs(buffer);
+    const groups = buffer.drain();
     for (let r = 0, at = 0; r < reducers; r++) {
       const writer = new RecordWriter(partitionFile(dir, r));
-      at = writePartition(pairs, at, r, writer, app, ctx, counters);
+      at = writePartition(groups, at, r, writer, app, ctx, counters);
       writer.close();
       counters.add(Counter.MAP_OUTPUT_BYTES, writer.bytes);
     }
     return counters.values;
   }
-  if (buffer.length > 0) spill();
+  if (!buffer.empty) spill();
   await mergeSpills(spills, options, ctx, counters);
   return counters.values;
 }
 
-function sortPairs(pairs: Pair[]): Pair[] {
-  return pairs.sort((a, b) => a.partition - b.partition || compareKeys(a.key, b.key));
-}
-
-/** Sorts the buffer and writes it as one run; returns each partition's byte range. */
+/** Writes sorted groups as one run; returns each partition's byte range. */
 function writeSortedRun(
-  buffer: Pair[],
+  groups: Group[],
   path: string,
   reducers: number,
   app: App,
   ctx: Ctx,
   counters: TaskCounters,
 ): Spill["ranges"] {
-  const pairs = sortPairs(buffer);
   const writer = new RecordWriter(path);
   const ranges: Spill["ranges"] = [];
   for (let r = 0, at = 0; r < reducers; r++) {
     const start = writer.bytes;
-    at = writePartition(pairs, at, r, writer, app, ctx, counters);
+    at = writePartition(groups, at, r, writer, app, ctx, counters);
     ranges.push([start, writer.bytes]);
   }
   writer.close();
@@ -132,11 +197,11 @@ function writeSortedRun(
 }
 
 /**
- * Writes the pairs of partition `r`, which start at `at` in the sorted array, through the
- * combiner if there is one. Returns the index of the first pair of the next partition.
+ * Writes the groups of partition `r`, which start at `at` in the sorted array, through the
+ * combiner if there is one. Returns the index of the first group of the next partition.
  */
 function writePartition(
-  pairs: Pair[],
+  groups: Group[],
   at: number,
   r: number,
   writer: RecordWriter,
@@ -145,38 +210,39 @@ function writePartition(
   counters: TaskCounters,
 ): number {
   let end = at;
-  while (end < pairs.length && pairs[end]!.partition === r) end++;
-  if (!app.combine) {
-    for (let i = at; i < end; i++) writer.write(pairs[i]!.key, pairs[i]!.value);
-    return end;
-  }
-  const emit = combineEmit(writer, counters);
-  for (let i = at; i < end;) {
-    const key = pairs[i]!.key;
-    let j = i;
-    while (j < end && pairs[j]!.key === key) j++;
-    const from = i;
-    const values: Iterable<string> = {
-      *[Symbol.iterator]() {
-        for (let k = from; k < j; k++) yield pairs[k]!.value;
-      },
-    };
-    counters.add(Counter.COMBINE_INPUT_RECORDS, j - i);
-    app.combine(key, values, emit(key), ctx);
-    i = j;
+  while (end < groups.length && groups[end]!.partition === r) end++;
+  const emit = app.combine ? combineEmit(writer, counters) : undefined;
+  for (let i = at; i < end; i++) {
+    const { key, values } = groups[i]!;
+    if (app.combine) {
+      counters.add(Counter.COMBINE_INPUT_RECORDS, values.length);
+      app.combine(key, values, emit!(key), ctx);
+    } else {
+      for (const value of values) writer.write(key, value);
+    }
   }
   return end;
+}
+
+function combinerChangedKey(key: string, groupKey: string): Error {
+  return new Error(
+    `combine emitted key ${JSON.stringify(key)} for group ${JSON.stringify(groupKey)} (a combiner must keep its key)`,
+  );
+}
+
+/** A combiner's emit into an array, for combining in the buffer. */
+function collectCombined(groupKey: string, into: string[]) {
+  return checkedEmit("combine", (key, value) => {
+    if (key !== groupKey) throw combinerChangedKey(key, groupKey);
+    into.push(value);
+  });
 }
 
 /** The combiner's emit: it must keep the group's key, or the run would no longer be sorted. */
 function combineEmit(writer: RecordWriter, counters: TaskCounters) {
   return (groupKey: string) =>
     checkedEmit("combine", (key, value) => {
-      if (key !== groupKey) {
-        throw new Error(
-          `combine emitted key ${JSON.stringify(key)} for group ${JSON.stringify(groupKey)} (a combiner must keep its key)`,
-        );
-      }
+      if (key !== groupKey) throw combinerChangedKey(key, groupKey);
       writer.write(key, value);
       counters.add(Counter.COMBINE_OUTPUT_RECORDS);
     });

@@ -21,6 +21,8 @@ export interface JobRecord {
 export interface TaskRecord {
   id: number;
   jobId: number;
+  /** The job's app, which names the task's queue lane. */
+  app: string;
   kind: TaskKind;
   index: number;
   state: TaskState;
@@ -65,7 +67,7 @@ export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, red
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt`;
 
-export const TASK_COLUMNS = `id, job_id AS jobId, kind, idx AS "index", state, generation, file,
+export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app, kind, idx AS "index", state, generation, file,
   start_byte AS startByte, end_byte AS endByte, attempt_id AS attemptId,
   failed_attempts AS failedAttempts, lost_attempts AS lostAttempts`;
 

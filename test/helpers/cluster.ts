@@ -100,8 +100,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       await cluster.driver?.stop();
     },
   };
-  await cluster.startDriver();
-  for (let i = 0; i < options.workers; i++) await cluster.startWorker();
+  try {
+    await cluster.startDriver();
+    for (let i = 0; i < options.workers; i++) await cluster.startWorker();
+  } catch (err) {
+    await cluster.stop(); // leave no process behind
+    throw err;
+  }
   return cluster;
 }
 

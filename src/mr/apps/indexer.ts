@@ -1,7 +1,6 @@
 import { basename } from "node:path";
 import type { App } from "../app.js";
-
-const WORD = /\p{L}+/gu;
+import { forEachWord } from "./words.js";
 
 /**
  * The value of a word is `N doc1,doc2,…`: the sorted distinct basenames of the files that
@@ -18,11 +17,11 @@ export const indexer: App = {
   map({ file, line }, emit) {
     const doc = basename(file);
     const seen = new Set<string>();
-    for (const match of line.matchAll(WORD)) {
-      if (seen.has(match[0])) continue;
-      seen.add(match[0]);
-      emit(match[0], doc);
-    }
+    forEachWord(line, (word) => {
+      if (seen.has(word)) return;
+      seen.add(word);
+      emit(word, doc);
+    });
   },
   combine(key, values, emit) {
     emit(key, mergeDocs(values).join(","));

@@ -1,7 +1,5 @@
 import type { App } from "../app.js";
-
-/** A word is a maximal run of Unicode letters; case-sensitive. */
-const WORD = /\p{L}+/gu;
+import { forEachWord } from "./words.js";
 
 function sum(key: string, values: Iterable<string>, emit: (key: string, value: string) => void): void {
   let total = 0;
@@ -10,8 +8,9 @@ function sum(key: string, values: Iterable<string>, emit: (key: string, value: s
 }
 
 export const wordcount: App = {
+  /** A word is a maximal run of Unicode letters; case-sensitive. */
   map({ line }, emit) {
-    for (const match of line.matchAll(WORD)) emit(match[0], "1");
+    forEachWord(line, (word) => emit(word, "1"));
   },
   reduce: sum,
   combine: sum,
