@@ -4,7 +4,7 @@ import { readdirSync, statSync, type Stats } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
-import { InvalidArgumentError, NotFoundError, UnavailableError, toStatus } from "../errors.js";
+import { InvalidArgumentError, NotFoundError, UnavailableError, toError, toStatus } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
@@ -169,6 +169,7 @@ export function validateSubmit(
     );
   }
   if (req.inputs.length === 0) throw new InvalidArgumentError("inputs: give at least one input file");
+  if (req.app === "grep") checkGrepPattern(req.params.pattern);
   return {
     app: req.app,
     inputs: req.inputs.flatMap(statInput),
@@ -177,6 +178,17 @@ export function validateSubmit(
     splitSizeBytes: req.splitSizeBytes || config.defaultSplitSizeBytes,
     params: req.params,
   };
+}
+
+function checkGrepPattern(pattern: string | undefined): void {
+  if (!pattern) throw new InvalidArgumentError("params: grep needs a pattern (add --param pattern=REGEX)");
+  try {
+    new RegExp(pattern, "u");
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `params: pattern is not a valid regular expression: ${toError(err).message}`,
+    );
+  }
 }
 
 /** An input file, or the regular files directly inside an input directory, with their sizes. */
