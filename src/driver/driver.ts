@@ -90,6 +90,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     address,
     async close() {
       await shutdown(server, 1000);
+      await effects.drain();
       await stopBackground();
       db.close();
     },

@@ -15,6 +15,7 @@ import type { QueueWork } from "./scheduler.js";
  */
 export class JobEffects {
   private readonly changes = new EventEmitter().setMaxListeners(0);
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(
     private readonly queue: TaskQueue,
@@ -52,6 +53,22 @@ export class JobEffects {
     } catch (err) {
       this.log.error({ jobId: job.id, err: toError(err).message }, "could not finish the output directory");
     }
+  }
+
+  /**
+   * Runs queue work after the reply that it must not delay. SQLite already holds the state, so
+   * a failure here is logged, and reconciliation repairs it; `drain` waits for what is in flight.
+   */
+  inBackground(work: () => Promise<void>): void {
+    const running = work().catch((err: unknown) =>
+      this.log.warn({ err: toError(err).message }, "queue work failed"),
+    );
+    this.pending.add(running);
+    void running.finally(() => this.pending.delete(running));
+  }
+
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.pending]);
   }
 
   /** Completes or fails a lease in the queue; a lease lost meanwhile is only logged. */

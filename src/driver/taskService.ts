@@ -97,8 +97,13 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       { jobId: job.id, taskId: task.id, attemptId: req.attemptId, workerId: req.workerId },
       "task succeeded",
     );
-    await effects.releaseLease(() => queue.complete(task, req.attemptId));
-    await effects.apply(job, completion);
+    // The commit is durable: reply now, and bring the queue up to date behind the reply.
+    effects.finishOutput(job);
+    effects.inBackground(async () => {
+      await effects.releaseLease(() => queue.complete(task, req.attemptId));
+      await effects.applyQueueWork(completion, job.id);
+    });
+    effects.jobChanged(job.id);
     return {};
   };
 

@@ -1,0 +1,301 @@
+/**
+ * npm run bench. Measures, in one run, on one generated corpus:
+ * - the word tokenizer alone, and wordcount with `mr run --local`, with a cluster of 1 worker
+ *   and with a cluster of 2 workers: wall time, MB/s, peak worker RSS, and cluster(2)/local;
+ * - dispatch: a job of 1,000+ tiny splits end to end, against a bare BullMQ loop on the same Redis;
+ * - memory: one map sorting an input four times its sort buffer into one partition.
+ * Environment: MR_BENCH_MB (corpus size, default 256), MR_BENCH_RUNS (runs per setup, default 1).
+ */
+import { Queue, Worker } from "bullmq";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DriverClient } from "../cli/client.js";
+import { table } from "../cli/format.js";
+import { MR_BIN, spawnMr, startRedisServer, type MrProcess, type RedisServer } from "../cli/processes.js";
+import { followJob } from "../cli/watch.js";
+import { forEachWord } from "../mr/apps/words.js";
+import { readSplit } from "../mr/split.js";
+import { writeZipfCorpus } from "./corpus.js";
+
+const MB = 1024 * 1024;
+const CORPUS_MB = Number(process.env.MR_BENCH_MB ?? 256);
+const RUNS = Number(process.env.MR_BENCH_RUNS ?? 1);
+const SORT_BUFFER_MB = 64;
+const BENCH_APPS = fileURLToPath(new URL("../../bench/apps", import.meta.url));
+
+interface Measure {
+  seconds: number;
+  peakRssMb: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Peak RSS of live processes, read from /proc (VmHWM) a few times a second. */
+class RssWatch {
+  private peakKb = 0;
+  private readonly timer: NodeJS.Timeout;
+  constructor(private readonly pids: () => number[]) {
+    this.timer = setInterval(() => this.sample(), 100);
+  }
+  sample(): void {
+    for (const pid of this.pids()) {
+      try {
+        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+        if (match) this.peakKb = Math.max(this.peakKb, Number(match[1]));
+      } catch {
+        // the process is gone
+      }
+    }
+  }
+  stop(): number {
+    this.sample();
+    clearInterval(this.timer);
+    return this.peakKb / 1024;
+  }
+}
+
+async function runLocal(corpus: string, out: string): Promise<Measure> {
+  rmSync(out, { recursive: true, force: true });
+  const started = performance.now();
+  const child = spawn(
+    process.execPath,
+    [MR_BIN, "run", "--local", "--app", "wordcount", "--reducers", "4", "--output", out, corpus],
+    {
+      stdio: "ignore",
+    },
+  );
+  const rss = new RssWatch(() => (child.pid ? [child.pid] : []));
+  const [code] = (await once(child, "exit")) as [number];
+  const peakRssMb = rss.stop();
+  if (code !== 0) throw new Error(`mr run --local exited with ${code}`);
+  return { seconds: (performance.now() - started) / 1000, peakRssMb };
+}
+
+interface Cluster {
+  driver: MrProcess;
+  workers: MrProcess[];
+  client: DriverClient;
+  stop(): Promise<void>;
+}
+
+async function startCluster(
+  redis: RedisServer,
+  home: string,
+  workers: number,
+  workerArgs: string[] = [],
+): Promise<Cluster> {
+  const env = { ...process.env, MR_HOME: home };
+  const driver = await spawnMr(
+    ["driver", "--listen", "127.0.0.1:0", "--redis", redis.url, "--queue-prefix", `b${Date.now()}`],
+    { env },
+  );
+  const started: MrProcess[] = [];
+  for (let i = 0; i < workers; i++) {
+    started.push(
+      await spawnMr(["worker", "--port", "0", "--driver", driver.address, ...workerArgs], { env }),
+    );
+  }
+  const client = new DriverClient(driver.address);
+  return {
+    driver,
+    workers: started,
+    client,
+    async stop() {
+      client.close();
+      for (const worker of started) await worker.stop();
+      await driver.stop();
+    },
+  };
+}
+
+async function runJob(
+  cluster: Cluster,
+  request: { app: string; inputs: string[]; outputDir: string; reducers: number; splitSizeBytes: number },
+): Promise<Measure & { tasks: number }> {
+  rmSync(request.outputDir, { recursive: true, force: true });
+  const rss = new RssWatch(() => cluster.workers.map((worker) => worker.child.pid!));
+  const started = performance.now();
+  const job = await cluster.client.submitJob({ ...request, params: {} });
+  const done = await followJob(cluster.client, job.id, () => undefined);
+  const seconds = (performance.now() - started) / 1000;
+  const peakRssMb = rss.stop();
+  if (done.state !== "SUCCEEDED") throw new Error(`job ${job.id} ${done.state}: ${done.error}`);
+  return { seconds, peakRssMb, tasks: done.mapsTotal + done.reducesTotal };
+}
+
+async function tokenizerAlone(corpus: string): Promise<number> {
+  const started = performance.now();
+  let words = 0;
+  await readSplit({ file: corpus, start: 0, end: statSync(corpus).size }, (_offset, line) =>
+    forEachWord(line, () => words++),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+/** The same work as dispatch, minus mr: add, fetch by hand, complete, on the same Redis. */
+async function bareBullmq(redis: RedisServer, tasks: number): Promise<number> {
+  const connection = { url: redis.url, maxRetriesPerRequest: null };
+  const name = `bare${Date.now()}`;
+  const queue = new Queue(name, { connection });
+  const worker = new Worker(name, null, { connection, autorun: false });
+  const started = performance.now();
+  await queue.addBulk(
+    Array.from({ length: tasks }, (_, i) => ({
+      name: "t",
+      data: { i },
+      opts: { jobId: `t${i}`, removeOnComplete: true },
+    })),
+  );
+  for (let done = 0; done < tasks; done++) {
+    const job = await worker.getNextJob(`token${done}`, { block: false });
+    await job!.moveToCompleted("ok", `token${done}`, false);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  return tasks / seconds;
+}
+
+async function main(): Promise<void> {
+  const work = join(tmpdir(), "mr-bench");
+  mkdirSync(work, { recursive: true });
+  const corpus = join(work, `zipf-${CORPUS_MB}mb-100k-seed1.txt`);
+  if (!existsSync(corpus)) {
+    console.error(`generating a ${CORPUS_MB} MB corpus in ${corpus} ...`);
+    writeZipfCorpus(corpus, { bytes: CORPUS_MB * MB, vocabulary: 100_000, seed: 1 });
+  }
+  const corpusMb = statSync(corpus).size / MB;
+  const redis = await startRedisServer();
+  const rows: string[][] = [];
+  const results: Record<string, Measure[]> = { local: [], cluster1: [], cluster2: [] };
+  try {
+    const tokenizer = median(await Promise.all(Array.from({ length: 1 }, () => tokenizerAlone(corpus))));
+    rows.push([
+      "tokenizer alone (read + split into words)",
+      tokenizer.toFixed(1),
+      (corpusMb / tokenizer).toFixed(1),
+      "-",
+    ]);
+    for (let run = 0; run < RUNS; run++) {
+      console.error(`run ${run + 1} of ${RUNS}: local, cluster of 1, cluster of 2 ...`);
+      results.local!.push(await runLocal(corpus, join(work, "out-local")));
+      for (const workers of [1, 2]) {
+        const home = join(work, `home-${workers}`);
+        rmSync(home, { recursive: true, force: true });
+        const cluster = await startCluster(redis, home, workers);
+        try {
+          const request = {
+            app: "wordcount",
+            inputs: [corpus],
+            outputDir: join(work, `out-${workers}`),
+            reducers: 4,
+            splitSizeBytes: 0,
+          };
+          results[`cluster${workers}`]!.push(await runJob(cluster, request));
+        } finally {
+          await cluster.stop();
+        }
+      }
+    }
+    for (const [name, label] of [
+      ["local", "wordcount, mr run --local"],
+      ["cluster1", "wordcount, cluster of 1 worker"],
+      ["cluster2", "wordcount, cluster of 2 workers"],
+    ] as const) {
+      const seconds = median(results[name]!.map((m) => m.seconds));
+      const rss = median(results[name]!.map((m) => m.peakRssMb));
+      rows.push([label, seconds.toFixed(1), (corpusMb / seconds).toFixed(1), rss.toFixed(0)]);
+    }
+    const ratio =
+      median(results.cluster2!.map((m) => m.seconds)) / median(results.local!.map((m) => m.seconds));
+
+    // Dispatch: 1,000 maps of one tiny line each, and one reduce.
+    const tiny = join(work, "tiny.txt");
+    writeFileSync(tiny, "a b\n".repeat(1000));
+    const dispatchHome = join(work, "home-dispatch");
+    rmSync(dispatchHome, { recursive: true, force: true });
+    const cluster = await startCluster(redis, dispatchHome, 2);
+    let dispatch;
+    try {
+      dispatch = await runJob(cluster, {
+        app: "wordcount",
+        inputs: [tiny],
+        outputDir: join(work, "out-tiny"),
+        reducers: 1,
+        splitSizeBytes: 4,
+      });
+    } finally {
+      await cluster.stop();
+    }
+    const tasksPerSecond = dispatch.tasks / dispatch.seconds;
+    const bare = await bareBullmq(redis, 1000);
+
+    // Memory: one map over four sort buffers of lines, all into one partition.
+    const memoryInput = join(work, `memory-${4 * SORT_BUFFER_MB}mb.txt`);
+    if (!existsSync(memoryInput))
+      writeZipfCorpus(memoryInput, { bytes: 4 * SORT_BUFFER_MB * MB, vocabulary: 100_000, seed: 2 });
+    const memoryHome = join(work, "home-memory");
+    rmSync(memoryHome, { recursive: true, force: true });
+    const memoryCluster = await startCluster(redis, memoryHome, 1, [
+      "--apps-dir",
+      BENCH_APPS,
+      "--sort-buffer-mb",
+      String(SORT_BUFFER_MB),
+    ]);
+    let memory;
+    try {
+      memory = await runJob(memoryCluster, {
+        app: "identity",
+        inputs: [memoryInput],
+        outputDir: join(work, "out-memory"),
+        reducers: 1,
+        splitSizeBytes: 1024 * MB,
+      });
+    } finally {
+      await memoryCluster.stop();
+    }
+    const memoryBound = 2 * SORT_BUFFER_MB + 150;
+
+    console.log(
+      `\nCorpus: ${corpusMb.toFixed(0)} MB, Zipf over 100,000 words (seed 1); medians of ${RUNS} run(s)`,
+    );
+    console.log(table(["RUN", "SECONDS", "MB/S", "PEAK RSS MB"], rows));
+    console.log(
+      table(
+        ["RATIO OR RATE", "MEASURED", "TARGET"],
+        [
+          ["cluster(2) time / local time", ratio.toFixed(2), "<= 0.65"],
+          [
+            "local MB/s / tokenizer MB/s",
+            (rows[0] ? Number(rows[1]![2]) / Number(rows[0][2]) : 0).toFixed(2),
+            "-",
+          ],
+          [`dispatch: ${dispatch.tasks} tasks end to end, tasks/s`, tasksPerSecond.toFixed(0), ">= 500"],
+          ["bare BullMQ add + fetch + complete, tasks/s", bare.toFixed(0), "-"],
+          ["dispatch / bare BullMQ", (tasksPerSecond / bare).toFixed(2), ">= 0.30"],
+          [
+            `memory: ${4 * SORT_BUFFER_MB} MB sorted with a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,
+            memory.peakRssMb.toFixed(0),
+            `<= ${memoryBound}`,
+          ],
+        ],
+      ),
+    );
+  } finally {
+    await redis.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
