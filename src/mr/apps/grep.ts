@@ -1,5 +1,4 @@
 import type { App } from "../app.js";
-import { InvalidArgumentError } from "../../errors.js";
 
 /**
  * Prints the lines that match `--param pattern=REGEX`. The key is `file:offset`, so the output
@@ -9,7 +8,7 @@ const patterns = new Map<string, RegExp>();
 
 function compile(pattern: string | undefined): RegExp {
   if (pattern === undefined || pattern === "") {
-    throw new InvalidArgumentError("grep needs a pattern (pass --param pattern=REGEX)");
+    throw new Error("grep needs a pattern (pass --param pattern=REGEX)");
   }
   let re = patterns.get(pattern);
   if (re === undefined) {
