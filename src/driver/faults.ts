@@ -15,8 +15,8 @@ import {
   getTaskByIndex,
   listMapsCommittedOn,
   parkReduce,
-  releaseLostTask,
   releaseReduces,
+  releaseTask,
   rerunMap,
 } from "../store/tasks.js";
 import { getWorker, markWorkerLost as markWorkerLostRow } from "../store/workers.js";
@@ -73,13 +73,13 @@ export function markWorkerLost(
       jobIds.add(task.jobId);
       const losses = task.lostAttempts + 1;
       if (losses >= budget.maxLostAttempts) {
-        releaseLostTask(db, task.id, attempt.id, TaskState.FAILED);
+        releaseTask(db, task.id, attempt.id, "lost", TaskState.FAILED);
         const why = lostTooOften(task, losses);
         addEvent(db, task.jobId, EventType.TASK_FAILED, why, now);
         loss.drop.push(task, ...endJob(db, task.jobId, JobState.FAILED, why, now));
         continue;
       }
-      releaseLostTask(db, task.id, attempt.id, TaskState.PENDING);
+      releaseTask(db, task.id, attempt.id, "lost", TaskState.PENDING);
       loss.requeue.push({ task, token: attempt.id });
       loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
       addEvent(

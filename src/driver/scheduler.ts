@@ -21,7 +21,7 @@ import {
   getTask,
   listMapOutputs,
   listTasksInState,
-  releaseFailedTask,
+  releaseTask,
   releaseReduces,
   type MapOutputLocation,
 } from "../store/tasks.js";
@@ -247,7 +247,7 @@ export function failAttempt(
     const retry = task.failedAttempts + 1 < policy.maxAttempts;
     if (
       attempt.state !== AttemptState.RUNNING ||
-      !releaseFailedTask(db, task.id, attempt.id, retry ? TaskState.PENDING : TaskState.FAILED)
+      !releaseTask(db, task.id, attempt.id, "failed", retry ? TaskState.PENDING : TaskState.FAILED)
     ) {
       throw staleAttempt(attempt, task);
     }

@@ -8,11 +8,7 @@ import type { Db } from "../store/db.js";
 import { inTransaction } from "../store/prepared.js";
 import type { TaskRecord } from "../store/rows.js";
 import { getTask } from "../store/tasks.js";
-import {
-  registerWorker as insertWorker,
-  stopWorker as stopWorkerRow,
-  touchWorker,
-} from "../store/workers.js";
+import { registerWorker as insertWorker, touchWorker } from "../store/workers.js";
 import { AttemptState, TaskState } from "../types.js";
 
 export function registerWorker(db: Db, worker: { address: string; apps: string[] }, now: number): number {
@@ -61,9 +57,4 @@ export function heartbeat(
     }
     return outcome;
   });
-}
-
-/** A worker that shut down cleanly; its attempts have been reported already. */
-export function stopWorker(db: Db, workerId: number): void {
-  inTransaction(db, () => stopWorkerRow(db, workerId));
 }

@@ -67,21 +67,27 @@ export function commitTask(db: Db, taskId: number, attemptId: string): boolean {
   );
 }
 
+/** Why an attempt stopped holding its task without committing it: each kind has its own budget. */
+export type AttemptLoss = "failed" | "lost";
+
 /**
- * releaseFailedTask. Expects: the task RUNNING and held by `attemptId`, whose attempt failed.
- * Counts the failure, and moves the task to PENDING (to retry) or FAILED (out of attempts).
+ * releaseTask. Expects: the task RUNNING and held by `attemptId`, which failed (the app threw)
+ * or was lost (its worker died). Counts that against the task's budget for the kind, and moves
+ * the task to PENDING (to run again) or FAILED (out of budget; it keeps the attempt's id).
  * Returns false if the attempt no longer holds the task.
  */
-export function releaseFailedTask(
+export function releaseTask(
   db: Db,
   taskId: number,
   attemptId: string,
+  loss: AttemptLoss,
   next: typeof TaskState.PENDING | typeof TaskState.FAILED,
 ): boolean {
+  const budget = loss === "failed" ? "failed_attempts" : "lost_attempts";
   return (
     prepared(
       db,
-      `UPDATE tasks SET state = ?, failed_attempts = failed_attempts + 1,
+      `UPDATE tasks SET state = ?, ${budget} = ${budget} + 1,
        attempt_id = CASE WHEN ? = 'FAILED' THEN attempt_id END
        WHERE id = ? AND state = 'RUNNING' AND attempt_id = ?`,
     ).run(next, next, taskId, attemptId).changes === 1
@@ -137,27 +143,6 @@ export function listMapOutputs(db: Db, jobId: number): MapOutputLocation[] {
      FROM tasks t JOIN attempts a ON a.id = t.attempt_id JOIN workers w ON w.id = a.worker_id
      WHERE t.job_id = ? AND t.kind = '${TaskKind.MAP}' AND t.state = 'SUCCEEDED' ORDER BY t.idx`,
   ).all(jobId);
-}
-
-/**
- * releaseLostTask. Expects: the task RUNNING and held by `attemptId`, whose worker was lost.
- * Counts the loss, and moves the task to PENDING (to run again at once) or FAILED (lost too
- * often). Returns false if the attempt no longer holds the task.
- */
-export function releaseLostTask(
-  db: Db,
-  taskId: number,
-  attemptId: string,
-  next: typeof TaskState.PENDING | typeof TaskState.FAILED,
-): boolean {
-  return (
-    prepared(
-      db,
-      `UPDATE tasks SET state = ?, lost_attempts = lost_attempts + 1,
-       attempt_id = CASE WHEN ? = 'FAILED' THEN attempt_id END
-       WHERE id = ? AND state = 'RUNNING' AND attempt_id = ?`,
-    ).run(next, next, taskId, attemptId).changes === 1
-  );
 }
 
 /** countLostLease. Counts one expired lease (a superseded attempt) against the task's lost budget. */

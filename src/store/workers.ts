@@ -39,14 +39,6 @@ export function touchWorker(db: Db, workerId: number, now: number): boolean {
   );
 }
 
-/** stopWorker. Expects: the worker ALIVE. Marks a worker that shut down cleanly STOPPED. */
-export function stopWorker(db: Db, workerId: number): boolean {
-  return (
-    prepared(db, `UPDATE workers SET state = 'STOPPED' WHERE id = ? AND state = 'ALIVE'`).run(workerId)
-      .changes === 1
-  );
-}
-
 /** markWorkerLost. Expects: the worker ALIVE. Marks it LOST. Returns false if it was not ALIVE. */
 export function markWorkerLost(db: Db, workerId: number): boolean {
   return (
