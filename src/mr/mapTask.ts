@@ -2,7 +2,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Counters, Split } from "../types.js";
 import type { App, Ctx } from "./app.js";
-import { Counter, TaskCounters, checkedEmit, createYielder } from "./context.js";
+import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
 import { MergedReader, compareKeys, forEachGroup } from "./merge.js";
 import { hashPartition } from "./partition.js";
 import { RecordReader, RecordWriter } from "./records.js";
@@ -123,6 +123,7 @@ export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
   const spill = (): void => {
     const path = join(dir, `spill-${spills.length}`);
     spills.push({ path, ranges: writeSortedRun(buffer.drain(), path, reducers, app, ctx, counters) });
+    collectGarbage(); // the drained buffer is most of the heap: give it back now
   };
   const partitionOf = (key: string): number => {
     const partition = app.partition ? app.partition(key, reducers) : hashPartition(key, reducers);
