@@ -196,3 +196,19 @@ describe("the word tokenizer", () => {
     }
   });
 });
+
+describe("a worker's data directory", () => {
+  it("is cleared of attempts' files only, whatever else the user keeps there", async () => {
+    const { clearAttemptDirs, attemptDir } = await import("../src/worker/dataDir.js");
+    const dir = tempDir();
+    const attempt = attemptDir(dir, "a0123456789abcdef");
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(attempt);
+    writeFileSync(join(attempt, "part-0"), "x");
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    mkdirSync(join(dir, "a-project"));
+    clearAttemptDirs(dir);
+    expect(readdirSync(dir).sort()).toEqual(["a-project", "notes.txt"]);
+    expect(() => attemptDir(dir, "../etc")).toThrow(/not an attempt id/);
+  });
+});

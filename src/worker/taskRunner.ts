@@ -12,7 +12,7 @@ import { runMapTask } from "../mr/mapTask.js";
 import { temporaryPartPath } from "../mr/output.js";
 import { runReduceTask } from "../mr/reduceTask.js";
 import { TaskKind, type Counters } from "../types.js";
-import { attemptDir } from "./dataDir.js";
+import { attemptDir, clearAttemptDirs } from "./dataDir.js";
 
 /** Map outputs a reduce fetches at once, as Hadoop's parallel copies. */
 const PARALLEL_FETCHES = 4;
@@ -76,8 +76,7 @@ export class TaskRunner {
 
   /** Deletes every attempt's files in the data directory. */
   discardAll(): void {
-    rmSync(this.options.dataDir, { recursive: true, force: true });
-    mkdirSync(this.options.dataDir, { recursive: true });
+    clearAttemptDirs(this.options.dataDir);
   }
 
   close(): void {

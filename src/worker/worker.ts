@@ -3,7 +3,6 @@
  * sends heartbeats. It serves its map output to reducers over the ShuffleService.
  */
 import { Server, status, type ClientUnaryCall } from "@grpc/grpc-js";
-import { mkdirSync, rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config.js";
@@ -29,6 +28,7 @@ export class MrWorker {
   private readonly server = new Server();
   private readonly client: TaskServiceClient;
   private readonly runner: TaskRunner;
+  private readonly apps: string[];
   private readonly running = new Map<string, RunningAttempt>();
   /** Map attempts the driver accepted: the only output the shuffle service serves. */
   private readonly committed = new Set<string>();
@@ -51,12 +51,9 @@ export class MrWorker {
     this.apps = Object.keys(apps);
   }
 
-  private readonly apps: string[];
-
   async start(): Promise<void> {
     // Output of an earlier run belongs to attempts the driver no longer counts on this worker for.
-    rmSync(this.config.dataDir, { recursive: true, force: true });
-    mkdirSync(this.config.dataDir, { recursive: true });
+    this.runner.discardAll();
     this.server.addService(
       ShuffleServiceService,
       createShuffleService(this.config.dataDir, (attemptId) => this.committed.has(attemptId), this.log),
