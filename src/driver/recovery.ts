@@ -17,9 +17,13 @@ import type { TaskQueue } from "./queue.js";
 export function resumeAfterRestart(db: Db, workerTimeoutMs: number, now: number): void {
   inTransaction(db, () => {
     graceAliveWorkers(db, now);
-    const running = listRunningAttempts(db);
+    const runningByJob = new Map<number, number>();
+    for (const attempt of listRunningAttempts(db)) {
+      const jobId = getTask(db, attempt.taskId)!.jobId;
+      runningByJob.set(jobId, (runningByJob.get(jobId) ?? 0) + 1);
+    }
     for (const job of listRunningJobs(db)) {
-      const mine = running.filter((attempt) => getTask(db, attempt.taskId)?.jobId === job.id).length;
+      const mine = runningByJob.get(job.id) ?? 0;
       addEvent(
         db,
         job.id,

@@ -1,6 +1,6 @@
 /** Store records as proto messages: the read side of the JobService. */
 import type * as pb from "../gen/mapreduce.js";
-import { listJobAttempts, listRunningAttemptIds } from "../store/attempts.js";
+import { listJobAttempts, listRunningAttempts } from "../store/attempts.js";
 import { jobCounters } from "../store/counters.js";
 import type { Db } from "../store/db.js";
 import { listEvents } from "../store/events.js";
@@ -68,7 +68,7 @@ export function workerMessage(db: Db, worker: WorkerRecord): pb.Worker {
     state: worker.state,
     registeredAtMs: worker.registeredAt,
     lastHeartbeatMs: worker.lastHeartbeatAt,
-    runningAttempts: listRunningAttemptIds(db, worker.id),
+    runningAttempts: listRunningAttempts(db, worker.id).map((attempt) => attempt.id),
     apps: worker.apps,
   };
 }

@@ -29,15 +29,6 @@ export function listJobAttempts(db: Db, jobId: number): AttemptRecord[] {
   ).all(jobId);
 }
 
-export function listRunningAttemptIds(db: Db, workerId: number): string[] {
-  return prepared<[number], { id: string }>(
-    db,
-    `SELECT id FROM attempts WHERE worker_id = ? AND state = 'RUNNING' ORDER BY started_at`,
-  )
-    .all(workerId)
-    .map(({ id }) => id);
-}
-
 /**
  * finishAttempt. Expects: the attempt RUNNING. Moves it to `state` with its end time and error.
  * Returns false if it had already ended.
