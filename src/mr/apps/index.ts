@@ -5,7 +5,3 @@ import { wordcount } from "./wordcount.js";
 
 /** The apps every worker offers. */
 export const BUILTIN_APPS: Readonly<Record<string, App>> = Object.freeze({ wordcount, indexer, grep });
-
-export function isBuiltinApp(name: string): boolean {
-  return Object.hasOwn(BUILTIN_APPS, name);
-}
