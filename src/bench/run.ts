@@ -4,7 +4,8 @@
  *   and with a cluster of 2 workers: wall time, MB/s, peak worker RSS, and cluster(2)/local;
  * - dispatch: a job of 1,000+ tiny splits end to end, against a bare BullMQ loop on the same Redis;
  * - memory: one map sorting an input four times its sort buffer into one partition.
- * Environment: MR_BENCH_MB (corpus size, default 256), MR_BENCH_RUNS (runs per setup, default 1).
+ * Environment: MR_BENCH_MB (corpus size, default 256), MR_BENCH_RUNS (runs per setup, default 1),
+ * MR_BENCH_ONLY (a comma-separated choice of throughput, dispatch and memory; default all).
  */
 import { Queue, Worker } from "bullmq";
 import { spawn } from "node:child_process";
@@ -165,134 +166,158 @@ async function bareBullmq(redis: RedisServer, tasks: number): Promise<number> {
   return tasks / seconds;
 }
 
-async function main(): Promise<void> {
-  const work = join(tmpdir(), "mr-bench");
-  mkdirSync(work, { recursive: true });
+type Row = string[];
+
+/** Wordcount on the corpus with `mr run --local`, then clusters of 1 and 2 workers. */
+async function throughput(redis: RedisServer, work: string, rows: Row[], ratios: Row[]): Promise<void> {
   const corpus = join(work, `zipf-${CORPUS_MB}mb-100k-seed1.txt`);
   if (!existsSync(corpus)) {
     console.error(`generating a ${CORPUS_MB} MB corpus in ${corpus} ...`);
     writeZipfCorpus(corpus, { bytes: CORPUS_MB * MB, vocabulary: 100_000, seed: 1 });
   }
   const corpusMb = statSync(corpus).size / MB;
-  const redis = await startRedisServer();
-  const rows: string[][] = [];
+  console.error(
+    `corpus: ${corpusMb.toFixed(0)} MB, Zipf over 100,000 words (seed 1); medians of ${RUNS} run(s)`,
+  );
+  const tokenizer = await tokenizerAlone(corpus);
+  rows.push([
+    "tokenizer alone (read + split into words)",
+    tokenizer.toFixed(1),
+    (corpusMb / tokenizer).toFixed(1),
+    "-",
+  ]);
   const results: Record<string, Measure[]> = { local: [], cluster1: [], cluster2: [] };
-  try {
-    const tokenizer = median(await Promise.all(Array.from({ length: 1 }, () => tokenizerAlone(corpus))));
-    rows.push([
-      "tokenizer alone (read + split into words)",
-      tokenizer.toFixed(1),
-      (corpusMb / tokenizer).toFixed(1),
-      "-",
-    ]);
-    for (let run = 0; run < RUNS; run++) {
-      console.error(`run ${run + 1} of ${RUNS}: local, cluster of 1, cluster of 2 ...`);
-      results.local!.push(await runLocal(corpus, join(work, "out-local")));
-      for (const workers of [1, 2]) {
-        const home = join(work, `home-${workers}`);
-        rmSync(home, { recursive: true, force: true });
-        const cluster = await startCluster(redis, home, workers);
-        try {
-          const request = {
-            app: "wordcount",
-            inputs: [corpus],
-            outputDir: join(work, `out-${workers}`),
-            reducers: 4,
-            splitSizeBytes: 0,
-          };
-          results[`cluster${workers}`]!.push(await runJob(cluster, request));
-        } finally {
-          await cluster.stop();
-        }
+  for (let run = 0; run < RUNS; run++) {
+    console.error(`run ${run + 1} of ${RUNS}: local, cluster of 1, cluster of 2 ...`);
+    results.local!.push(await runLocal(corpus, join(work, "out-local")));
+    for (const workers of [1, 2]) {
+      const home = join(work, `home-${workers}`);
+      rmSync(home, { recursive: true, force: true });
+      const cluster = await startCluster(redis, home, workers);
+      try {
+        const request = {
+          app: "wordcount",
+          inputs: [corpus],
+          outputDir: join(work, `out-${workers}`),
+          reducers: 4,
+          splitSizeBytes: 0,
+        };
+        results[`cluster${workers}`]!.push(await runJob(cluster, request));
+      } finally {
+        await cluster.stop();
       }
     }
-    for (const [name, label] of [
-      ["local", "wordcount, mr run --local"],
-      ["cluster1", "wordcount, cluster of 1 worker"],
-      ["cluster2", "wordcount, cluster of 2 workers"],
-    ] as const) {
-      const seconds = median(results[name]!.map((m) => m.seconds));
-      const rss = median(results[name]!.map((m) => m.peakRssMb));
-      rows.push([label, seconds.toFixed(1), (corpusMb / seconds).toFixed(1), rss.toFixed(0)]);
-    }
-    const ratio =
-      median(results.cluster2!.map((m) => m.seconds)) / median(results.local!.map((m) => m.seconds));
+  }
+  const seconds = (name: string): number => median(results[name]!.map((m) => m.seconds));
+  for (const [name, label] of [
+    ["local", "wordcount, mr run --local"],
+    ["cluster1", "wordcount, cluster of 1 worker"],
+    ["cluster2", "wordcount, cluster of 2 workers"],
+  ] as const) {
+    const rss = median(results[name]!.map((m) => m.peakRssMb));
+    rows.push([label, seconds(name).toFixed(1), (corpusMb / seconds(name)).toFixed(1), rss.toFixed(0)]);
+  }
+  ratios.push([
+    "cluster(2) time / local time",
+    (seconds("cluster2") / seconds("local")).toFixed(2),
+    "<= 0.65",
+  ]);
+  ratios.push(["local MB/s", (corpusMb / seconds("local")).toFixed(1), ">= 25"]);
+  ratios.push(["local MB/s / tokenizer MB/s", (tokenizer / seconds("local")).toFixed(2), "-"]);
+}
 
-    // Dispatch: 1,000 maps of one tiny line each, and one reduce.
-    const tiny = join(work, "tiny.txt");
-    writeFileSync(tiny, "a b\n".repeat(1000));
-    const dispatchHome = join(work, "home-dispatch");
-    rmSync(dispatchHome, { recursive: true, force: true });
-    const cluster = await startCluster(redis, dispatchHome, 2);
-    let dispatch;
+/** 1,000 maps of one tiny line each and one reduce, end to end; then a bare BullMQ loop. */
+async function dispatch(redis: RedisServer, work: string, ratios: Row[]): Promise<void> {
+  const tiny = join(work, "tiny.txt");
+  writeFileSync(tiny, "a b\n".repeat(1000));
+  const rates: number[] = [];
+  const bare: number[] = [];
+  let tasks = 0;
+  for (let run = 0; run < RUNS; run++) {
+    const home = join(work, "home-dispatch");
+    rmSync(home, { recursive: true, force: true });
+    const cluster = await startCluster(redis, home, 2);
     try {
-      dispatch = await runJob(cluster, {
+      const measure = await runJob(cluster, {
         app: "wordcount",
         inputs: [tiny],
         outputDir: join(work, "out-tiny"),
         reducers: 1,
         splitSizeBytes: 4,
       });
+      tasks = measure.tasks;
+      rates.push(measure.tasks / measure.seconds);
     } finally {
       await cluster.stop();
     }
-    const tasksPerSecond = dispatch.tasks / dispatch.seconds;
-    const bare = await bareBullmq(redis, 1000);
+    bare.push(await bareBullmq(redis, 1000));
+  }
+  const rate = median(rates);
+  ratios.push([`dispatch: ${tasks} tasks end to end, tasks/s`, rate.toFixed(0), ">= 500"]);
+  ratios.push(["bare BullMQ add + fetch + complete, tasks/s", median(bare).toFixed(0), "-"]);
+  ratios.push(["dispatch / bare BullMQ", (rate / median(bare)).toFixed(2), ">= 0.30"]);
+}
 
-    // Memory: one map over four sort buffers of lines, all into one partition.
-    const memoryInput = join(work, `memory-${4 * SORT_BUFFER_MB}mb.txt`);
-    if (!existsSync(memoryInput))
-      writeZipfCorpus(memoryInput, { bytes: 4 * SORT_BUFFER_MB * MB, vocabulary: 100_000, seed: 2 });
-    const memoryHome = join(work, "home-memory");
-    rmSync(memoryHome, { recursive: true, force: true });
-    const memoryCluster = await startCluster(redis, memoryHome, 1, [
+/** One map over four sort buffers of lines, all into one partition. */
+async function memory(redis: RedisServer, work: string, ratios: Row[]): Promise<void> {
+  const input = join(work, `memory-${4 * SORT_BUFFER_MB}mb.txt`);
+  if (!existsSync(input))
+    writeZipfCorpus(input, { bytes: 4 * SORT_BUFFER_MB * MB, vocabulary: 100_000, seed: 2 });
+  const peaks: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const home = join(work, "home-memory");
+    rmSync(home, { recursive: true, force: true });
+    const cluster = await startCluster(redis, home, 1, [
       "--apps-dir",
       BENCH_APPS,
       "--sort-buffer-mb",
       String(SORT_BUFFER_MB),
     ]);
-    let memory;
     try {
-      memory = await runJob(memoryCluster, {
+      const measure = await runJob(cluster, {
         app: "identity",
-        inputs: [memoryInput],
+        inputs: [input],
         outputDir: join(work, "out-memory"),
         reducers: 1,
         splitSizeBytes: 1024 * MB,
       });
+      peaks.push(measure.peakRssMb);
     } finally {
-      await memoryCluster.stop();
+      await cluster.stop();
     }
-    const memoryBound = 2 * SORT_BUFFER_MB + 150;
+  }
+  ratios.push([
+    `memory: ${4 * SORT_BUFFER_MB} MB sorted with a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,
+    median(peaks).toFixed(0),
+    `<= ${2 * SORT_BUFFER_MB + 150}`,
+  ]);
+}
 
-    console.log(
-      `\nCorpus: ${corpusMb.toFixed(0)} MB, Zipf over 100,000 words (seed 1); medians of ${RUNS} run(s)`,
+const SECTIONS = ["throughput", "dispatch", "memory"] as const;
+
+async function main(): Promise<void> {
+  const only = (process.env.MR_BENCH_ONLY ?? SECTIONS.join(",")).split(",");
+  const unknown = only.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `MR_BENCH_ONLY: unknown section ${unknown.join(", ")} (choose from ${SECTIONS.join(", ")})`,
     );
-    console.log(table(["RUN", "SECONDS", "MB/S", "PEAK RSS MB"], rows));
-    console.log(
-      table(
-        ["RATIO OR RATE", "MEASURED", "TARGET"],
-        [
-          ["cluster(2) time / local time", ratio.toFixed(2), "<= 0.65"],
-          [
-            "local MB/s / tokenizer MB/s",
-            (rows[0] ? Number(rows[1]![2]) / Number(rows[0][2]) : 0).toFixed(2),
-            "-",
-          ],
-          [`dispatch: ${dispatch.tasks} tasks end to end, tasks/s`, tasksPerSecond.toFixed(0), ">= 500"],
-          ["bare BullMQ add + fetch + complete, tasks/s", bare.toFixed(0), "-"],
-          ["dispatch / bare BullMQ", (tasksPerSecond / bare).toFixed(2), ">= 0.30"],
-          [
-            `memory: ${4 * SORT_BUFFER_MB} MB sorted with a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,
-            memory.peakRssMb.toFixed(0),
-            `<= ${memoryBound}`,
-          ],
-        ],
-      ),
-    );
+  }
+  const work = join(tmpdir(), "mr-bench");
+  mkdirSync(work, { recursive: true });
+  const redis = await startRedisServer();
+  const rows: Row[] = [];
+  const ratios: Row[] = [];
+  try {
+    if (only.includes("throughput")) await throughput(redis, work, rows, ratios);
+    if (only.includes("dispatch")) await dispatch(redis, work, ratios);
+    if (only.includes("memory")) await memory(redis, work, ratios);
   } finally {
     await redis.stop();
   }
+  console.log(`\nMedians of ${RUNS} run(s) each`);
+  if (rows.length > 0) console.log(table(["RUN", "SECONDS", "MB/S", "PEAK RSS MB"], rows));
+  console.log(table(["RATIO OR RATE", "MEASURED", "TARGET"], ratios));
 }
 
 main().catch((err: unknown) => {

@@ -273,12 +273,22 @@ export interface FailTaskResponse {
 }
 
 export interface FetchPartitionRequest {
-  attemptId: string;
+  /** At most 1,000 map attempts. */
+  attemptIds: string[];
   partition: number;
 }
 
 export interface Chunk {
+  /** Which map attempt this is of: an index into the request's attempt_ids. */
+  output: number;
   data: Buffer;
+  /** The attempt's partition ends with this chunk. */
+  last: boolean;
+  /**
+   * Set, with last, when this attempt's partition cannot be served (it is not committed here,
+   * or its file is gone); the stream goes on with the next attempt.
+   */
+  error: string;
 }
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
@@ -4085,13 +4095,13 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
 };
 
 function createBaseFetchPartitionRequest(): FetchPartitionRequest {
-  return { attemptId: "", partition: 0 };
+  return { attemptIds: [], partition: 0 };
 }
 
 export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
   encode(message: FetchPartitionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.attemptId !== "") {
-      writer.uint32(10).string(message.attemptId);
+    for (const v of message.attemptIds) {
+      writer.uint32(10).string(v!);
     }
     if (message.partition !== 0) {
       writer.uint32(16).int32(message.partition);
@@ -4117,7 +4127,7 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
               break;
             }
 
-            message.attemptId = reader.string();
+            message.attemptIds.push(reader.string());
             continue;
           }
           case 2: {
@@ -4142,19 +4152,19 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
 
   fromJSON(object: any): FetchPartitionRequest {
     return {
-      attemptId: isSet(object.attemptId)
-        ? globalThis.String(object.attemptId)
-        : isSet(object.attempt_id)
-        ? globalThis.String(object.attempt_id)
-        : "",
+      attemptIds: globalThis.Array.isArray(object?.attemptIds)
+        ? object.attemptIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.attempt_ids)
+        ? object.attempt_ids.map((e: any) => globalThis.String(e))
+        : [],
       partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
     };
   },
 
   toJSON(message: FetchPartitionRequest): unknown {
     const obj: any = {};
-    if (message.attemptId !== "") {
-      obj.attemptId = message.attemptId;
+    if (message.attemptIds?.length) {
+      obj.attemptIds = message.attemptIds;
     }
     if (message.partition !== 0) {
       obj.partition = Math.round(message.partition);
@@ -4167,20 +4177,29 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<FetchPartitionRequest>, I>>(object: I): FetchPartitionRequest {
     const message = createBaseFetchPartitionRequest();
-    message.attemptId = object.attemptId ?? "";
+    message.attemptIds = object.attemptIds?.map((e) => e) || [];
     message.partition = object.partition ?? 0;
     return message;
   },
 };
 
 function createBaseChunk(): Chunk {
-  return { data: Buffer.alloc(0) };
+  return { output: 0, data: Buffer.alloc(0), last: false, error: "" };
 }
 
 export const Chunk: MessageFns<Chunk> = {
   encode(message: Chunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.output !== 0) {
+      writer.uint32(8).int32(message.output);
+    }
     if (message.data.length !== 0) {
-      writer.uint32(10).bytes(message.data);
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.last !== false) {
+      writer.uint32(24).bool(message.last);
+    }
+    if (message.error !== "") {
+      writer.uint32(34).string(message.error);
     }
     return writer;
   },
@@ -4199,11 +4218,35 @@ export const Chunk: MessageFns<Chunk> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.output = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
               break;
             }
 
             message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.last = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = reader.string();
             continue;
           }
         }
@@ -4219,13 +4262,27 @@ export const Chunk: MessageFns<Chunk> = {
   },
 
   fromJSON(object: any): Chunk {
-    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+    return {
+      output: isSet(object.output) ? globalThis.Number(object.output) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      last: isSet(object.last) ? globalThis.Boolean(object.last) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
   },
 
   toJSON(message: Chunk): unknown {
     const obj: any = {};
+    if (message.output !== 0) {
+      obj.output = Math.round(message.output);
+    }
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
+    }
+    if (message.last !== false) {
+      obj.last = message.last;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
     }
     return obj;
   },
@@ -4235,7 +4292,10 @@ export const Chunk: MessageFns<Chunk> = {
   },
   fromPartial<I extends Exact<DeepPartial<Chunk>, I>>(object: I): Chunk {
     const message = createBaseChunk();
+    message.output = object.output ?? 0;
     message.data = object.data ?? Buffer.alloc(0);
+    message.last = object.last ?? false;
+    message.error = object.error ?? "";
     return message;
   },
 };
@@ -4539,7 +4599,10 @@ export const TaskServiceClient = makeGenericClientConstructor(TaskServiceService
 
 export type ShuffleServiceService = typeof ShuffleServiceService;
 export const ShuffleServiceService = {
-  /** Chunks of at most 1 MiB of one partition file of a committed map attempt. */
+  /**
+   * One partition of each of several committed map attempts of this worker, one attempt after
+   * another in the order asked, as chunks of at most 1 MiB.
+   */
   fetchPartition: {
     path: "/mr.v1.ShuffleService/FetchPartition" as const,
     requestStream: false as const,
@@ -4553,12 +4616,18 @@ export const ShuffleServiceService = {
 } as const;
 
 export interface ShuffleServiceServer extends UntypedServiceImplementation {
-  /** Chunks of at most 1 MiB of one partition file of a committed map attempt. */
+  /**
+   * One partition of each of several committed map attempts of this worker, one attempt after
+   * another in the order asked, as chunks of at most 1 MiB.
+   */
   fetchPartition: handleServerStreamingCall<FetchPartitionRequest, Chunk>;
 }
 
 export interface ShuffleServiceClient extends Client {
-  /** Chunks of at most 1 MiB of one partition file of a committed map attempt. */
+  /**
+   * One partition of each of several committed map attempts of this worker, one attempt after
+   * another in the order asked, as chunks of at most 1 MiB.
+   */
   fetchPartition(request: FetchPartitionRequest, options?: Partial<CallOptions>): ClientReadableStream<Chunk>;
   fetchPartition(
     request: FetchPartitionRequest,

@@ -40,7 +40,7 @@ export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: num
       mapDirs.push(dir);
     }
     for (let r = 0; r < options.reducers; r++) {
-      const inputs = mapDirs.map((dir) => partitionFile(dir, r));
+      const inputs = mapDirs.map((dir) => ({ path: partitionFile(dir, r) }));
       const outputPath = temporaryPartPath(options.outputDir, LOCAL_ATTEMPT, r);
       addAll(await runReduceTask({ ...options, inputs, outputPath }));
       commitPartFile(options.outputDir, LOCAL_ATTEMPT, r);

@@ -78,6 +78,13 @@ function writeVarint(buf: Buffer, at: number, n: number): number {
   return at;
 }
 
+/** Records in a byte range of a file: a whole file when start and end are left out. */
+export interface RecordRange {
+  path: string;
+  start?: number;
+  end?: number;
+}
+
 /**
  * Reads records from a byte range of a file, a chunk at a time, synchronously: the reduce side
  * hands `values` to user code as a plain iterator, so the reads under it cannot be async.

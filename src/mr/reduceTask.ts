@@ -4,13 +4,13 @@ import type { Counters } from "../types.js";
 import type { App } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, createYielder } from "./context.js";
 import { MergedReader, forEachGroup } from "./merge.js";
-import { RecordReader } from "./records.js";
+import { RecordReader, type RecordRange } from "./records.js";
 
 export interface ReduceTaskOptions {
   app: App;
   params: Record<string, string>;
-  /** Key-sorted files in the record format: partition r of every map. */
-  inputs: readonly string[];
+  /** Key-sorted records: partition r of every map, in map order. */
+  inputs: readonly RecordRange[];
   /** The attempt's own file, under the output's `_temporary`; committing it is the caller's. */
   outputPath: string;
   signal?: AbortSignal;
@@ -31,7 +31,9 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
     out.write(value === "" ? `${key}\n` : `${key}\t${value}\n`);
     counters.add(Counter.REDUCE_OUTPUT_RECORDS);
   });
-  const merged = new MergedReader(options.inputs.map((path) => new RecordReader(path)));
+  const merged = new MergedReader(
+    options.inputs.map(({ path, start, end }) => new RecordReader(path, start, end)),
+  );
   const pause = createYielder();
   try {
     const seen = await forEachGroup(

@@ -1,7 +1,7 @@
 /** Runs one assigned attempt on this worker with the engine of src/mr. */
-import { createWriteStream, mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { FetchFailedError, UnrecoverableTaskError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
@@ -10,15 +10,91 @@ import type { App } from "../mr/app.js";
 import { Counter } from "../mr/context.js";
 import { runMapTask } from "../mr/mapTask.js";
 import { temporaryPartPath } from "../mr/output.js";
+import type { RecordRange } from "../mr/records.js";
 import { runReduceTask } from "../mr/reduceTask.js";
 import { TaskKind, type Counters } from "../types.js";
 import { attemptDir, clearAttemptDirs } from "./dataDir.js";
 
-/** Map outputs a reduce fetches at once, as Hadoop's parallel copies. */
+/** Fetch streams a reduce keeps open at once, as Hadoop's parallel copies. */
 const PARALLEL_FETCHES = 4;
-/** Tries of one fetch before the map's output is reported lost, and the pause between them. */
+/** Map outputs one stream carries at most. */
+const FETCH_BATCH = 100;
+/** Rounds of fetching before a missing map output is reported lost, and the pause between them. */
 const FETCH_TRIES = 3;
 const FETCH_RETRY_MS = 300;
+
+/** What a reduce's fetches have brought so far, by index into its map outputs. */
+interface Fetched {
+  ranges: (RecordRange | undefined)[];
+  /** The last error of each output not yet fetched. */
+  errors: Map<number, string>;
+  bytes: number;
+}
+
+/**
+ * Groups outputs (indexes into `outputs`) by the worker that holds them, in batches of at most
+ * FETCH_BATCH; the batches of different workers alternate, so that parallel streams spread
+ * over the workers.
+ */
+export function batchByAddress(indexes: readonly number[], outputs: readonly MapOutput[]): number[][] {
+  const byAddress = new Map<string, number[][]>();
+  for (const i of indexes) {
+    const address = outputs[i]!.address;
+    let batches = byAddress.get(address);
+    if (!batches) byAddress.set(address, (batches = [[]]));
+    if (batches.at(-1)!.length === FETCH_BATCH) batches.push([]);
+    batches.at(-1)!.push(i);
+  }
+  const lists = [...byAddress.values()];
+  const longest = Math.max(0, ...lists.map((batches) => batches.length));
+  const interleaved: number[][] = [];
+  for (let k = 0; k < longest; k++)
+    for (const batches of lists) if (batches[k]) interleaved.push(batches[k]!);
+  return interleaved;
+}
+
+const APPEND_BUFFER_BYTES = 1 << 20;
+
+/** Appends to a new file through a buffer, counting its bytes. */
+class AppendFile {
+  private handle: Promise<FileHandle>;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private written = 0;
+  /** Bytes appended, written or not. */
+  bytes = 0;
+
+  constructor(path: string) {
+    this.handle = open(path, "w");
+    this.handle.catch(() => undefined); // reported by the next append or close
+  }
+
+  async append(data: Uint8Array): Promise<void> {
+    this.pending.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    this.pendingBytes += data.byteLength;
+    this.bytes += data.byteLength;
+    if (this.pendingBytes >= APPEND_BUFFER_BYTES) await this.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await (await this.handle).close();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    const handle = await this.handle;
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await handle.write(data, done, data.length - done, this.written + done);
+      done += bytesWritten;
+    }
+    this.written += data.length;
+  }
+}
 
 export interface TaskRunnerOptions {
   dataDir: string;
@@ -84,72 +160,89 @@ export class TaskRunner {
     this.shuffleClients.clear();
   }
 
-  /** Copies partition `index` of every map output into `dir`, a few at a time. */
+  /**
+   * Copies partition `index` of every map output into `dir`: one stream per batch of outputs on
+   * the same worker, a few streams at once. Outputs that could not be fetched are asked for
+   * again, up to FETCH_TRIES rounds; then the first of them is reported lost.
+   */
   private async fetchInputs(
     task: TaskAssignment,
     dir: string,
     signal: AbortSignal,
-  ): Promise<{ inputs: string[]; bytes: number }> {
+  ): Promise<{ inputs: RecordRange[]; bytes: number }> {
     mkdirSync(dir, { recursive: true });
-    const inputs = task.mapOutputs.map((output) => join(dir, `in-m${output.mapIndex}`));
-    let bytes = 0;
-    let next = 0;
-    const fetchOne = async (): Promise<void> => {
-      while (next < task.mapOutputs.length) {
-        const i = next++;
-        bytes += await this.fetchWithRetries(task.mapOutputs[i]!, task.index, inputs[i]!, signal);
-      }
-    };
-    await Promise.all(Array.from({ length: PARALLEL_FETCHES }, fetchOne));
-    return { inputs, bytes };
-  }
-
-  /** A few tries, then a FetchFailedError that names the map: its output is gone. */
-  private async fetchWithRetries(
-    output: MapOutput,
-    partition: number,
-    path: string,
-    signal: AbortSignal,
-  ): Promise<number> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.fetchPartition(output, partition, path, signal);
-      } catch (err) {
-        signal.throwIfAborted();
-        if (attempt >= FETCH_TRIES) {
-          throw new FetchFailedError(
-            output.mapIndex,
-            output.attemptId,
-            `could not fetch map ${output.mapIndex} (attempt ${output.attemptId}) from ${output.address}: ${toError(err).message}`,
-            { cause: err },
-          );
+    const fetched: Fetched = { ranges: new Array(task.mapOutputs.length), errors: new Map(), bytes: 0 };
+    let pending = task.mapOutputs.map((_, i) => i);
+    let files = 0;
+    for (let round = 1; pending.length > 0; round++) {
+      const batches = batchByAddress(pending, task.mapOutputs);
+      let next = 0;
+      const fetchSome = async (): Promise<void> => {
+        while (next < batches.length) {
+          const batch = batches[next++]!;
+          const path = join(dir, `in-${files++}`);
+          await this.fetchBatch(task.mapOutputs, batch, task.index, path, fetched, signal);
         }
-        await sleep(FETCH_RETRY_MS * attempt, undefined, { signal });
+      };
+      await Promise.all(Array.from({ length: Math.min(PARALLEL_FETCHES, batches.length) }, fetchSome));
+      pending = pending.filter((i) => fetched.ranges[i] === undefined);
+      if (pending.length === 0) break;
+      if (round >= FETCH_TRIES) {
+        const lost = task.mapOutputs[pending[0]!]!;
+        throw new FetchFailedError(
+          lost.mapIndex,
+          lost.attemptId,
+          `could not fetch map ${lost.mapIndex} (attempt ${lost.attemptId}) from ${lost.address}: ${fetched.errors.get(pending[0]!)}`,
+        );
       }
+      await sleep(FETCH_RETRY_MS * round, undefined, { signal });
     }
+    return { inputs: fetched.ranges as RecordRange[], bytes: fetched.bytes };
   }
 
-  private async fetchPartition(
-    output: MapOutput,
+  /**
+   * Fetches one batch of outputs, all on one worker, into one file; each output that arrives
+   * whole gets its range of the file. An output that does not, gets its error instead.
+   */
+  private async fetchBatch(
+    outputs: readonly MapOutput[],
+    batch: readonly number[],
     partition: number,
     path: string,
+    fetched: Fetched,
     signal: AbortSignal,
-  ): Promise<number> {
-    const stream = this.shuffleClient(output.address).fetchPartition({
-      attemptId: output.attemptId,
+  ): Promise<void> {
+    const stream = this.shuffleClient(outputs[batch[0]!]!.address).fetchPartition({
+      attemptIds: batch.map((i) => outputs[i]!.attemptId),
       partition,
     });
     const cancel = (): void => stream.cancel();
     signal.addEventListener("abort", cancel, { once: true });
-    let bytes = 0;
+    const file = new AppendFile(path);
+    let start = 0;
     try {
-      await pipeline(async function* () {
-        for await (const chunk of stream as AsyncIterable<Chunk>) {
-          bytes += chunk.data.length;
-          yield chunk.data;
+      for await (const chunk of stream as AsyncIterable<Chunk>) {
+        const i = batch[chunk.output];
+        if (i === undefined)
+          throw new Error(`the shuffle server sent output ${chunk.output} of ${batch.length}`);
+        if (chunk.error) {
+          fetched.errors.set(i, chunk.error);
+          start = file.bytes;
+          continue;
         }
-      }, createWriteStream(path));
-      return bytes;
+        await file.append(chunk.data);
+        if (chunk.last) {
+          fetched.ranges[i] = { path, start, end: file.bytes };
+          fetched.bytes += file.bytes - start;
+          start = file.bytes;
+        }
+      }
+      await file.close();
+    } catch (err) {
+      signal.throwIfAborted();
+      const message = toError(err).message;
+      for (const i of batch) if (fetched.ranges[i] === undefined) fetched.errors.set(i, message);
+      await file.close().catch(() => undefined);
     } finally {
       signal.removeEventListener("abort", cancel);
     }

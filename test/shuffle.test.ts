@@ -1,0 +1,136 @@
+import { Server } from "@grpc/grpc-js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { FetchFailedError } from "../src/errors.js";
+import { ShuffleServiceService, type MapOutput, type TaskAssignment } from "../src/gen/mapreduce.js";
+import { listen, shutdown } from "../src/grpc.js";
+import { BUILTIN_APPS } from "../src/mr/apps/index.js";
+import { runMapTask } from "../src/mr/mapTask.js";
+import { TaskKind } from "../src/types.js";
+import { attemptDir } from "../src/worker/dataDir.js";
+import { createShuffleService } from "../src/worker/shuffleServer.js";
+import { TaskRunner, batchByAddress } from "../src/worker/taskRunner.js";
+import { tempDir } from "./helpers/tmp.js";
+
+const log = pino({ level: "silent" });
+const servers: Server[] = [];
+const SEVEN = ["one", "two", "three", "four", "five", "six", "seven"];
+const THREE = ["one", "red", "blue"];
+
+afterEach(async () => {
+  for (const server of servers.splice(0)) await shutdown(server, 100);
+});
+
+/** A worker's shuffle side: `maps` map attempts of wordcount, each over its own line of words. */
+async function shuffleWorker(
+  first: number,
+  maps: number,
+  reducers: number,
+): Promise<{ address: string; outputs: MapOutput[]; committed: Set<string> }> {
+  const dataDir = tempDir();
+  const committed = new Set<string>();
+  const outputs: MapOutput[] = [];
+  for (let m = first; m < first + maps; m++) {
+    const attemptId = `a${m.toString(16).padStart(16, "0")}`;
+    const input = join(dataDir, `input-${m}`);
+    writeFileSync(input, `${SEVEN[m % 7]} ${THREE[m % 3]} shared\n`);
+    await runMapTask({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      split: { file: input, start: 0, end: 1e9 },
+      reducers,
+      dir: attemptDir(dataDir, attemptId),
+    });
+    committed.add(attemptId);
+    outputs.push({ mapIndex: m, attemptId, address: "" });
+  }
+  const server = new Server();
+  server.addService(
+    ShuffleServiceService,
+    createShuffleService(dataDir, (id) => committed.has(id), log),
+  );
+  const address = await listen(server, "127.0.0.1:0");
+  servers.push(server);
+  for (const output of outputs) output.address = address;
+  return { address, outputs, committed };
+}
+
+function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment {
+  return {
+    attemptId: "a00000000000000ff",
+    jobId: 1,
+    taskId: 1,
+    kind: TaskKind.REDUCE,
+    index: 0,
+    app: "wordcount",
+    params: {},
+    reducers: 1,
+    split: undefined,
+    mapOutputs,
+    outputDir,
+  };
+}
+
+describe("the shuffle", () => {
+  it("fetches hundreds of map outputs from two workers in batched streams", async () => {
+    const one = await shuffleWorker(0, 150, 1);
+    const two = await shuffleWorker(150, 130, 1);
+    const outputDir = tempDir();
+    const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
+    try {
+      const mapOutputs = [...one.outputs, ...two.outputs].sort((a, b) => a.mapIndex - b.mapIndex);
+      const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
+      const part = readFileSync(join(outputDir, "_temporary", "a00000000000000ff", "part-r-00000"), "utf8");
+      const counts = new Map(
+        part
+          .trim()
+          .split("\n")
+          .map((line) => line.split("\t") as [string, string]),
+      );
+      expect(counts.get("shared")).toBe("280");
+      let ones = 0;
+      for (let m = 0; m < 280; m++) ones += Number(m % 7 === 0) + Number(m % 3 === 0);
+      expect(Number(counts.get("one"))).toBe(ones);
+      expect(Number(counts.get("seven"))).toBe(40);
+      expect(counters.SHUFFLE_BYTES).toBeGreaterThan(0);
+    } finally {
+      runner.close();
+    }
+  });
+
+  it("batches outputs by worker, at most 100 to a stream, alternating workers", () => {
+    const outputs = Array.from({ length: 250 }, (_, i) => ({
+      mapIndex: i,
+      attemptId: "",
+      address: i % 5 === 0 ? "b:1" : "a:1",
+    }));
+    const batches = batchByAddress(
+      outputs.map((_, i) => i),
+      outputs,
+    );
+    expect(batches.map((batch) => [outputs[batch[0]!]!.address, batch.length])).toEqual([
+      ["b:1", 50],
+      ["a:1", 100],
+      ["a:1", 100],
+    ]);
+    expect(batches.flat().sort((a, b) => a - b)).toEqual(outputs.map((_, i) => i));
+  });
+
+  it("names the map whose output a worker cannot serve, after asking again", async () => {
+    const worker = await shuffleWorker(0, 120, 1);
+    worker.committed.delete(worker.outputs[42]!.attemptId);
+    const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
+    try {
+      const failure = await runner
+        .run(reduceTask(tempDir(), worker.outputs), new AbortController().signal)
+        .catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(FetchFailedError);
+      expect((failure as FetchFailedError).mapIndex).toBe(42);
+      expect((failure as FetchFailedError).message).toMatch(/has no committed output on this worker/);
+    } finally {
+      runner.close();
+    }
+  });
+});
