@@ -61,12 +61,16 @@ const workerSchema = z.object({
   host: z.string().default("127.0.0.1"),
   /** The driver's address. Default 127.0.0.1:50051, or $MR_DRIVER. */
   driver: address.default(DEFAULT_DRIVER_ADDRESS),
-  /** Where map output is kept. Default $MR_HOME/worker-<port>. */
-  dataDir: z.string().min(1),
+  /** Where map output is kept. Default $MR_HOME/worker-<port>, with the port bound. */
+  dataDir: z.string().min(1).optional(),
+  /** $MR_HOME, under which the default data directory goes. */
+  home: z.string().min(1),
   /** A directory of app modules to offer beside the built-in apps. Default none. */
   appsDir: z.string().min(1).optional(),
-  /** Map output buffered before a sort and spill, in bytes. Default 64 MiB. */
+  /** Map output buffered before a sort and spill, in bytes, per slot. Default 64 MiB. */
   sortBufferBytes: positiveInt.default(DEFAULT_SORT_BUFFER_BYTES),
+  /** Tasks the worker runs at once, as Hadoop's task slots. Default 1. */
+  slots: z.coerce.number().int().min(1).max(64).default(1),
 });
 export type WorkerConfig = Readonly<z.infer<typeof workerSchema>>;
 
@@ -98,16 +102,11 @@ export function resolveWorkerConfig(
   flags: Partial<Record<keyof WorkerConfig, unknown>>,
   env: Env,
 ): WorkerConfig {
-  const port = flags.port ?? 0;
-  const merged = {
-    driver: env.MR_DRIVER,
-    dataDir: join(mrHome(env), `worker-${String(port)}`),
-    ...definedOnly(flags),
-  };
+  const merged = { driver: env.MR_DRIVER, home: mrHome(env), ...definedOnly(flags) };
   const config = parse(workerSchema, merged, "worker options");
   return Object.freeze({
     ...config,
-    dataDir: resolve(config.dataDir),
+    dataDir: config.dataDir === undefined ? undefined : resolve(config.dataDir),
     appsDir: config.appsDir === undefined ? undefined : resolve(config.appsDir),
   });
 }

@@ -61,12 +61,17 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .description("run a worker: it pulls tasks from the driver and serves its map output to reducers")
     .requiredOption("--port <n>", "port of this worker's shuffle service (0 picks a free one)")
     .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
-    .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>)")
+    .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>, the port bound)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
     .option(
       "--sort-buffer-mb <n>",
       "MiB of map output buffered before it is sorted and spilled to disk (default 64)",
       parsePositiveInt("--sort-buffer-mb"),
+    )
+    .option(
+      "--slots <n>",
+      "tasks run at once (default 1); each map task has its own sort buffer",
+      parsePositiveInt("--slots"),
     )
     .action(async (options: Record<string, unknown>) => {
       const config = resolveWorkerConfig(
@@ -77,12 +82,16 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           sortBufferBytes:
             options.sortBufferMb === undefined ? undefined : (options.sortBufferMb as number) * 1024 * 1024,
           appsDir: options.appsDir,
+          slots: options.slots,
         },
         env,
       );
-      const worker = new MrWorker(config, await loadApps(config.appsDir), createLogger("worker", env));
+      const worker = await MrWorker.start(
+        config,
+        await loadApps(config.appsDir),
+        createLogger("worker", env),
+      );
       onShutdownSignal(() => worker.stop());
-      await worker.start();
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);
     });
 }

@@ -1,8 +1,15 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
+import type { GroupCommit } from "../store/groupCommit.js";
 import { claimTask, type Assignment } from "./scheduler.js";
-import type { TaskQueue } from "./queue.js";
+import type { QueueEntry, TaskQueue } from "./queue.js";
+
+/** A queue entry fetched under a fresh attempt id (its lock token), not yet claimed. */
+export interface Fetched {
+  entry: QueueEntry;
+  attemptId: string;
+}
 
 /** How long an idle poll sleeps between looks at the queue when nothing wakes it, in ms. */
 const IDLE_RECHECK_MS = 250;
@@ -23,6 +30,7 @@ export class Dispatcher {
   private turn = 0;
 
   constructor(
+    private readonly commits: GroupCommit,
     private readonly db: Db,
     private readonly queue: TaskQueue,
     private readonly pollWaitMs: number,
@@ -44,42 +52,81 @@ export class Dispatcher {
   ): Promise<Assignment | null> {
     const deadline = Date.now() + this.pollWaitMs;
     while (!cancelled() && Date.now() < deadline) {
-      const assignment = await this.tryClaim(workerId, apps);
+      const assignment = await this.claimNow(workerId, apps);
       if (assignment !== undefined) return assignment;
       await this.sleep(Math.min(IDLE_RECHECK_MS, deadline - Date.now()));
     }
     return null;
   }
 
-  /** An assignment; or undefined when the queue had nothing runnable (or could not be read). */
-  private async tryClaim(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
+  /**
+   * The next task of one of `apps`, claimed for `workerId` without waiting; undefined when the
+   * queue has nothing runnable (or could not be read).
+   */
+  async claimNow(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
     for (;;) {
-      if (!this.queue.isConnected()) return undefined;
-      const attemptId = newAttemptId();
-      let entry;
-      try {
-        entry = await this.queue.fetch(attemptId, apps, this.turn++);
-      } catch (err) {
-        this.log.warn({ err }, "could not fetch from the queue");
-        return undefined;
-      }
-      if (entry === null) return undefined;
-      const assignment = claimTask(
-        this.db,
-        { taskId: entry.taskId, generation: entry.generation, attemptId, workerId },
-        Date.now(),
-      );
-      if (assignment) {
-        const { task, job } = assignment;
-        this.log.info(
-          { jobId: job.id, taskId: task.id, kind: task.kind, index: task.index, attemptId, workerId },
-          "task assigned",
-        );
-        return assignment;
-      }
-      // The task ended or runs under a newer generation: this entry is stale.
-      await this.queue.discard(entry, attemptId);
+      const fetched = await this.fetch(apps);
+      if (fetched === undefined) return undefined;
+      const assignment = await this.commits.run(() => this.claim(fetched, workerId));
+      if (await this.settle(fetched, workerId, assignment)) return assignment!;
     }
+  }
+
+  /** The next queue entry of one of `apps`, fetched under a fresh attempt id; undefined if none. */
+  async fetch(apps: readonly string[]): Promise<Fetched | undefined> {
+    if (!this.queue.isConnected()) return undefined;
+    const attemptId = newAttemptId();
+    try {
+      const entry = await this.queue.fetch(attemptId, apps, this.turn++);
+      return entry === null ? undefined : { entry, attemptId };
+    } catch (err) {
+      this.log.warn({ err }, "could not fetch from the queue");
+      return undefined;
+    }
+  }
+
+  /**
+   * Claims a fetched entry's task for `workerId`, in the caller's transaction (so that a report
+   * and the claim of the next task can share one); null when the entry is stale. Pass the
+   * outcome to `settle` once the transaction has committed.
+   */
+  claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null {
+    const claim = { taskId: entry.taskId, generation: entry.generation, attemptId, workerId };
+    return claimTask(this.db, claim, Date.now());
+  }
+
+  /**
+   * After the claim's transaction: logs an assignment and returns true; or, for a stale entry
+   * (its task ended or runs under a newer generation), removes it and returns false. With
+   * "rolled back" (the transaction failed), the entry goes back to the head of its lane.
+   */
+  async settle(
+    fetched: Fetched,
+    workerId: number,
+    outcome: Assignment | null | "rolled back",
+  ): Promise<boolean> {
+    const { entry, attemptId } = fetched;
+    if (outcome === "rolled back") {
+      await this.queue.putBack(entry, attemptId);
+      return false;
+    }
+    if (outcome === null) {
+      await this.queue.discard(entry, attemptId);
+      return false;
+    }
+    const { task, job } = outcome;
+    this.log.info(
+      {
+        jobId: job.id,
+        taskId: task.id,
+        kind: task.kind,
+        index: task.index,
+        attemptId,
+        workerId,
+      },
+      "task assigned",
+    );
+    return true;
   }
 
   private sleep(ms: number): Promise<void> {

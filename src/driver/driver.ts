@@ -15,6 +15,7 @@ import { LivenessMonitor } from "./livenessMonitor.js";
 import { TaskQueue } from "./queue.js";
 import { extendRunningLeases, reconcileQueue, resumeAfterRestart } from "./recovery.js";
 import { createTaskService } from "./taskService.js";
+import { GroupCommit } from "../store/groupCommit.js";
 
 export interface Driver {
   /** The address the gRPC server is bound to. */
@@ -36,7 +37,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     },
     log,
   );
-  const dispatcher = new Dispatcher(db, queue, config.pollWaitMs, log);
+  const commits = new GroupCommit(db);
+  const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log);
   const effects = new JobEffects(queue, dispatcher, log);
   const liveness = new LivenessMonitor(db, effects, config, log);
   resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
@@ -74,7 +76,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     await queue.close();
   };
   const server = new Server();
-  const deps = { db, queue, dispatcher, effects, config, log };
+  const deps = { db, commits, queue, dispatcher, effects, config, log };
   server.addService(JobServiceService, createJobService(deps));
   server.addService(TaskServiceService, createTaskService(deps));
   let address: string;

@@ -173,6 +173,13 @@ export class TaskQueue {
       .catch((err: unknown) => this.log.debug({ err, task: queueJobId(task) }, "could not remove"));
   }
 
+  /** Puts a fetched entry back at the head of its lane, unclaimed, with no retry counted. */
+  async putBack(entry: QueueEntry, token: string): Promise<void> {
+    const job = this.held.get(entry.queueJobId);
+    this.held.delete(entry.queueJobId);
+    await job?.moveToWait(token);
+  }
+
   /** Removes a fetched entry that turned out stale (its task ended or moved on). */
   async discard(entry: QueueEntry, token: string): Promise<void> {
     const job = this.held.get(entry.queueJobId);

@@ -180,7 +180,7 @@ export function completeAttempt(
     attemptId: string;
     workerId: number;
     counters: Counters;
-    commitOutput?: (task: TaskRecord, job: JobRecord) => void;
+    commitOutput?: (task: TaskRecord, job: JobRecord, attemptId: string) => void;
   },
   now: number,
 ): Completion {
@@ -194,7 +194,7 @@ export function completeAttempt(
     if (attempt.state !== AttemptState.RUNNING || !commitTask(db, task.id, attempt.id)) {
       throw staleAttempt(attempt, task);
     }
-    report.commitOutput?.(task, getJob(db, task.jobId)!);
+    report.commitOutput?.(task, getJob(db, task.jobId)!, attempt.id);
     finishAttempt(db, attempt.id, AttemptState.SUCCEEDED, null, now);
     saveCounters(db, task.jobId, attempt.id, report.counters);
     const job = countTaskDone(db, task.jobId, task.kind);

@@ -7,6 +7,8 @@ import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { commitPartFile } from "../mr/output.js";
 import type { Db } from "../store/db.js";
+import type { GroupCommit } from "../store/groupCommit.js";
+import type { JobRecord, TaskRecord } from "../store/rows.js";
 import { getWorker } from "../store/workers.js";
 import { TaskKind, WorkerState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
@@ -18,6 +20,7 @@ import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.j
 
 export interface TaskServiceDeps {
   db: Db;
+  commits: GroupCommit;
   queue: TaskQueue;
   dispatcher: Dispatcher;
   effects: JobEffects;
@@ -26,7 +29,7 @@ export interface TaskServiceDeps {
 }
 
 export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplementation {
-  const { db, queue, dispatcher, effects, config, log } = deps;
+  const { db, commits, queue, dispatcher, effects, config, log } = deps;
 
   const registerWorkerHandler = (req: pb.RegisterWorkerRequest): pb.RegisterWorkerResponse => {
     if (!/^[\w.-]+:\d{1,5}$/.test(req.address)) {
@@ -71,27 +74,36 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     return { abortAttemptIds: outcome.abort };
   };
 
+  /**
+   * Commits a reported attempt. A worker that asks for its next task gets one, if one is ready:
+   * its queue entry is fetched first, so that the commit and the claim share one transaction.
+   */
   const completeTask = async (req: pb.CompleteTaskRequest): Promise<pb.CompleteTaskResponse> => {
-    const completion = completeAttempt(
-      db,
-      {
-        attemptId: req.attemptId,
-        workerId: req.workerId,
-        counters: req.counters,
-        commitOutput: (task, job) => {
-          if (task.kind !== TaskKind.REDUCE) return;
-          try {
-            commitPartFile(job.outputDir, req.attemptId, task.index);
-          } catch (err) {
-            throw new FailedPreconditionError(`${toError(err).message} (report the attempt as failed)`, {
-              cause: err,
-            });
-          }
-        },
-      },
-      Date.now(),
-    );
-    if (completion.duplicate) return {};
+    const worker = req.next ? getWorker(db, req.workerId) : undefined;
+    const fetched = worker?.state === WorkerState.ALIVE ? await dispatcher.fetch(worker.apps) : undefined;
+    let outcome;
+    try {
+      outcome = await commits.run(() => ({
+        completion: completeAttempt(
+          db,
+          { attemptId: req.attemptId, workerId: req.workerId, counters: req.counters, commitOutput },
+          Date.now(),
+        ),
+        next: fetched ? dispatcher.claim(fetched, req.workerId) : null,
+      }));
+    } catch (err) {
+      if (fetched) {
+        effects.inBackground(async () => {
+          await dispatcher.settle(fetched, req.workerId, "rolled back");
+        });
+      }
+      throw err;
+    }
+    const { completion, next } = outcome;
+    const handedOver = fetched !== undefined && (await dispatcher.settle(fetched, req.workerId, next));
+    if (handedOver) effects.jobChanged(next!.job.id);
+    const reply = { task: handedOver ? assignmentMessage(next!) : undefined };
+    if (completion.duplicate) return reply;
     const { task, job } = completion;
     log.info(
       { jobId: job.id, taskId: task.id, attemptId: req.attemptId, workerId: req.workerId },
@@ -104,16 +116,30 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       await effects.applyQueueWork(completion, job.id);
     });
     effects.jobChanged(job.id);
-    return {};
+    return reply;
+  };
+
+  /** Moves a reduce's file into place, inside the transaction that commits its attempt. */
+  const commitOutput = (task: TaskRecord, job: JobRecord, attemptId: string): void => {
+    if (task.kind !== TaskKind.REDUCE) return;
+    try {
+      commitPartFile(job.outputDir, attemptId, task.index);
+    } catch (err) {
+      throw new FailedPreconditionError(`${toError(err).message} (report the attempt as failed)`, {
+        cause: err,
+      });
+    }
   };
 
   const failTask = async (req: pb.FailTaskRequest): Promise<pb.FailTaskResponse> => {
     if (req.fetchFailure) return fetchFailed(req, req.fetchFailure);
-    const failure = failAttempt(
-      db,
-      { attemptId: req.attemptId, workerId: req.workerId, error: req.error || "unknown error" },
-      config,
-      Date.now(),
+    const failure = await commits.run(() =>
+      failAttempt(
+        db,
+        { attemptId: req.attemptId, workerId: req.workerId, error: req.error || "unknown error" },
+        config,
+        Date.now(),
+      ),
     );
     if (failure.duplicate) return {};
     const { task, job } = failure;
@@ -137,16 +163,18 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     req: pb.FailTaskRequest,
     failure: pb.FetchFailure,
   ): Promise<pb.FailTaskResponse> => {
-    const outcome = reportFetchFailure(
-      db,
-      {
-        attemptId: req.attemptId,
-        workerId: req.workerId,
-        error: req.error,
-        mapIndex: failure.mapIndex,
-        mapAttemptId: failure.mapAttemptId,
-      },
-      Date.now(),
+    const outcome = await commits.run(() =>
+      reportFetchFailure(
+        db,
+        {
+          attemptId: req.attemptId,
+          workerId: req.workerId,
+          error: req.error,
+          mapIndex: failure.mapIndex,
+          mapAttemptId: failure.mapAttemptId,
+        },
+        Date.now(),
+      ),
     );
     const { job, task } = outcome;
     log.warn(

@@ -242,6 +242,8 @@ export interface CompleteTaskRequest {
   workerId: number;
   attemptId: string;
   counters: { [key: string]: number };
+  /** The worker wants its next task in the reply, saving a PollTask. */
+  next: boolean;
 }
 
 export interface CompleteTaskRequest_CountersEntry {
@@ -250,6 +252,11 @@ export interface CompleteTaskRequest_CountersEntry {
 }
 
 export interface CompleteTaskResponse {
+  /**
+   * With next: a task claimed for the worker, if one was ready at once. The driver does not
+   * wait for one; a worker that gets none polls.
+   */
+  task?: TaskAssignment | undefined;
 }
 
 export interface FailTaskRequest {
@@ -3539,7 +3546,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseCompleteTaskRequest(): CompleteTaskRequest {
-  return { workerId: 0, attemptId: "", counters: {} };
+  return { workerId: 0, attemptId: "", counters: {}, next: false };
 }
 
 export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
@@ -3553,6 +3560,9 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     globalThis.Object.entries(message.counters).forEach(([key, value]: [string, number]) => {
       CompleteTaskRequest_CountersEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
     });
+    if (message.next !== false) {
+      writer.uint32(32).bool(message.next);
+    }
     return writer;
   },
 
@@ -3596,6 +3606,14 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
             }
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.next = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3634,6 +3652,7 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
           {},
         )
         : {},
+      next: isSet(object.next) ? globalThis.Boolean(object.next) : false,
     };
   },
 
@@ -3654,6 +3673,9 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
         });
       }
     }
+    if (message.next !== false) {
+      obj.next = message.next;
+    }
     return obj;
   },
 
@@ -3673,6 +3695,7 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
       },
       {},
     );
+    message.next = object.next ?? false;
     return message;
   },
 };
@@ -3767,11 +3790,14 @@ export const CompleteTaskRequest_CountersEntry: MessageFns<CompleteTaskRequest_C
 };
 
 function createBaseCompleteTaskResponse(): CompleteTaskResponse {
-  return {};
+  return { task: undefined };
 }
 
 export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
-  encode(_: CompleteTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: CompleteTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.task !== undefined) {
+      TaskAssignment.encode(message.task, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
@@ -3788,6 +3814,14 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.task = TaskAssignment.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3800,20 +3834,26 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
     }
   },
 
-  fromJSON(_: any): CompleteTaskResponse {
-    return {};
+  fromJSON(object: any): CompleteTaskResponse {
+    return { task: isSet(object.task) ? TaskAssignment.fromJSON(object.task) : undefined };
   },
 
-  toJSON(_: CompleteTaskResponse): unknown {
+  toJSON(message: CompleteTaskResponse): unknown {
     const obj: any = {};
+    if (message.task !== undefined) {
+      obj.task = TaskAssignment.toJSON(message.task);
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<CompleteTaskResponse>, I>>(base?: I): CompleteTaskResponse {
     return CompleteTaskResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CompleteTaskResponse>, I>>(_: I): CompleteTaskResponse {
+  fromPartial<I extends Exact<DeepPartial<CompleteTaskResponse>, I>>(object: I): CompleteTaskResponse {
     const message = createBaseCompleteTaskResponse();
+    message.task = (object.task !== undefined && object.task !== null)
+      ? TaskAssignment.fromPartial(object.task)
+      : undefined;
     return message;
   },
 };

@@ -5,13 +5,15 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
  * with no framing around it. Files in this format hold records sorted by key.
  */
 
+/** A writer's buffer starts small and doubles up to this: most partitions of small maps are small. */
 const WRITE_BUFFER_BYTES = 1 << 20;
+const FIRST_WRITE_BUFFER_BYTES = 1 << 14;
 const READ_CHUNK_BYTES = 1 << 20;
 
-/** Appends records to a file through a 1 MiB buffer. */
+/** Appends records to a file through a buffer of up to 1 MiB. */
 export class RecordWriter {
   private readonly fd: number;
-  private buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
+  private buf = Buffer.allocUnsafe(FIRST_WRITE_BUFFER_BYTES);
   private used = 0;
   /** Bytes written so far, buffered or not. */
   bytes = 0;
@@ -24,7 +26,12 @@ export class RecordWriter {
   write(key: string, value: string): void {
     const need = 10 + Buffer.byteLength(key) + 10 + Buffer.byteLength(value);
     if (this.used + need > this.buf.length) {
-      this.flush();
+      if (this.buf.length < WRITE_BUFFER_BYTES) {
+        const grown = Buffer.allocUnsafe(Math.min(WRITE_BUFFER_BYTES, 2 * this.buf.length));
+        this.buf.copy(grown, 0, 0, this.used);
+        this.buf = grown;
+      }
+      if (this.used + need > this.buf.length) this.flush();
       if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
     }
     const start = this.used;

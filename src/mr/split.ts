@@ -37,7 +37,9 @@ export async function readSplit(
   onLine: (offset: number, line: string, bytes: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  const stream = createReadStream(split.file, { start: split.start, highWaterMark: 1 << 20 });
+  // Chunks of 1 MiB, or less for a small split: a map of a few bytes must not allocate a MiB.
+  const highWaterMark = Math.min(1 << 20, Math.max(1 << 16, split.end - split.start + 1));
+  const stream = createReadStream(split.file, { start: split.start, highWaterMark });
   let pending: Buffer | null = null; // the bytes of a line that crosses a chunk edge
   let chunkOffset = split.start; // file offset of the current chunk
   let lineStart = split.start; // file offset of the current line

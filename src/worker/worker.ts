@@ -3,6 +3,8 @@
  * sends heartbeats. It serves its map output to reducers over the ShuffleService.
  */
 import { Server, status, type ClientUnaryCall } from "@grpc/grpc-js";
+import { rmdirSync } from "node:fs";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config.js";
@@ -25,7 +27,6 @@ interface RunningAttempt {
 }
 
 export class MrWorker {
-  private readonly server = new Server();
   private readonly client: TaskServiceClient;
   private readonly runner: TaskRunner;
   private readonly apps: string[];
@@ -35,44 +36,87 @@ export class MrWorker {
   private workerId = 0;
   private heartbeatMs = 1000;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private loopDone: Promise<void> = Promise.resolve();
-  private pollCall: ClientUnaryCall | undefined;
+  private loopDone: Promise<unknown> = Promise.resolve();
+  private readonly pollCalls = new Set<ClientUnaryCall>();
+  /** A registration under way, which every slot that finds itself lost waits for. */
+  private registering: Promise<void> | undefined;
   private stopping = false;
-  /** The address reducers fetch from; known once the shuffle server is bound. */
-  address = "";
 
-  constructor(
+  /**
+   * Binds the shuffle service, then registers with the driver and starts polling. The data
+   * directory defaults to `$MR_HOME/worker-<port>` with the port bound, so that workers started
+   * with `--port 0` never share one.
+   */
+  static async start(
+    config: WorkerConfig,
+    apps: Readonly<Record<string, App>>,
+    log: Logger,
+  ): Promise<MrWorker> {
+    const server = new Server();
+    const address = await listen(server, `${config.host}:${config.port}`);
+    const port = address.slice(address.lastIndexOf(":") + 1);
+    const dataDir = config.dataDir ?? join(config.home, `worker-${port}`);
+    const worker = new MrWorker(config, { server, address, dataDir }, apps, log);
+    try {
+      await worker.begin();
+    } catch (err) {
+      await shutdown(server, 0);
+      throw err;
+    }
+    return worker;
+  }
+
+  private readonly server: Server;
+  /** The address reducers fetch from. */
+  readonly address: string;
+  /** Where this worker keeps map output. */
+  readonly dataDir: string;
+
+  private constructor(
     private readonly config: WorkerConfig,
+    bound: { server: Server; address: string; dataDir: string },
     apps: Readonly<Record<string, App>>,
     private readonly log: Logger,
   ) {
+    ({ server: this.server, address: this.address, dataDir: this.dataDir } = bound);
     this.client = new TaskServiceClient(config.driver, credentials.createInsecure(), CHANNEL_OPTIONS);
-    this.runner = new TaskRunner({ dataDir: config.dataDir, sortBufferBytes: config.sortBufferBytes, apps });
+    this.runner = new TaskRunner({ dataDir: this.dataDir, sortBufferBytes: config.sortBufferBytes, apps });
     this.apps = Object.keys(apps);
   }
 
-  async start(): Promise<void> {
+  private async begin(): Promise<void> {
     // Output of an earlier run belongs to attempts the driver no longer counts on this worker for.
     this.runner.discardAll();
     this.server.addService(
       ShuffleServiceService,
-      createShuffleService(this.config.dataDir, (attemptId) => this.committed.has(attemptId), this.log),
+      createShuffleService(this.dataDir, (attemptId) => this.committed.has(attemptId), this.log),
     );
-    this.address = await listen(this.server, `${this.config.host}:${this.config.port}`);
     await this.register();
     this.heartbeatTimer = setInterval(() => void this.sendHeartbeat(), this.heartbeatMs);
-    this.loopDone = this.loop();
+    this.loopDone = Promise.all(Array.from({ length: this.config.slots }, () => this.loop()));
   }
 
-  /** Stops polling, lets the task in flight finish and report, then closes. */
+  /**
+   * Stops polling, lets the tasks in flight finish and report, then closes. The map output
+   * goes too: the driver runs those maps again elsewhere once this worker is silent.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.pollCall?.cancel();
+    for (const call of this.pollCalls) call.cancel();
     await this.loopDone;
     clearInterval(this.heartbeatTimer);
     this.runner.close();
     this.client.close();
     await shutdown(this.server, 1000);
+    this.runner.discardAll();
+    if (this.config.dataDir === undefined) {
+      // The default directory is this run's own (its port is the bound one); an empty one goes.
+      try {
+        rmdirSync(this.dataDir);
+      } catch {
+        // not empty, or already gone: leave it
+      }
+    }
   }
 
   private async register(): Promise<void> {
@@ -92,41 +136,63 @@ export class MrWorker {
     );
   }
 
+  /**
+   * One slot: polls for a task, runs it, and reports it, asking for the next one in the same
+   * call; polls again only when that brings none. A task handed over is run even when stopping.
+   */
   private async loop(): Promise<void> {
-    while (!this.stopping) {
+    let next: TaskAssignment | undefined;
+    while (!this.stopping || next) {
+      const workerId = this.workerId;
       try {
-        const reply = await callUnary(
-          this.client.pollTask.bind(this.client),
-          { workerId: this.workerId },
-          POLL_TIMEOUT_MS,
-          (call) => (this.pollCall = call),
-        );
-        if (reply.task) await this.runAndReport(reply.task);
+        if (!next) {
+          let pollCall: ClientUnaryCall | undefined;
+          try {
+            const reply = await callUnary(
+              this.client.pollTask.bind(this.client),
+              { workerId },
+              POLL_TIMEOUT_MS,
+              (call) => this.pollCalls.add((pollCall = call)),
+            );
+            next = reply.task;
+          } finally {
+            if (pollCall) this.pollCalls.delete(pollCall);
+          }
+        }
+        if (next) {
+          const task = next;
+          next = undefined;
+          next = await this.runAndReport(task);
+        }
       } catch (err) {
         if (this.stopping) break;
-        await this.recover(err, "poll");
+        await this.recover(err, workerId, "poll");
       }
     }
   }
 
   /**
-   * After a failed call: if the driver declared this worker lost, its attempts and map output
-   * count for nothing now, so drop them all and register again; otherwise back off.
+   * After a failed call made as `workerId`: if the driver declared this worker lost, its
+   * attempts and map output count for nothing now, so drop them all and register again (once,
+   * whichever slot finds out first); otherwise back off.
    */
-  private async recover(err: unknown, what: string): Promise<void> {
+  private async recover(err: unknown, workerId: number, what: string): Promise<void> {
     if (hasCode(err, status.FAILED_PRECONDITION)) {
-      this.log.warn({ workerId: this.workerId }, `${what}: ${toError(err).message}`);
+      if (this.registering) return this.registering;
+      if (workerId !== this.workerId) return; // another slot has registered again meanwhile
+      this.log.warn({ workerId }, `${what}: ${toError(err).message}`);
       this.abortAll("the driver declared this worker lost");
       this.committed.clear();
       this.runner.discardAll();
-      await this.register();
-      return;
+      this.registering = this.register().finally(() => (this.registering = undefined));
+      return this.registering;
     }
     this.log.warn({ err: toError(err).message }, `${what} failed; retrying`);
     await sleep(1000);
   }
 
-  private async runAndReport(task: TaskAssignment): Promise<void> {
+  /** Runs a task and reports how it went; returns the task the driver handed back, if any. */
+  private async runAndReport(task: TaskAssignment): Promise<TaskAssignment | undefined> {
     const ids = { jobId: task.jobId, taskId: task.taskId, attemptId: task.attemptId };
     const controller = new AbortController();
     this.running.set(task.attemptId, { task, controller });
@@ -158,15 +224,19 @@ export class MrWorker {
       }
       // Serve the output from the moment the driver may hand it to reducers.
       if (task.kind === TaskKind.MAP) this.committed.add(task.attemptId);
-      const accepted = await this.report("CompleteTask", task, () =>
-        callUnary(
-          this.client.completeTask.bind(this.client),
-          { workerId: this.workerId, attemptId: task.attemptId, counters },
-          CALL_TIMEOUT_MS,
-        ),
-      );
+      let next: TaskAssignment | undefined;
+      const accepted = await this.report("CompleteTask", task, async () => {
+        const request = {
+          workerId: this.workerId,
+          attemptId: task.attemptId,
+          counters,
+          next: !this.stopping,
+        };
+        next = (await callUnary(this.client.completeTask.bind(this.client), request, CALL_TIMEOUT_MS)).task;
+      });
       if (!accepted) this.committed.delete(task.attemptId);
       this.log.info({ ...ids, accepted }, "task reported");
+      return next;
     } finally {
       this.running.delete(task.attemptId);
     }
