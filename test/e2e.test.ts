@@ -1,7 +1,9 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { startCluster, mr, type Cluster } from "./helpers/cluster.js";
+import { spawnMr } from "../src/cli/processes.js";
+import { committedOnce, startCluster, mr, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { countWords, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -101,5 +103,52 @@ describe("a job through a real driver and real workers", () => {
     await mr(["run", "--local", ...jobArgs, "--output", join(dir, "local"), ...inputs], cluster.env);
     expect(partFiles(join(dir, "second"))).toEqual(partFiles(join(dir, "local")));
     expect(partFiles(join(dir, "first"))).toEqual(partFiles(join(dir, "local")));
+  });
+
+  it("runs as many tasks at once on a worker as it has --slots", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({
+      dir,
+      redisUrl: inject("redisUrl"),
+      workers: 1,
+      workerArgs: ["--slots", "2"],
+    });
+    const input = join(dir, "input.txt");
+    writeFileSync(input, "slow words here\n".repeat(80));
+    const job = await cluster.client.submitJob({
+      app: "faulty",
+      inputs: [input],
+      outputDir: join(dir, "out"),
+      reducers: 1,
+      splitSizeBytes: 640, // two maps of 40 lines, 25 ms a line
+      params: { slowMs: "25" },
+    });
+    let most = 0;
+    for (let i = 0; i < 100 && most < 2; i++) {
+      const detail = await cluster.client.getJob(job.id);
+      const running = detail.tasks.filter((task) => task.attempts.some((a) => a.state === "RUNNING"));
+      most = Math.max(most, running.length);
+      await sleep(20);
+    }
+    expect(most).toBe(2);
+    const done = await waitForJobEnd(cluster.client, job.id);
+    expect(done.job!.state).toBe("SUCCEEDED");
+    expect(committedOnce(done)).toBe(true);
+    expect(readOutput(join(dir, "out"))).toEqual(["here\t80", "slow\t80", "words\t80"]);
+  });
+
+  it("gives each worker started with --port 0 a data directory of its own, gone when it stops", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+    const env = { ...cluster.env, MR_DRIVER: cluster.driver.address };
+    const workers = [
+      await spawnMr(["worker", "--port", "0"], { env }),
+      await spawnMr(["worker", "--port", "0"], { env }),
+    ];
+    const dirs = workers.map((worker) => join(env.MR_HOME!, `worker-${worker.address.split(":")[1]}`));
+    expect(dirs[0]).not.toBe(dirs[1]);
+    expect(dirs.map((path) => existsSync(path))).toEqual([true, true]);
+    for (const worker of workers) await worker.stop();
+    expect(dirs.map((path) => existsSync(path))).toEqual([false, false]);
   });
 });

@@ -12,9 +12,10 @@ import {
 import { heartbeat, registerWorker } from "../src/driver/workerRegistry.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../src/errors.js";
 import { getAttempt } from "../src/store/attempts.js";
-import { jobCounters } from "../src/store/counters.js";
+import { JOB_COUNTERS_SQL, jobCounters } from "../src/store/counters.js";
 import { MIGRATIONS_DIR, migrate, openDb, type Db } from "../src/store/db.js";
 import { listEvents } from "../src/store/events.js";
+import { GroupCommit } from "../src/store/groupCommit.js";
 import { getJob } from "../src/store/jobs.js";
 import { getTask, listTasks } from "../src/store/tasks.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -262,5 +263,61 @@ describe("the scheduler", () => {
   it("asks an unknown or lost worker to register again", () => {
     const { db } = setup();
     expect(() => heartbeat(db, { workerId: 999, attempts: [] }, 5)).toThrow(/register again/);
+  });
+});
+
+describe("group commit", () => {
+  it("commits the changes of one turn together; one that throws undoes only itself", async () => {
+    const { db, workerId } = setup();
+    const { enqueue } = submitJob(db, request(), 1);
+    const [a, b, c] = enqueue.map((task) => claim(db, task.id, workerId)!);
+    const commits = new GroupCommit(db);
+    const complete = (attemptId: string) =>
+      commits.run(() => completeAttempt(db, { attemptId, workerId, counters: { N: 1 } }, 20));
+    const outcomes = await Promise.allSettled([
+      complete(a!.attemptId),
+      // fails half-way: its attempt was just completed by the change before it
+      complete(a!.attemptId).then(() => {
+        throw new Error("unreachable");
+      }),
+      commits.run(() => {
+        completeAttempt(db, { attemptId: b!.attemptId, workerId, counters: {} }, 20);
+        throw new Error("second thoughts");
+      }),
+      complete(c!.attemptId),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([
+      "fulfilled",
+      "rejected",
+      "rejected",
+      "fulfilled",
+    ]);
+    expect((outcomes[2] as PromiseRejectedResult).reason).toEqual(new Error("second thoughts"));
+    expect(getTask(db, a!.task.id)!.state).toBe("SUCCEEDED");
+    expect(getTask(db, b!.task.id)).toMatchObject({ state: "RUNNING", attemptId: b!.attemptId });
+    expect(getAttempt(db, b!.attemptId)!.state).toBe("RUNNING");
+    expect(getTask(db, c!.task.id)!.state).toBe("SUCCEEDED");
+    expect(getJob(db, a!.job.id)!.mapsDone).toBe(2);
+  });
+
+  it("answers no caller before the shared transaction has committed", async () => {
+    const { db } = setup();
+    const commits = new GroupCommit(db);
+    const seen: boolean[] = [];
+    const inTransactionWhenAnswered = commits
+      .run(() => db.inTransaction)
+      .then((inside) => {
+        seen.push(inside, db.inTransaction);
+      });
+    await inTransactionWhenAnswered;
+    expect(seen).toEqual([true, false]);
+  });
+});
+
+describe("counters", () => {
+  it("are summed from the job's own tasks, not by scanning every job's succeeded ones", () => {
+    const { db } = setup();
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${JOB_COUNTERS_SQL}`).all(1) as { detail: string }[];
+    expect(plan.map((row) => row.detail).join("\n")).toMatch(/SEARCH t USING INDEX \S+ \(job_id=\?\)/);
   });
 });

@@ -1,0 +1,77 @@
+/** The TaskService contract, spoken by hand to a real driver: what a worker sees. */
+import { status } from "@grpc/grpc-js";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { hasCode } from "../src/errors.js";
+import { TaskServiceClient, type TaskAssignment } from "../src/gen/mapreduce.js";
+import { CHANNEL_OPTIONS, callUnary, credentials } from "../src/grpc.js";
+import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { tempDir } from "./helpers/tmp.js";
+
+let cluster: Cluster | undefined;
+let client: TaskServiceClient | undefined;
+
+afterEach(async () => {
+  client?.close();
+  await cluster?.stop();
+  cluster = client = undefined;
+});
+
+/** A driver with no workers, a job of `maps` one-line maps, and a hand-driven worker registered. */
+async function setup(maps: number) {
+  const dir = tempDir();
+  cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+  client = new TaskServiceClient(cluster.driver.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+  const tasks = client;
+  const { workerId } = await callUnary(
+    tasks.registerWorker.bind(tasks),
+    { address: "127.0.0.1:1", apps: ["wordcount"] },
+    5000,
+  );
+  const input = join(dir, "input.txt");
+  writeFileSync(input, "a b\n".repeat(maps));
+  const job = await cluster.client.submitJob({
+    app: "wordcount",
+    inputs: [input],
+    outputDir: join(dir, "out"),
+    reducers: 1,
+    splitSizeBytes: 4,
+    params: {},
+  });
+  const poll = async (): Promise<TaskAssignment | undefined> =>
+    (await callUnary(tasks.pollTask.bind(tasks), { workerId }, 10_000)).task;
+  const complete = async (attemptId: string, next: boolean): Promise<TaskAssignment | undefined> =>
+    (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: {}, next }, 5000))
+      .task;
+  return { job, poll, complete };
+}
+
+describe("CompleteTask", () => {
+  it("hands the worker its next task in the reply when it asks, and only then", async () => {
+    const { job, poll, complete } = await setup(3);
+    const first = (await poll())!;
+    const second = await complete(first.attemptId, true);
+    expect(second).toMatchObject({ jobId: job.id, kind: "MAP" });
+    expect(second!.index).not.toBe(first.index);
+    expect(await complete(second!.attemptId, false)).toBeUndefined();
+    const third = (await poll())!;
+    expect(new Set([first.index, second!.index, third.index])).toEqual(new Set([0, 1, 2]));
+    // Nothing was ready when the last map reported; the reduce it released comes to a poll.
+    expect(await complete(third.attemptId, true)).toBeUndefined();
+    expect(await poll()).toMatchObject({ kind: "REDUCE", index: 0 });
+    const detail = await cluster!.client.getJob(job.id);
+    expect(detail.job).toMatchObject({ mapsDone: 3 });
+  });
+
+  it("keeps the next task for a later poll when the report is refused", async () => {
+    const { poll, complete } = await setup(2);
+    const first = (await poll())!;
+    const refused = await complete("a0000000000000000", true).catch((err: unknown) => err);
+    expect(hasCode(refused, status.NOT_FOUND)).toBe(true);
+    // The entry fetched for the refused report went back to the queue: the next poll gets it.
+    const second = (await poll())!;
+    expect(second.index).not.toBe(first.index);
+    expect(second.attemptId).not.toBe(first.attemptId);
+  });
+});
