@@ -140,7 +140,7 @@ describe("a job through a real driver and real workers", () => {
   it("gives each worker started with --port 0 a data directory of its own, gone when it stops", async () => {
     const dir = tempDir();
     cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
-    const env = { ...cluster.env, MR_DRIVER: cluster.driver.address };
+    const env: NodeJS.ProcessEnv = { ...cluster.env, MR_DRIVER: cluster.driver.address };
     const workers = [
       await spawnMr(["worker", "--port", "0"], { env }),
       await spawnMr(["worker", "--port", "0"], { env }),

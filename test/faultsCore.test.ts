@@ -1,11 +1,12 @@
 /** The fault rules of the scheduler core, on a real SQLite file and no network. */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { markWorkerLost, reportFetchFailure } from "../src/driver/faults.js";
+import { markWorkerLost, releaseOrphans, reportFetchFailure } from "../src/driver/faults.js";
 import { claimTask, completeAttempt, submitJob } from "../src/driver/scheduler.js";
 import { heartbeat, registerWorker } from "../src/driver/workerRegistry.js";
 import { getAttempt } from "../src/store/attempts.js";
 import { openDb, type Db } from "../src/store/db.js";
+import { listEvents } from "../src/store/events.js";
 import { getJob } from "../src/store/jobs.js";
 import { getTask, listTasks } from "../src/store/tasks.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -156,5 +157,29 @@ describe("a reduce that cannot fetch a map's output", () => {
         41,
       ),
     ).toThrow(/no longer holds reduce 0/);
+  });
+});
+
+describe("an attempt that never reached its worker", () => {
+  it("is LOST once the worker's heartbeats have left it out for the grace period; others stay", () => {
+    const { db, w1, job, maps } = setup();
+    const orphan = claim(db, maps[0]!.id, w1); // claimed at 10; the reply never arrived
+    const running = claim(db, maps[1]!.id, w1);
+    const budget = { maxLostAttempts: 20 };
+    const reported = new Set([running.attemptId]);
+    expect(releaseOrphans(db, w1, reported, budget, 5000, 4000).reassigned).toEqual([]);
+    const loss = releaseOrphans(db, w1, reported, budget, 5000, 5011);
+    expect(loss.requeue).toEqual([
+      { task: expect.objectContaining({ id: maps[0]!.id }), token: orphan.attemptId },
+    ]);
+    expect(loss.jobs.map((j) => j.id)).toEqual([job.id]);
+    expect(getAttempt(db, orphan.attemptId)).toMatchObject({
+      state: "LOST",
+      error: expect.stringMatching(/never arrived/),
+    });
+    expect(getTask(db, maps[0]!.id)).toMatchObject({ state: "PENDING", lostAttempts: 1, attemptId: null });
+    expect(getTask(db, maps[1]!.id)).toMatchObject({ state: "RUNNING", attemptId: running.attemptId });
+    expect(listEvents(db, job.id).map((event) => event.type)).toContain("attempt-orphaned");
+    expect(releaseOrphans(db, w1, reported, budget, 5000, 9000).reassigned).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@
 import { status } from "@grpc/grpc-js";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { hasCode } from "../src/errors.js";
 import { TaskServiceClient, type TaskAssignment } from "../src/gen/mapreduce.js";
@@ -19,9 +20,9 @@ afterEach(async () => {
 });
 
 /** A driver with no workers, a job of `maps` one-line maps, and a hand-driven worker registered. */
-async function setup(maps: number) {
+async function setup(maps: number, driverArgs: string[] = []) {
   const dir = tempDir();
-  cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+  cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0, driverArgs });
   client = new TaskServiceClient(cluster.driver.address, credentials.createInsecure(), CHANNEL_OPTIONS);
   const tasks = client;
   const { workerId } = await callUnary(
@@ -42,9 +43,12 @@ async function setup(maps: number) {
   const poll = async (): Promise<TaskAssignment | undefined> =>
     (await callUnary(tasks.pollTask.bind(tasks), { workerId }, 10_000)).task;
   const complete = async (attemptId: string, next: boolean): Promise<TaskAssignment | undefined> =>
-    (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: {}, next }, 5000))
-      .task;
-  return { job, poll, complete };
+    (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: {}, next }, 5000)).task;
+  const heartbeat = async (attemptIds: string[]): Promise<void> => {
+    const attempts = attemptIds.map((attemptId) => ({ attemptId, progress: 0 }));
+    await callUnary(tasks.heartbeat.bind(tasks), { workerId, attempts }, 5000);
+  };
+  return { job, poll, complete, heartbeat };
 }
 
 describe("CompleteTask", () => {
@@ -73,5 +77,27 @@ describe("CompleteTask", () => {
     const second = (await poll())!;
     expect(second.index).not.toBe(first.index);
     expect(second.attemptId).not.toBe(first.attemptId);
+  });
+});
+
+describe("Heartbeat", () => {
+  it("puts back a task whose assignment never reached the worker, once its heartbeats leave it out", async () => {
+    const { job, poll, heartbeat } = await setup(1, ["--worker-timeout", "1500"]);
+    const lost = (await poll())!; // as if the reply had been lost: the worker never runs it
+    const started = Date.now();
+    let again: TaskAssignment | undefined;
+    while (!again && Date.now() - started < 10_000) {
+      await heartbeat([]);
+      const { tasks } = await cluster!.client.getJob(job.id);
+      if (tasks[0]!.state === "PENDING" || tasks[0]!.attempts.some((a) => a.state === "LOST")) {
+        again = await poll();
+      }
+      await sleep(200);
+    }
+    expect(again).toMatchObject({ kind: "MAP", index: lost.index });
+    expect(again!.attemptId).not.toBe(lost.attemptId);
+    expect(Date.now() - started).toBeLessThan(5000); // well before the 30 s lease would expire
+    const { events } = await cluster!.client.getJob(job.id);
+    expect(events.map((event) => event.type)).toContain("attempt-orphaned");
   });
 });

@@ -9,7 +9,7 @@ import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
 import { getJob, uncountMapDone } from "../store/jobs.js";
 import { inTransaction } from "../store/prepared.js";
-import type { JobRecord, TaskRecord } from "../store/rows.js";
+import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
 import {
   getTask,
   getTaskByIndex,
@@ -67,28 +67,10 @@ export function markWorkerLost(
     const jobIds = new Set<number>();
     const who = `worker ${workerId} (${worker.address})`;
     for (const attempt of listRunningAttempts(db, workerId)) {
-      const task = getTask(db, attempt.taskId)!;
-      if (!finishAttempt(db, attempt.id, AttemptState.LOST, `${who} lost: ${reason}`, now)) continue;
-      if (task.state !== TaskState.RUNNING || task.attemptId !== attempt.id) continue;
-      jobIds.add(task.jobId);
-      const losses = task.lostAttempts + 1;
-      if (losses >= budget.maxLostAttempts) {
-        releaseTask(db, task.id, attempt.id, "lost", TaskState.FAILED);
-        const why = lostTooOften(task, losses);
-        addEvent(db, task.jobId, EventType.TASK_FAILED, why, now);
-        loss.drop.push(task, ...endJob(db, task.jobId, JobState.FAILED, why, now));
-        continue;
-      }
-      releaseTask(db, task.id, attempt.id, "lost", TaskState.PENDING);
-      loss.requeue.push({ task, token: attempt.id });
-      loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
-      addEvent(
-        db,
-        task.jobId,
-        EventType.WORKER_LOST,
-        `${describeTask(task)}: attempt ${attempt.id} lost with ${who}; back in the queue (${losses} of ${budget.maxLostAttempts} losses)`,
-        now,
-      );
+      loseAttempt(db, attempt, `${who} lost: ${reason}`, budget, now, loss, {
+        type: EventType.WORKER_LOST,
+        text: `attempt ${attempt.id} lost with ${who}`,
+      });
     }
     for (const map of listMapsCommittedOn(db, workerId)) {
       const rerun = rerunMap(db, map.id, map.attemptId!);
@@ -105,6 +87,76 @@ export function markWorkerLost(
         now,
       );
     }
+    for (const { jobId } of loss.reassigned) jobIds.add(jobId);
+    for (const task of loss.drop) jobIds.add(task.jobId);
+    loss.jobs = [...jobIds].map((jobId) => getJob(db, jobId)!);
+    return loss;
+  });
+}
+
+/**
+ * Ends a RUNNING attempt that is gone (LOST, with `reason`) and puts its task straight back in
+ * the queue; or, when the task has now been lost `maxLostAttempts` times, fails it and its job.
+ * Adds what the queue must do to `loss`.
+ */
+function loseAttempt(
+  db: Db,
+  attempt: AttemptRecord,
+  reason: string,
+  budget: LostBudget,
+  now: number,
+  loss: WorkerLoss,
+  event: { type: EventType; text: string },
+): void {
+  const task = getTask(db, attempt.taskId)!;
+  if (!finishAttempt(db, attempt.id, AttemptState.LOST, reason, now)) return;
+  if (task.state !== TaskState.RUNNING || task.attemptId !== attempt.id) return;
+  const losses = task.lostAttempts + 1;
+  if (losses >= budget.maxLostAttempts) {
+    releaseTask(db, task.id, attempt.id, "lost", TaskState.FAILED);
+    const why = lostTooOften(task, losses);
+    addEvent(db, task.jobId, EventType.TASK_FAILED, why, now);
+    loss.drop.push(task, ...endJob(db, task.jobId, JobState.FAILED, why, now));
+    return;
+  }
+  releaseTask(db, task.id, attempt.id, "lost", TaskState.PENDING);
+  loss.requeue.push({ task, token: attempt.id });
+  loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
+  addEvent(
+    db,
+    task.jobId,
+    event.type,
+    `${describeTask(task)}: ${event.text}; back in the queue (${losses} of ${budget.maxLostAttempts} losses)`,
+    now,
+  );
+}
+
+/**
+ * releaseOrphans. Expects: a heartbeat of the ALIVE worker `workerId`, naming every attempt it
+ * runs. A RUNNING attempt of this worker that it does not name, and that was claimed more than
+ * `graceMs` ago, never reached it (the reply that carried it was lost, or the worker gave up
+ * on the call): it is LOST, and its task goes back to the queue now rather than when its lease
+ * expires.
+ */
+export function releaseOrphans(
+  db: Db,
+  workerId: number,
+  reported: ReadonlySet<string>,
+  budget: LostBudget,
+  graceMs: number,
+  now: number,
+): WorkerLoss {
+  return inTransaction(db, () => {
+    const loss: WorkerLoss = { enqueue: [], drop: [], requeue: [], reassigned: [], jobs: [] };
+    for (const attempt of listRunningAttempts(db, workerId)) {
+      if (reported.has(attempt.id) || attempt.startedAt > now - graceMs) continue;
+      const reason = `worker ${workerId} is not running it (its assignment never arrived)`;
+      loseAttempt(db, attempt, reason, budget, now, loss, {
+        type: EventType.ATTEMPT_ORPHANED,
+        text: `attempt ${attempt.id} never reached worker ${workerId}`,
+      });
+    }
+    const jobIds = new Set([...loss.reassigned.map((r) => r.jobId), ...loss.drop.map((task) => task.jobId)]);
     loss.jobs = [...jobIds].map((jobId) => getJob(db, jobId)!);
     return loss;
   });

@@ -6,6 +6,7 @@ import type { JobRecord } from "../store/rows.js";
 import { JobState, TaskState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { TaskQueue } from "./queue.js";
+import type { WorkerLoss } from "./faults.js";
 import type { QueueWork } from "./scheduler.js";
 
 /**
@@ -42,6 +43,15 @@ export class JobEffects {
       await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(work.enqueue));
     }
     if (work.enqueue.length > 0 || (work.requeue?.length ?? 0) > 0) this.dispatcher.wake();
+  }
+
+  /** After attempts were lost: their queue work, then each job they touched finished or told. */
+  async applyLoss(loss: WorkerLoss): Promise<void> {
+    await this.applyQueueWork(loss);
+    for (const job of loss.jobs) {
+      this.finishOutput(job);
+      this.jobChanged(job.id);
+    }
   }
 
   /** A job that ended leaves `_SUCCESS`, or at least no `_temporary`. */

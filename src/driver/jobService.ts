@@ -30,6 +30,9 @@ const MAX_REDUCERS = 10_000;
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 
+/** The least time between two snapshots of a watched job, in ms. */
+const WATCH_INTERVAL_MS = 100;
+
 export function createJobService(deps: JobServiceDeps): UntypedServiceImplementation {
   const { db, queue, effects, config, log } = deps;
 
@@ -91,22 +94,36 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
       return;
     }
     const jobId = job.id;
+    let pending: NodeJS.Timeout | undefined;
+    let sentAt = 0;
     const send = (): void => {
+      clearTimeout(pending);
+      pending = undefined;
+      sentAt = Date.now();
       const now = getJob(db, jobId)!;
       call.write(jobMessage(now));
       if (TERMINAL_JOB_STATES.includes(now.state)) stop();
     };
-    const unsubscribe = effects.onJobChanged(jobId, send);
+    // A busy job changes hundreds of times a second: snapshots go out at most every
+    // WATCH_INTERVAL_MS, each with the latest state; the job's end goes out at once.
+    const changed = (): void => {
+      const wait = sentAt + WATCH_INTERVAL_MS - Date.now();
+      if (wait <= 0 || TERMINAL_JOB_STATES.includes(getJob(db, jobId)!.state)) send();
+      else pending ??= setTimeout(send, wait);
+    };
+    const unsubscribe = effects.onJobChanged(jobId, changed);
     // A change that no handler here saw (a retry's backoff, a lease expiring) still shows within a second.
     const timer = setInterval(send, 1000);
     const stop = (): void => {
       unsubscribe();
       clearInterval(timer);
+      clearTimeout(pending);
       call.end();
     };
     call.on("cancelled", () => {
       unsubscribe();
       clearInterval(timer);
+      clearTimeout(pending);
     });
     send();
   };

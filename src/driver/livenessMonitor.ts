@@ -61,11 +61,7 @@ export class LivenessMonitor {
             "re-running map: its output was on the lost worker",
           );
         }
-        await this.effects.applyQueueWork(loss);
-        for (const job of loss.jobs) {
-          this.effects.finishOutput(job);
-          this.effects.jobChanged(job.id);
-        }
+        await this.effects.applyLoss(loss);
       }
     } catch (err) {
       this.log.error({ err }, "liveness check failed");

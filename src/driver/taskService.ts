@@ -14,7 +14,7 @@ import { TaskKind, WorkerState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
-import { reportFetchFailure } from "./faults.js";
+import { releaseOrphans, reportFetchFailure } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
 import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
 
@@ -49,7 +49,8 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     const assignment = await dispatcher.poll(worker.id, worker.apps, () => call.cancelled);
     if (assignment === null) return {};
     if (call.cancelled) {
-      // The worker gave up on this call; the lease will expire and the task will be handed out again.
+      // The worker gave up on this call: its next heartbeat that does not name the attempt, once
+      // workerTimeoutMs has passed, puts the task back in the queue (releaseOrphans).
       log.warn({ attemptId: assignment.attemptId }, "poll cancelled after a task was claimed");
     }
     effects.jobChanged(assignment.job.id);
@@ -57,7 +58,17 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
   };
 
   const heartbeatHandler = async (req: pb.HeartbeatRequest): Promise<pb.HeartbeatResponse> => {
-    const outcome = heartbeat(db, { workerId: req.workerId, attempts: req.attempts }, Date.now());
+    const now = Date.now();
+    const outcome = heartbeat(db, { workerId: req.workerId, attempts: req.attempts }, now);
+    const reported = new Set(req.attempts.map(({ attemptId }) => attemptId));
+    const orphans = releaseOrphans(db, req.workerId, reported, config, config.workerTimeoutMs, now);
+    for (const { jobId, task, attemptId } of orphans.reassigned) {
+      log.warn(
+        { jobId, taskId: task.id, kind: task.kind, index: task.index, attemptId, workerId: req.workerId },
+        "reassigning task: its assignment never reached the worker",
+      );
+    }
+    if (orphans.jobs.length > 0) await effects.applyLoss(orphans);
     const leases = outcome.keep.map(({ attemptId, task }) => ({
       task,
       token: attemptId,
