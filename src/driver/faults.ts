@@ -87,11 +87,19 @@ export function markWorkerLost(
         now,
       );
     }
-    for (const { jobId } of loss.reassigned) jobIds.add(jobId);
-    for (const task of loss.drop) jobIds.add(task.jobId);
-    loss.jobs = [...jobIds].map((jobId) => getJob(db, jobId)!);
+    loss.jobs = touchedJobs(db, loss, jobIds);
     return loss;
   });
+}
+
+/** The jobs, as they now are, of the tasks a loss reassigned or dropped, and of `more`. */
+function touchedJobs(db: Db, loss: WorkerLoss, more: Iterable<number> = []): JobRecord[] {
+  const jobIds = new Set([
+    ...more,
+    ...loss.reassigned.map(({ jobId }) => jobId),
+    ...loss.drop.map((task) => task.jobId),
+  ]);
+  return [...jobIds].map((jobId) => getJob(db, jobId)!);
 }
 
 /**
@@ -156,8 +164,7 @@ export function releaseOrphans(
         text: `attempt ${attempt.id} never reached worker ${workerId}`,
       });
     }
-    const jobIds = new Set([...loss.reassigned.map((r) => r.jobId), ...loss.drop.map((task) => task.jobId)]);
-    loss.jobs = [...jobIds].map((jobId) => getJob(db, jobId)!);
+    loss.jobs = touchedJobs(db, loss);
     return loss;
   });
 }
