@@ -87,20 +87,23 @@ describe("the merge", () => {
   });
 });
 
+/** Wordcount as `map` defines it, a line at a time, without its block mapper. */
+const lineWordcount: App = { ...BUILTIN_APPS.wordcount!, blockMapper: undefined };
+
 describe("the map task", () => {
   it("spills a full sort buffer many times and merges the runs into the same output", async () => {
     const dir = tempDir();
     const [input] = writeCorpus(dir, { files: 1, bytes: 200_000, seed: 3 });
     const split = { file: input!, start: 0, end: 200_000 };
     const inMemory = await runMapTask({
-      app: BUILTIN_APPS.wordcount!,
+      app: lineWordcount,
       params: {},
       split,
       reducers: 3,
       dir: join(dir, "mem"),
     });
     const spilled = await runMapTask({
-      app: BUILTIN_APPS.wordcount!,
+      app: lineWordcount,
       params: {},
       split,
       reducers: 3,
@@ -116,6 +119,25 @@ describe("the map task", () => {
     }
     expect(readdirSync(join(dir, "spill")).sort()).toEqual(["part-0", "part-1", "part-2"]);
     expect(spilled.MAP_OUTPUT_RECORDS).toBe(inMemory.MAP_OUTPUT_RECORDS);
+  });
+
+  it("maps with an app's block mapper to what its map gives, through flushes and spills", async () => {
+    const dir = tempDir();
+    const [input] = writeCorpus(dir, { files: 1, bytes: 3_000_000, seed: 5 }); // several read blocks
+    const split = { file: input!, start: 1_000, end: 2_500_000 };
+    const run = (app: App, name: string, sortBufferBytes?: number) =>
+      runMapTask({ app, params: {}, split, reducers: 2, dir: join(dir, name), sortBufferBytes });
+    const byLine = await run(lineWordcount, "line");
+    const byBlock = await run(BUILTIN_APPS.wordcount!, "block", 8192); // a flush a block, and spills
+    expect(byBlock.SPILLED_RECORDS).toBeGreaterThan(0);
+    expect(byBlock.MAP_OUTPUT_RECORDS).toBeLessThan(byLine.MAP_OUTPUT_RECORDS! / 100); // combined in the mapper
+    for (let r = 0; r < 2; r++) {
+      expect(readRecords(partitionFile(join(dir, "block"), r))).toEqual(
+        readRecords(partitionFile(join(dir, "line"), r)),
+      );
+    }
+    expect(byBlock.MAP_INPUT_RECORDS).toBe(byLine.MAP_INPUT_RECORDS);
+    expect(byBlock.MAP_INPUT_BYTES).toBe(byLine.MAP_INPUT_BYTES);
   });
 
   it("refuses a partition outside [0, R) with a message that names it", async () => {
@@ -194,6 +216,75 @@ describe("the word tokenizer", () => {
       forEachWord(line, (word) => words.push(word));
       expect(words, line).toEqual(line.match(/\p{L}+/gu) ?? []);
     }
+  });
+});
+
+describe("the byte word counter", () => {
+  it("counts what forEachWord finds in the decoded text, malformed UTF-8 included", async () => {
+    const { forEachWord } = await import("../src/mr/apps/words.js");
+    const { WordCounts } = await import("../src/mr/apps/wordCounts.js");
+    const pieces = [
+      ..."abcXYZ",
+      " ",
+      ",",
+      "\n",
+      "\r\n",
+      "9",
+      "é",
+      "ß",
+      "東京",
+      "Ω",
+      "𝒜",
+      "—",
+      "😀",
+      "\u0301",
+    ].map((text) => Buffer.from(text));
+    const malformed = [
+      [0x80],
+      [0xbf],
+      [0xc0, 0x80],
+      [0xc3],
+      [0xe0, 0x80, 0x80],
+      [0xed, 0xa0, 0x80],
+      [0xe6, 0x9d],
+    ];
+    malformed.push([0xf0, 0x9d], [0xf4, 0x90, 0x80, 0x80], [0xf8], [0xff], [0xc3, 0xc3, 0xa9]);
+    pieces.push(...malformed.map((bytes) => Buffer.from(bytes)));
+    const next = random(7);
+    for (let round = 0; round < 200; round++) {
+      const parts = Array.from(
+        { length: 1 + Math.floor(next() * 60) },
+        () => pieces[Math.floor(next() * pieces.length)]!,
+      );
+      const bytes = Buffer.concat(parts);
+      const expected = new Map<string, number>();
+      forEachWord(bytes.toString("utf8"), (word) => expected.set(word, (expected.get(word) ?? 0) + 1));
+      const counts = new WordCounts();
+      counts.addWords(bytes);
+      const got = new Map<string, number>();
+      counts.forEach((word, n) => got.set(word, n));
+      expect(got, bytes.toString("hex")).toEqual(expected);
+    }
+  });
+
+  it("keeps counting exactly as its table grows, and after it is cleared", async () => {
+    const { WordCounts } = await import("../src/mr/apps/wordCounts.js");
+    const counts = new WordCounts();
+    const letters = (i: number): string =>
+      [...i.toString(26)].map((digit) => String.fromCharCode(97 + parseInt(digit, 26))).join("");
+    const words = Array.from({ length: 5000 }, (_, i) => "q".repeat(1 + (i % 5)) + letters(i));
+    for (let pass = 1; pass <= 3; pass++) counts.addWords(Buffer.from(words.slice(0, pass * 1000).join(" ")));
+    const got = new Map<string, number>();
+    counts.forEach((word, n) => got.set(word, n));
+    expect(got.size).toBe(3000);
+    expect(got.get(words[0]!)).toBe(3);
+    expect(got.get(words[1500]!)).toBe(2);
+    expect(got.get(words[2999]!)).toBe(1);
+    counts.clear();
+    counts.addWords(Buffer.from(`${words[4999]} ${words[4999]}`));
+    const after: [string, number][] = [];
+    counts.forEach((word, n) => after.push([word, n]));
+    expect(after).toEqual([[words[4999], 2]]);
   });
 });
 

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { readSplit, splitInputs } from "../src/mr/split.js";
+import { readSplit, readSplitBlocks, splitInputs } from "../src/mr/split.js";
 import { tempDir } from "./helpers/tmp.js";
 
 async function linesOf(path: string, size: number, splitSize: number) {
@@ -95,6 +95,23 @@ describe("readSplit", () => {
         all.map((l) => l.line),
         `split size ${splitSize}`,
       ).toEqual(expected);
+    }
+  });
+
+  it("hands out blocks of whole lines that, over all splits, cover the file once", async () => {
+    const text = "a\n\nbb\r\nccc\nüñï\n\n\ndddd eeee\nf";
+    const { path, size } = write(text);
+    const bytes = Buffer.from(text);
+    for (let splitSize = 1; splitSize <= size + 1; splitSize++) {
+      const blocks: Buffer[] = [];
+      for (const split of splitInputs([{ path, size }], splitSize)) {
+        await readSplitBlocks(split, (block, offset) => {
+          expect(block.equals(bytes.subarray(offset, offset + block.length))).toBe(true);
+          expect(offset === 0 || bytes[offset - 1] === 0x0a, `block at ${offset}`).toBe(true);
+          blocks.push(Buffer.from(block));
+        });
+      }
+      expect(Buffer.concat(blocks).toString(), `split size ${splitSize}`).toBe(text);
     }
   });
 

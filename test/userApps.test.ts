@@ -3,6 +3,8 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { spawnMr } from "../src/cli/processes.js";
+import { runMapTask } from "../src/mr/mapTask.js";
+import { loadApps } from "../src/worker/apps.js";
 import { startCluster, mr, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -161,6 +163,35 @@ describe("a user app", () => {
     expect(readFileSync(join(dir, "out", "part-r-00000"), "utf8")).toBe(
       "cat ran\t1\ncat sat\t2\nsat the\t1\nthe cat\t3\n",
     );
+  });
+});
+
+describe("an apps directory", () => {
+  it("offers an app's block mapper, which map tasks then use instead of map", async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "lines.mjs"),
+      `export function map(_input, emit) { emit("lines", "1"); }
+export function reduce(key, values, emit) { let n = 0; for (const v of values) n += Number(v); emit(key, String(n)); }
+export function blockMapper(ctx) {
+  let lines = 0;
+  return {
+    block(block) { for (const byte of block) if (byte === 10) lines++; ctx.count("blocks"); },
+    end(emit) { emit("lines", String(lines)); },
+  };
+}
+`,
+    );
+    writeFileSync(join(dir, "in.txt"), "one\ntwo\nthree\n");
+    const apps = await loadApps(dir);
+    const counters = await runMapTask({
+      app: apps.lines!,
+      params: {},
+      split: { file: join(dir, "in.txt"), start: 0, end: 14 },
+      reducers: 1,
+      dir: join(dir, "m"),
+    });
+    expect(counters).toMatchObject({ MAP_INPUT_RECORDS: 3, MAP_OUTPUT_RECORDS: 1, "app.blocks": 1 });
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * npm run bench. Measures, in one run, on one generated corpus:
- * - the word tokenizer alone, and wordcount with `mr run --local`, with a cluster of 1 worker
+ * - the word tokenizer alone (lines, as `map` splits them), the byte word counter alone (as the
+ *   block mapper counts), and wordcount with `mr run --local`, with a cluster of 1 worker
  *   and with a cluster of 2 workers: wall time, MB/s, peak worker RSS, and cluster(2)/local;
  * - dispatch: a job of 1,000+ tiny splits end to end, against a bare BullMQ loop on the same Redis;
  * - memory: one map sorting an input four times its sort buffer into one partition.
@@ -18,8 +19,9 @@ import { DriverClient } from "../cli/client.js";
 import { table } from "../cli/format.js";
 import { MR_BIN, spawnMr, startRedisServer, type MrProcess, type RedisServer } from "../cli/processes.js";
 import { followJob } from "../cli/watch.js";
+import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
-import { readSplit } from "../mr/split.js";
+import { readSplit, readSplitBlocks } from "../mr/split.js";
 import { writeZipfCorpus } from "./corpus.js";
 
 const MB = 1024 * 1024;
@@ -132,11 +134,22 @@ async function runJob(
   return { seconds, peakRssMb, tasks: done.mapsTotal + done.reducesTotal };
 }
 
+/** Seconds to read the corpus and split it into words as wordcount's `map` does, line by line. */
 async function tokenizerAlone(corpus: string): Promise<number> {
   const started = performance.now();
   let words = 0;
   await readSplit({ file: corpus, start: 0, end: statSync(corpus).size }, (_offset, line) =>
     forEachWord(line, () => words++),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+/** Seconds to read the corpus and count its words over bytes, as wordcount's block mapper does. */
+async function wordCounterAlone(corpus: string): Promise<number> {
+  const started = performance.now();
+  const counts = new WordCounts();
+  await readSplitBlocks({ file: corpus, start: 0, end: statSync(corpus).size }, (block) =>
+    counts.addWords(block),
   );
   return (performance.now() - started) / 1000;
 }
@@ -179,16 +192,13 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
   console.error(
     `corpus: ${corpusMb.toFixed(0)} MB, Zipf over 100,000 words (seed 1); medians of ${RUNS} run(s)`,
   );
-  const tokenizer = await tokenizerAlone(corpus);
-  rows.push([
-    "tokenizer alone (read + split into words)",
-    tokenizer.toFixed(1),
-    (corpusMb / tokenizer).toFixed(1),
-    "-",
-  ]);
+  const tokenizerRuns: number[] = [];
+  const counterRuns: number[] = [];
   const results: Record<string, Measure[]> = { local: [], cluster1: [], cluster2: [] };
   for (let run = 0; run < RUNS; run++) {
-    console.error(`run ${run + 1} of ${RUNS}: local, cluster of 1, cluster of 2 ...`);
+    console.error(`run ${run + 1} of ${RUNS}: tokenizers, local, cluster of 1, cluster of 2 ...`);
+    tokenizerRuns.push(await tokenizerAlone(corpus));
+    counterRuns.push(await wordCounterAlone(corpus));
     results.local!.push(await runLocal(corpus, join(work, "out-local")));
     for (const workers of [1, 2]) {
       const home = join(work, `home-${workers}`);
@@ -209,6 +219,14 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
     }
   }
   const seconds = (name: string): number => median(results[name]!.map((m) => m.seconds));
+  const tokenizer = median(tokenizerRuns);
+  const counter = median(counterRuns);
+  for (const [label, time] of [
+    ["tokenizer alone: lines, as map (read + split into words)", tokenizer],
+    ["word counter alone: bytes, as the block mapper (read + count)", counter],
+  ] as const) {
+    rows.push([label, time.toFixed(1), (corpusMb / time).toFixed(1), "-"]);
+  }
   for (const [name, label] of [
     ["local", "wordcount, mr run --local"],
     ["cluster1", "wordcount, cluster of 1 worker"],
@@ -223,7 +241,8 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
     "<= 0.65",
   ]);
   ratios.push(["local MB/s", (corpusMb / seconds("local")).toFixed(1), ">= 25"]);
-  ratios.push(["local MB/s / tokenizer MB/s", (tokenizer / seconds("local")).toFixed(2), "-"]);
+  ratios.push(["local MB/s / line tokenizer MB/s", (tokenizer / seconds("local")).toFixed(2), "-"]);
+  ratios.push(["local MB/s / byte word counter MB/s", (counter / seconds("local")).toFixed(2), "-"]);
 }
 
 /** Worker slots in the dispatch test: each worker runs this many tasks at once. */

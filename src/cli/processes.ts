@@ -5,7 +5,6 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
 
 /** bin/mr.js of this package, from src/cli or dist/cli alike. */
 export const MR_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "mr.js");
@@ -73,6 +72,7 @@ export async function freePort(): Promise<number> {
 
 /** True if a Redis server answers PING at `url` within `timeoutMs`. */
 export async function pingRedis(url: string, timeoutMs = 1000): Promise<boolean> {
+  const { Redis } = await import("ioredis"); // here, not at the top: only the demo and tests need it
   const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,

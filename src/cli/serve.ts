@@ -1,10 +1,8 @@
 /** `mr driver` and `mr worker`: the two long-running processes. */
 import type { Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
-import { startDriver } from "../driver/driver.js";
 import { createLogger } from "../log.js";
 import { loadApps } from "../worker/apps.js";
-import { MrWorker } from "../worker/worker.js";
 import { onShutdownSignal, parsePositiveInt } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
@@ -51,6 +49,8 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
         },
         env,
       );
+      // Loaded here, not at the top: BullMQ and SQLite would slow every other command's start.
+      const { startDriver } = await import("../driver/driver.js");
       const driver = await startDriver(config, createLogger("driver", env));
       console.log(`mr driver listening on ${driver.address}`);
       onShutdownSignal(() => driver.close());
@@ -86,6 +86,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
         },
         env,
       );
+      const { MrWorker } = await import("../worker/worker.js");
       const worker = await MrWorker.start(
         config,
         await loadApps(config.appsDir),

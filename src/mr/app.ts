@@ -16,8 +16,31 @@ export interface MapInput {
   line: string;
 }
 
+/**
+ * One map task's mapper over raw bytes, as an app's `blockMapper` makes it: Hadoop's Mapper with
+ * its own `run` loop. It may hold state across blocks, to combine within the mapper.
+ */
+export interface BlockMapper {
+  /**
+   * Maps a block of whole lines of the split, in UTF-8, each ended by `\n` but for a file's
+   * last line when it has none; `offset` is the file offset of its first byte. The block is
+   * valid only during the call.
+   */
+  block(block: Buffer, offset: number, emit: Emit): void;
+  /** The split has ended: emit whatever is held. */
+  end(emit: Emit): void;
+}
+
 export interface App {
+  /** Maps one record. The definition of the app's map, even where `blockMapper` is faster. */
   map(input: MapInput, emit: Emit, ctx: Ctx): void;
+  /**
+   * Optional: a mapper for one task that reads the split as bytes rather than line by line.
+   * When an app has one, map tasks use it instead of `map`, and it must emit what `map` would
+   * have, up to combining. It may hold about `memoryBytes`, and should emit and forget what it
+   * holds past that.
+   */
+  blockMapper?(ctx: Ctx, limits: { memoryBytes: number }): BlockMapper;
   reduce(key: string, values: Iterable<string>, emit: Emit, ctx: Ctx): void;
   /** Runs on map-side sorted runs; same shape as reduce, and must emit under the same key. */
   combine?(key: string, values: Iterable<string>, emit: Emit, ctx: Ctx): void;

@@ -6,7 +6,7 @@ import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } fro
 import { MergedReader, compareKeys, forEachGroup } from "./merge.js";
 import { hashPartition } from "./partition.js";
 import { RecordReader, RecordWriter } from "./records.js";
-import { readSplit } from "./split.js";
+import { readSplit, readSplitBlocks } from "./split.js";
 
 export const DEFAULT_SORT_BUFFER_BYTES = 64 * 1024 * 1024;
 
@@ -94,6 +94,9 @@ const VALUE_OVERHEAD_BYTES = 16;
  */
 const COMBINE_IN_BUFFER_AT = 64;
 
+/** A full garbage collection after each spill pays only for a buffer this large or larger. */
+const COLLECT_AFTER_SPILL_BYTES = 8 * 1024 * 1024;
+
 /** A sorted run on disk: one file, with the byte range of each partition in it. */
 interface Spill {
   path: string;
@@ -123,7 +126,8 @@ export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
   const spill = (): void => {
     const path = join(dir, `spill-${spills.length}`);
     spills.push({ path, ranges: writeSortedRun(buffer.drain(), path, reducers, app, ctx, counters) });
-    collectGarbage(); // the drained buffer is most of the heap: give it back now
+    // The drained buffer is most of the heap: give it back now, unless it is too small to matter.
+    if (sortBufferBytes >= COLLECT_AFTER_SPILL_BYTES) collectGarbage();
   };
   const partitionOf = (key: string): number => {
     const partition = app.partition ? app.partition(key, reducers) : hashPartition(key, reducers);
@@ -146,20 +150,34 @@ export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
     const group = buffer.add(key, value, partitionOf);
     if (app.combine && group.values.length >= COMBINE_IN_BUFFER_AT) combineInBuffer(group);
     outputRecords++;
+    if (buffer.bytes >= sortBufferBytes) spill();
   });
 
   let inputRecords = 0;
   let inputBytes = 0;
-  await readSplit(
-    split,
-    (offset, line, bytes) => {
-      inputRecords++;
-      inputBytes += bytes;
-      app.map({ file: split.file, offset, line }, emit, ctx);
-      if (buffer.bytes >= sortBufferBytes) spill();
-    },
-    options.signal,
-  );
+  if (app.blockMapper) {
+    const mapper = app.blockMapper(ctx, { memoryBytes: sortBufferBytes / 4 });
+    await readSplitBlocks(
+      split,
+      (block, offset) => {
+        inputRecords += countLines(block);
+        inputBytes += block.length;
+        mapper.block(block, offset, emit);
+      },
+      options.signal,
+    );
+    mapper.end(emit);
+  } else {
+    await readSplit(
+      split,
+      (offset, line, bytes) => {
+        inputRecords++;
+        inputBytes += bytes;
+        app.map({ file: split.file, offset, line }, emit, ctx);
+      },
+      options.signal,
+    );
+  }
   counters.add(Counter.MAP_INPUT_RECORDS, inputRecords);
   counters.add(Counter.MAP_INPUT_BYTES, inputBytes);
   counters.add(Counter.MAP_OUTPUT_RECORDS, outputRecords);
@@ -178,6 +196,13 @@ export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
   if (!buffer.empty) spill();
   await mergeSpills(spills, options, ctx, counters);
   return counters.values;
+}
+
+/** The lines of a block: its newlines, and one more for a last line that has none. */
+function countLines(block: Buffer): number {
+  let lines = 0;
+  for (let at = block.indexOf(0x0a); at !== -1; at = block.indexOf(0x0a, at + 1)) lines++;
+  return block.length > 0 && block[block.length - 1] !== 0x0a ? lines + 1 : lines;
 }
 
 /** Writes sorted groups as one run; returns each partition's byte range. */

@@ -1,4 +1,4 @@
-import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Split } from "../types.js";
 import { createYielder } from "./context.js";
 
@@ -26,65 +26,110 @@ export function splitInputs(
 }
 
 /**
- * Yields the records of one split, as Hadoop's line reader does: a split that does not start
- * at 0 begins after the first newline at or after its start, and a split reads every line that
- * starts at or before its end, so it ends at the first newline at or after its end. Every line
- * of a file is thus read by exactly one split, whatever the split size. `onLine` gets the line
- * without `\n` or `\r\n`, its byte offset, and the bytes it took in the file.
+ * Reads one split as blocks of whole lines, as Hadoop's line reader divides a file: a split
+ * that does not start at 0 begins after the first newline at or after its start, and a split
+ * reads every line that starts at or before its end, so it ends at the first newline at or after
+ * its end. Every line of a file is thus read by exactly one split, whatever the split size.
+ *
+ * `onBlock` gets raw bytes holding whole lines, each ended by `\n` but for a file's last line
+ * when it has none, and the file offset of the block's first byte. A block is a view of a
+ * buffer that the next read reuses: it is valid only until `onBlock` returns (or its promise
+ * settles).
+ */
+export async function readSplitBlocks(
+  split: Split,
+  onBlock: (block: Buffer, offset: number) => void | Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  // Reads of 1 MiB, or less for a small split: a map of a few bytes must not allocate a MiB.
+  let buffer: Buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1 << 16, split.end - split.start + 1)));
+  let bufferOffset = split.start; // file offset of buffer[0]
+  let filled = 0; // bytes of buffer read and not yet handed out: the start of an unfinished line
+  let skipping = split.start !== 0; // discarding the tail of a line that the previous split owns
+  const file = await open(split.file, "r");
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      if (filled === buffer.length) buffer = grown(buffer); // one line longer than the buffer
+      const { bytesRead } = await file.read(buffer, filled, buffer.length - filled, bufferOffset + filled);
+      const eof = bytesRead === 0;
+      filled += bytesRead;
+      let from = 0;
+      if (skipping) {
+        const newline = buffer.subarray(0, filled).indexOf(NEWLINE);
+        if (newline === -1) {
+          if (eof) return;
+          bufferOffset += filled;
+          filled = 0;
+          continue;
+        }
+        from = newline + 1;
+        skipping = false;
+      }
+      // The lines this split owns start at or before its end: stop after the one that does last.
+      const lastStart = split.end - bufferOffset;
+      let to = eof ? filled : buffer.lastIndexOf(NEWLINE, filled - 1) + 1;
+      let done = eof;
+      if (from > lastStart) {
+        to = from;
+        done = true;
+      } else if (to > lastStart) {
+        const newline = buffer.subarray(0, filled).indexOf(NEWLINE, lastStart);
+        if (newline !== -1) {
+          to = newline + 1;
+          done = true;
+        }
+      }
+      if (to > from) await onBlock(buffer.subarray(from, to), bufferOffset + from);
+      if (done) return;
+      const rest = Math.max(from, to);
+      buffer.copy(buffer, 0, rest, filled);
+      bufferOffset += rest;
+      filled -= rest;
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+function grown(buffer: Buffer): Buffer {
+  const bigger = Buffer.allocUnsafe(buffer.length * 2);
+  buffer.copy(bigger);
+  return bigger;
+}
+
+/**
+ * Yields the records of one split, by `readSplitBlocks`'s rule of which split owns a line.
+ * `onLine` gets the line without `\n` or `\r\n`, its byte offset, and the bytes it took in the
+ * file.
  */
 export async function readSplit(
   split: Split,
   onLine: (offset: number, line: string, bytes: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  // Chunks of 1 MiB, or less for a small split: a map of a few bytes must not allocate a MiB.
-  const highWaterMark = Math.min(1 << 20, Math.max(1 << 16, split.end - split.start + 1));
-  const stream = createReadStream(split.file, { start: split.start, highWaterMark });
-  let pending: Buffer | null = null; // the bytes of a line that crosses a chunk edge
-  let chunkOffset = split.start; // file offset of the current chunk
-  let lineStart = split.start; // file offset of the current line
-  let skipping = split.start !== 0; // discarding the tail of a line that the previous split owns
   const pause = createYielder(); // a slow map must not starve the worker's heartbeats
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      signal?.throwIfAborted();
-      let from = 0;
-      let at = chunk.indexOf(NEWLINE);
-      while (at !== -1) {
-        if (skipping) {
-          skipping = false;
-        } else {
-          const bytes =
-            pending === null ? chunk.subarray(from, at) : Buffer.concat([pending, chunk.subarray(from, at)]);
-          onLine(lineStart, decodeLine(bytes), bytes.length + 1);
-          const paused = pause();
-          if (paused !== undefined) {
-            await paused;
-            signal?.throwIfAborted();
-          }
+  await readSplitBlocks(
+    split,
+    async (block, offset) => {
+      for (let start = 0; start < block.length;) {
+        const newline = block.indexOf(NEWLINE, start);
+        const end = newline === -1 ? block.length : newline;
+        const next = newline === -1 ? block.length : newline + 1;
+        onLine(offset + start, decodeLine(block, start, end), next - start);
+        start = next;
+        const paused = pause();
+        if (paused !== undefined) {
+          await paused;
+          signal?.throwIfAborted();
         }
-        pending = null;
-        from = at + 1;
-        lineStart = chunkOffset + from;
-        if (lineStart > split.end) return;
-        at = chunk.indexOf(NEWLINE, from);
       }
-      if (!skipping && from < chunk.length) {
-        const rest = chunk.subarray(from);
-        pending = pending === null ? Buffer.from(rest) : Buffer.concat([pending, rest]);
-      }
-      chunkOffset += chunk.length;
-    }
-    // The last line of a file without a final newline.
-    if (pending !== null) {
-      onLine(lineStart, decodeLine(pending), pending.length);
-    }
-  } finally {
-    stream.destroy();
-  }
+    },
+    signal,
+  );
 }
 
-function decodeLine(bytes: Buffer): string {
-  const end = bytes.length > 0 && bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length;
-  return bytes.toString("utf8", 0, end);
+function decodeLine(block: Buffer, start: number, end: number): string {
+  if (end > start && block[end - 1] === CR) end--;
+  return block.toString("utf8", start, end);
 }

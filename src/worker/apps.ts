@@ -10,7 +10,8 @@ const APP_FILE = /^([A-Za-z][\w-]*)\.(mjs|js)$/;
 
 /**
  * Loads every ES module `DIR/NAME.mjs` or `DIR/NAME.js` as app NAME. A module exports `map` and
- * `reduce`, and optionally `combine` and `partition`, as named exports or as a default object.
+ * `reduce`, and optionally `combine`, `partition` and `blockMapper`, as named exports or as a
+ * default object.
  * Apps come only from this directory, never from a path a client sends.
  */
 export async function loadApps(appsDir: string | undefined): Promise<Readonly<Record<string, App>>> {
@@ -52,7 +53,7 @@ async function importApp(path: string): Promise<App> {
       `app ${name} (${path}) must export functions map and reduce, by name or as a default object`,
     );
   }
-  for (const optional of ["combine", "partition"] as const) {
+  for (const optional of ["combine", "partition", "blockMapper"] as const) {
     if (source[optional] !== undefined && typeof source[optional] !== "function") {
       throw new InvalidArgumentError(`app ${name} (${path}): ${optional} must be a function`);
     }
@@ -62,5 +63,6 @@ async function importApp(path: string): Promise<App> {
     reduce: source.reduce.bind(source),
     combine: source.combine?.bind(source),
     partition: source.partition?.bind(source),
+    blockMapper: source.blockMapper?.bind(source),
   };
 }

@@ -5,10 +5,15 @@
  * points.
  */
 const LETTER = /\p{L}/u;
-const BMP_LETTERS = new Uint8Array(0x10000);
+export const BMP_LETTERS = new Uint8Array(0x10000);
 for (let code = 0; code < 0x10000; code++) {
   if (code >= 0xd800 && code < 0xe000) continue; // surrogates: handled in pairs below
   if (LETTER.test(String.fromCharCode(code))) BMP_LETTERS[code] = 1;
+}
+
+/** Whether a code point beyond the BMP is a letter. */
+export function isAstralLetter(point: number): boolean {
+  return LETTER.test(String.fromCodePoint(point));
 }
 
 /** The length in UTF-16 units of the letter at `i`, or 0 when there is none. */
@@ -16,7 +21,7 @@ function letterAt(line: string, i: number): number {
   const code = line.charCodeAt(i);
   if (code < 0xd800 || code >= 0xe000) return BMP_LETTERS[code]!;
   const point = line.codePointAt(i)!;
-  return point > 0xffff && LETTER.test(String.fromCodePoint(point)) ? 2 : 0;
+  return point > 0xffff && isAstralLetter(point) ? 2 : 0;
 }
 
 /** Calls `onWord` for each word of `line`, in order. */
