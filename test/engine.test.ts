@@ -4,14 +4,14 @@ import { describe, expect, it } from "vitest";
 import type { App } from "../src/mr/app.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
-import { partitionFile, runMapTask } from "../src/mr/mapTask.js";
+import { partitionRange, runMapTask, type MapOutput, type MapTaskOptions } from "../src/mr/mapTask.js";
 import { MergedReader, compareKeys, forEachGroup } from "../src/mr/merge.js";
 import { RecordReader, RecordWriter } from "../src/mr/records.js";
 import { countWords, random, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
-function readRecords(path: string): [string, string][] {
-  const reader = new RecordReader(path);
+function readRecords(path: string, start?: number, end?: number): [string, string][] {
+  const reader = new RecordReader(path, start, end);
   const records: [string, string][] = [];
   while (reader.next()) records.push([reader.key, reader.value]);
   return records;
@@ -90,54 +90,84 @@ describe("the merge", () => {
 /** Wordcount as `map` defines it, a line at a time, without its block mapper. */
 const lineWordcount: App = { ...BUILTIN_APPS.wordcount!, blockMapper: undefined };
 
+/** The records of partition `r` of a map output, in memory or on disk. */
+function readPartition(output: MapOutput, r: number): [string, string][] {
+  if (output.data) {
+    const path = join(tempDir(), "copy");
+    writeFileSync(path, output.data);
+    return readPartition({ ...output, data: undefined, path }, r);
+  }
+  const { path, start, end } = partitionRange(output, r);
+  return readRecords(path, start, end);
+}
+
+/** Runs a map task with its output and spills in `dir/name`. */
+function mapTask(dir: string, name: string, options: Omit<MapTaskOptions, "path" | "spillDir">) {
+  return runMapTask({ ...options, path: join(dir, `${name}.out`), spillDir: join(dir, name) });
+}
+
 describe("the map task", () => {
   it("spills a full sort buffer many times and merges the runs into the same output", async () => {
     const dir = tempDir();
     const [input] = writeCorpus(dir, { files: 1, bytes: 200_000, seed: 3 });
     const split = { file: input!, start: 0, end: 200_000 };
-    const inMemory = await runMapTask({
-      app: lineWordcount,
-      params: {},
-      split,
-      reducers: 3,
-      dir: join(dir, "mem"),
-    });
-    const spilled = await runMapTask({
-      app: lineWordcount,
-      params: {},
-      split,
-      reducers: 3,
-      dir: join(dir, "spill"),
-      sortBufferBytes: 4096,
-    });
-    expect(inMemory.SPILLED_RECORDS).toBeUndefined();
-    expect(spilled.SPILLED_RECORDS).toBeGreaterThan(1000);
+    const options = { app: lineWordcount, params: {}, split, reducers: 3 };
+    const inMemory = await mapTask(dir, "mem", options);
+    const spilled = await mapTask(dir, "spill", { ...options, sortBufferBytes: 4096 });
+    expect(inMemory.counters.SPILLED_RECORDS).toBeUndefined();
+    expect(spilled.counters.SPILLED_RECORDS).toBeGreaterThan(1000);
     for (let r = 0; r < 3; r++) {
-      expect(readRecords(partitionFile(join(dir, "spill"), r))).toEqual(
-        readRecords(partitionFile(join(dir, "mem"), r)),
-      );
+      expect(readPartition(spilled.output, r)).toEqual(readPartition(inMemory.output, r));
     }
-    expect(readdirSync(join(dir, "spill")).sort()).toEqual(["part-0", "part-1", "part-2"]);
-    expect(spilled.MAP_OUTPUT_RECORDS).toBe(inMemory.MAP_OUTPUT_RECORDS);
+    expect(readdirSync(join(dir, "spill"))).toEqual([]); // the runs are gone once merged
+    expect(spilled.counters.MAP_OUTPUT_RECORDS).toBe(inMemory.counters.MAP_OUTPUT_RECORDS);
   });
 
   it("maps with an app's block mapper to what its map gives, through flushes and spills", async () => {
     const dir = tempDir();
     const [input] = writeCorpus(dir, { files: 1, bytes: 3_000_000, seed: 5 }); // several read blocks
     const split = { file: input!, start: 1_000, end: 2_500_000 };
-    const run = (app: App, name: string, sortBufferBytes?: number) =>
-      runMapTask({ app, params: {}, split, reducers: 2, dir: join(dir, name), sortBufferBytes });
-    const byLine = await run(lineWordcount, "line");
-    const byBlock = await run(BUILTIN_APPS.wordcount!, "block", 8192); // a flush a block, and spills
-    expect(byBlock.SPILLED_RECORDS).toBeGreaterThan(0);
-    expect(byBlock.MAP_OUTPUT_RECORDS).toBeLessThan(byLine.MAP_OUTPUT_RECORDS! / 100); // combined in the mapper
+    const byLine = await mapTask(dir, "line", { app: lineWordcount, params: {}, split, reducers: 2 });
+    const byBlock = await mapTask(dir, "block", {
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      split,
+      reducers: 2,
+      sortBufferBytes: 8192, // a flush a block, and spills
+    });
+    expect(byBlock.counters.SPILLED_RECORDS).toBeGreaterThan(0);
+    // Combined in the mapper:
+    expect(byBlock.counters.MAP_OUTPUT_RECORDS).toBeLessThan(byLine.counters.MAP_OUTPUT_RECORDS! / 100);
     for (let r = 0; r < 2; r++) {
-      expect(readRecords(partitionFile(join(dir, "block"), r))).toEqual(
-        readRecords(partitionFile(join(dir, "line"), r)),
-      );
+      expect(readPartition(byBlock.output, r)).toEqual(readPartition(byLine.output, r));
     }
-    expect(byBlock.MAP_INPUT_RECORDS).toBe(byLine.MAP_INPUT_RECORDS);
-    expect(byBlock.MAP_INPUT_BYTES).toBe(byLine.MAP_INPUT_BYTES);
+    expect(byBlock.counters.MAP_INPUT_RECORDS).toBe(byLine.counters.MAP_INPUT_RECORDS);
+    expect(byBlock.counters.MAP_INPUT_BYTES).toBe(byLine.counters.MAP_INPUT_BYTES);
+  });
+
+  it("keeps an output within memoryBytes in memory, and creates no file for it", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "in"), "b a\nc a\n");
+    const options = {
+      app: lineWordcount,
+      params: {},
+      split: { file: join(dir, "in"), start: 0, end: 8 },
+      reducers: 2,
+    };
+    const small = await mapTask(dir, "small", { ...options, memoryBytes: 1024 });
+    expect(small.output.data).toBeInstanceOf(Buffer);
+    expect(small.output.data!.length).toBe(small.counters.MAP_OUTPUT_BYTES);
+    const onDisk = await mapTask(dir, "disk", { ...options, memoryBytes: 4 });
+    expect(onDisk.output.data).toBeUndefined();
+    expect(readdirSync(dir).sort()).toEqual(["disk.out", "in"]);
+    for (let r = 0; r < 2; r++)
+      expect(readPartition(small.output, r)).toEqual(readPartition(onDisk.output, r));
+    const all = [...readPartition(small.output, 0), ...readPartition(small.output, 1)].sort();
+    expect(all).toEqual([
+      ["a", "2"],
+      ["b", "1"],
+      ["c", "1"],
+    ]);
   });
 
   it("refuses a partition outside [0, R) with a message that names it", async () => {
@@ -145,13 +175,7 @@ describe("the map task", () => {
     writeFileSync(join(dir, "in"), "x\n");
     const app: App = { map: (_, emit) => emit("k", "v"), reduce: () => undefined, partition: () => 5 };
     await expect(
-      runMapTask({
-        app,
-        params: {},
-        split: { file: join(dir, "in"), start: 0, end: 2 },
-        reducers: 2,
-        dir: join(dir, "m"),
-      }),
+      mapTask(dir, "m", { app, params: {}, split: { file: join(dir, "in"), start: 0, end: 2 }, reducers: 2 }),
     ).rejects.toThrow(/partition\("k", 2\) returned 5/);
   });
 });
@@ -290,16 +314,18 @@ describe("the byte word counter", () => {
 
 describe("a worker's data directory", () => {
   it("is cleared of attempts' files only, whatever else the user keeps there", async () => {
-    const { clearAttemptDirs, attemptDir } = await import("../src/worker/dataDir.js");
+    const { clearAttemptDirs, attemptDir, mapOutputPath } = await import("../src/worker/dataDir.js");
     const dir = tempDir();
     const attempt = attemptDir(dir, "a0123456789abcdef");
     const { mkdirSync } = await import("node:fs");
     mkdirSync(attempt);
-    writeFileSync(join(attempt, "part-0"), "x");
+    writeFileSync(join(attempt, "spill-0"), "x");
+    writeFileSync(mapOutputPath(dir, "a00000000000000ff"), "x");
     writeFileSync(join(dir, "notes.txt"), "mine");
+    writeFileSync(join(dir, "a0123456789abcdef.txt"), "mine too");
     mkdirSync(join(dir, "a-project"));
     clearAttemptDirs(dir);
-    expect(readdirSync(dir).sort()).toEqual(["a-project", "notes.txt"]);
+    expect(readdirSync(dir).sort()).toEqual(["a-project", "a0123456789abcdef.txt", "notes.txt"]);
     expect(() => attemptDir(dir, "../etc")).toThrow(/not an attempt id/);
   });
 });

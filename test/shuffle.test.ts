@@ -10,6 +10,7 @@ import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runMapTask } from "../src/mr/mapTask.js";
 import { TaskKind } from "../src/types.js";
 import { attemptDir } from "../src/worker/dataDir.js";
+import { MapOutputs } from "../src/worker/mapOutputs.js";
 import { createShuffleService } from "../src/worker/shuffleServer.js";
 import { TaskRunner, batchByAddress } from "../src/worker/taskRunner.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -28,33 +29,38 @@ async function shuffleWorker(
   first: number,
   maps: number,
   reducers: number,
-): Promise<{ address: string; outputs: MapOutput[]; committed: Set<string> }> {
+): Promise<{ address: string; outputs: MapOutput[]; committed: Set<string>; inMemory: number }> {
   const dataDir = tempDir();
+  // A budget that keeps the first outputs in memory and sends the rest to disk: both are served.
+  const store = new MapOutputs(dataDir, 1_500);
   const committed = new Set<string>();
   const outputs: MapOutput[] = [];
   for (let m = first; m < first + maps; m++) {
     const attemptId = `a${m.toString(16).padStart(16, "0")}`;
     const input = join(dataDir, `input-${m}`);
     writeFileSync(input, `${SEVEN[m % 7]} ${THREE[m % 3]} shared\n`);
-    await runMapTask({
+    const { output } = await runMapTask({
       app: BUILTIN_APPS.wordcount!,
       params: {},
       split: { file: input, start: 0, end: 1e9 },
       reducers,
-      dir: attemptDir(dataDir, attemptId),
+      ...store.placeFor(attemptId),
+      spillDir: attemptDir(dataDir, attemptId),
     });
+    store.add(attemptId, output);
     committed.add(attemptId);
     outputs.push({ mapIndex: m, attemptId, address: "" });
   }
   const server = new Server();
   server.addService(
     ShuffleServiceService,
-    createShuffleService(dataDir, (id) => committed.has(id), log),
+    createShuffleService((id) => (committed.has(id) ? store.get(id) : undefined), log),
   );
   const address = await listen(server, "127.0.0.1:0");
   servers.push(server);
   for (const output of outputs) output.address = address;
-  return { address, outputs, committed };
+  const inMemory = outputs.filter(({ attemptId }) => store.get(attemptId)!.data !== undefined).length;
+  return { address, outputs, committed, inMemory };
 }
 
 function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment {
@@ -77,6 +83,8 @@ describe("the shuffle", () => {
   it("fetches hundreds of map outputs from two workers in batched streams", async () => {
     const one = await shuffleWorker(0, 150, 1);
     const two = await shuffleWorker(150, 130, 1);
+    expect(one.inMemory).toBeGreaterThan(0); // and the others come from files
+    expect(one.inMemory).toBeLessThan(150);
     const outputDir = tempDir();
     const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
     try {

@@ -184,12 +184,13 @@ export function blockMapper(ctx) {
     );
     writeFileSync(join(dir, "in.txt"), "one\ntwo\nthree\n");
     const apps = await loadApps(dir);
-    const counters = await runMapTask({
+    const { counters } = await runMapTask({
       app: apps.lines!,
       params: {},
       split: { file: join(dir, "in.txt"), start: 0, end: 14 },
       reducers: 1,
-      dir: join(dir, "m"),
+      path: join(dir, "m.out"),
+      spillDir: join(dir, "m"),
     });
     expect(counters).toMatchObject({ MAP_INPUT_RECORDS: 3, MAP_OUTPUT_RECORDS: 1, "app.blocks": 1 });
   });

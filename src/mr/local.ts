@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
-import { runMapTask, partitionFile } from "./mapTask.js";
+import { partitionRange, runMapTask, type MapOutput } from "./mapTask.js";
 import { commitPartFile, markOutputSucceeded, temporaryPartPath } from "./output.js";
 import { runReduceTask } from "./reduceTask.js";
 import { splitInputs } from "./split.js";
@@ -33,14 +33,19 @@ export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: num
     for (const [name, n] of Object.entries(more)) counters[name] = (counters[name] ?? 0) + n;
   };
   try {
-    const mapDirs = [];
+    const outputs: MapOutput[] = [];
     for (const [m, split] of splits.entries()) {
-      const dir = join(workDir, `m${m}`);
-      addAll(await runMapTask({ ...options, split, dir }));
-      mapDirs.push(dir);
+      const { counters, output } = await runMapTask({
+        ...options,
+        split,
+        path: join(workDir, `m${m}.out`),
+        spillDir: join(workDir, `m${m}`),
+      });
+      addAll(counters);
+      outputs.push(output);
     }
     for (let r = 0; r < options.reducers; r++) {
-      const inputs = mapDirs.map((dir) => ({ path: partitionFile(dir, r) }));
+      const inputs = outputs.map((output) => partitionRange(output, r));
       const outputPath = temporaryPartPath(options.outputDir, LOCAL_ATTEMPT, r);
       addAll(await runReduceTask({ ...options, inputs, outputPath }));
       commitPartFile(options.outputDir, LOCAL_ATTEMPT, r);

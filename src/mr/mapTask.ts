@@ -5,7 +5,7 @@ import type { App, Ctx } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
 import { MergedReader, compareKeys, forEachGroup } from "./merge.js";
 import { hashPartition } from "./partition.js";
-import { RecordReader, RecordWriter } from "./records.js";
+import { RecordReader, RecordWriter, type RecordRange } from "./records.js";
 import { readSplit, readSplitBlocks } from "./split.js";
 
 export const DEFAULT_SORT_BUFFER_BYTES = 64 * 1024 * 1024;
@@ -16,8 +16,12 @@ export interface MapTaskOptions {
   split: Split;
   /** R, the number of partitions to write. */
   reducers: number;
-  /** Where the R partition files go; created if missing. */
-  dir: string;
+  /** The output file, if the output is not kept in memory. */
+  path: string;
+  /** Where spills go; created at the first spill. */
+  spillDir: string;
+  /** An output of at most this many bytes, written without a spill, stays in memory. Default 0. */
+  memoryBytes?: number;
   /** Buffered map output is sorted and spilled past this estimate, in bytes. Default 64 MiB. */
   sortBufferBytes?: number;
   signal?: AbortSignal;
@@ -97,34 +101,52 @@ const COMBINE_IN_BUFFER_AT = 64;
 /** A full garbage collection after each spill pays only for a buffer this large or larger. */
 const COLLECT_AFTER_SPILL_BYTES = 8 * 1024 * 1024;
 
+/** Byte ranges [start, end) in a run or an output, one a partition. */
+type Ranges = [start: number, end: number][];
+
 /** A sorted run on disk: one file, with the byte range of each partition in it. */
 interface Spill {
   path: string;
-  ranges: [start: number, end: number][];
-}
-
-/** The file of partition `r` in a map attempt's directory. */
-export function partitionFile(dir: string, r: number): string {
-  return join(dir, `part-${r}`);
+  ranges: Ranges;
 }
 
 /**
- * Runs one map task: reads the split's records, calls `map`, and leaves R key-sorted files,
- * `partitionFile(dir, r)`, in the record format. Output goes to a sort buffer; a full buffer is
- * sorted by (partition, key), combined if the app has a combiner, and spilled as a sorted run.
- * At the end the runs are merged per partition, and combined again.
+ * A map attempt's output, as Hadoop's file.out and its index: the R key-sorted partitions back
+ * to back in the record format, and where each one is.
  */
-export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
-  const { app, split, reducers, dir } = options;
+export interface MapOutput {
+  /** The bytes, when they stayed in memory; else undefined, and they are in `path`. */
+  data: Buffer | undefined;
+  path: string;
+  partitions: Ranges;
+}
+
+/** The records of partition `r` of an output on disk, for a reader. */
+export function partitionRange(output: MapOutput, r: number): RecordRange {
+  if (output.data) throw new Error("this map output is in memory, not in a file");
+  const [start, end] = output.partitions[r]!;
+  return { path: output.path, start, end };
+}
+
+/**
+ * Runs one map task: reads the split's records, calls `map`, and returns R key-sorted
+ * partitions in one output. Output goes to a sort buffer; a full buffer is sorted by (partition,
+ * key), combined if the app has a combiner, and spilled as a sorted run. At the end the runs
+ * are merged per partition, and combined again.
+ */
+export async function runMapTask(
+  options: MapTaskOptions,
+): Promise<{ counters: Counters; output: MapOutput }> {
+  const { app, split, reducers } = options;
   const sortBufferBytes = options.sortBufferBytes ?? DEFAULT_SORT_BUFFER_BYTES;
   const counters = new TaskCounters();
   const ctx = counters.ctx(options.params);
-  mkdirSync(dir, { recursive: true });
 
   const buffer = new SortBuffer();
   const spills: Spill[] = [];
   const spill = (): void => {
-    const path = join(dir, `spill-${spills.length}`);
+    if (spills.length === 0) mkdirSync(options.spillDir, { recursive: true });
+    const path = join(options.spillDir, `spill-${spills.length}`);
     spills.push({ path, ranges: writeSortedRun(buffer.drain(), path, reducers, app, ctx, counters) });
     // The drained buffer is most of the heap: give it back now, unless it is too small to matter.
     if (sortBufferBytes >= COLLECT_AFTER_SPILL_BYTES) collectGarbage();
@@ -182,20 +204,25 @@ export async function runMapTask(options: MapTaskOptions): Promise<Counters> {
   counters.add(Counter.MAP_INPUT_BYTES, inputBytes);
   counters.add(Counter.MAP_OUTPUT_RECORDS, outputRecords);
 
-  if (spills.length === 0) {
-    // Everything fitted: sort once and write the partitions straight from memory.
-    const groups = buffer.drain();
-    for (let r = 0, at = 0; r < reducers; r++) {
-      const writer = new RecordWriter(partitionFile(dir, r));
-      at = writePartition(groups, at, r, writer, app, ctx, counters);
-      writer.close();
-      counters.add(Counter.MAP_OUTPUT_BYTES, writer.bytes);
+  const writer = new RecordWriter(options.path, {
+    memoryBytes: spills.length === 0 ? options.memoryBytes : 0,
+  });
+  let partitions: Ranges;
+  try {
+    if (spills.length === 0) {
+      // Everything fitted: sort once and write the partitions straight from memory.
+      partitions = writeRun(buffer.drain(), writer, reducers, app, ctx, counters);
+    } else {
+      if (!buffer.empty) spill();
+      partitions = await mergeSpills(spills, writer, options, ctx, counters);
     }
-    return counters.values;
+  } catch (err) {
+    writer.close();
+    throw err;
   }
-  if (!buffer.empty) spill();
-  await mergeSpills(spills, options, ctx, counters);
-  return counters.values;
+  const data = writer.close();
+  counters.add(Counter.MAP_OUTPUT_BYTES, writer.bytes);
+  return { counters: counters.values, output: { data, path: options.path, partitions } };
 }
 
 /** The lines of a block: its newlines, and one more for a last line that has none. */
@@ -205,7 +232,25 @@ function countLines(block: Buffer): number {
   return block.length > 0 && block[block.length - 1] !== 0x0a ? lines + 1 : lines;
 }
 
-/** Writes sorted groups as one run; returns each partition's byte range. */
+/** Writes sorted groups as one run of R partitions; returns each partition's byte range. */
+function writeRun(
+  groups: Group[],
+  writer: RecordWriter,
+  reducers: number,
+  app: App,
+  ctx: Ctx,
+  counters: TaskCounters,
+): Ranges {
+  const ranges: Ranges = [];
+  for (let r = 0, at = 0; r < reducers; r++) {
+    const start = writer.bytes;
+    at = writePartition(groups, at, r, writer, app, ctx, counters);
+    ranges.push([start, writer.bytes]);
+  }
+  return ranges;
+}
+
+/** Spills sorted groups to a file; returns each partition's byte range in it. */
 function writeSortedRun(
   groups: Group[],
   path: string,
@@ -213,14 +258,9 @@ function writeSortedRun(
   app: App,
   ctx: Ctx,
   counters: TaskCounters,
-): Spill["ranges"] {
+): Ranges {
   const writer = new RecordWriter(path);
-  const ranges: Spill["ranges"] = [];
-  for (let r = 0, at = 0; r < reducers; r++) {
-    const start = writer.bytes;
-    at = writePartition(groups, at, r, writer, app, ctx, counters);
-    ranges.push([start, writer.bytes]);
-  }
+  const ranges = writeRun(groups, writer, reducers, app, ctx, counters);
   writer.close();
   counters.add(Counter.SPILLED_RECORDS, writer.records);
   return ranges;
@@ -278,20 +318,22 @@ function combineEmit(writer: RecordWriter, counters: TaskCounters) {
     });
 }
 
-/** Merges the sorted runs partition by partition into the final files, then deletes the runs. */
+/** Merges the sorted runs partition by partition into the output, then deletes the runs. */
 async function mergeSpills(
   spills: Spill[],
+  writer: RecordWriter,
   options: MapTaskOptions,
   ctx: Ctx,
   counters: TaskCounters,
-): Promise<void> {
-  const { app, dir, reducers } = options;
+): Promise<Ranges> {
+  const { app, reducers } = options;
   const pause = createYielder();
+  const ranges: Ranges = [];
   for (let r = 0; r < reducers; r++) {
     options.signal?.throwIfAborted();
+    const start = writer.bytes;
     const sources = spills.map(({ path, ranges }) => new RecordReader(path, ...ranges[r]!));
     const merged = new MergedReader(sources);
-    const writer = new RecordWriter(partitionFile(dir, r));
     try {
       if (app.combine) {
         const emit = combineEmit(writer, counters);
@@ -312,11 +354,11 @@ async function mergeSpills(
       }
     } finally {
       merged.close();
-      writer.close();
     }
-    counters.add(Counter.MAP_OUTPUT_BYTES, writer.bytes);
+    ranges.push([start, writer.bytes]);
   }
   for (const { path } of spills) rmSync(path, { force: true });
+  return ranges;
 }
 
 function* countValues(values: Iterable<string>, counters: TaskCounters): Iterable<string> {

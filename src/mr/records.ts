@@ -10,18 +10,23 @@ const WRITE_BUFFER_BYTES = 1 << 20;
 const FIRST_WRITE_BUFFER_BYTES = 1 << 14;
 const READ_CHUNK_BYTES = 1 << 20;
 
-/** Appends records to a file through a buffer of up to 1 MiB. */
+/**
+ * Appends records to a file through a buffer of up to 1 MiB. The file is created at the first
+ * flush; with `memoryBytes`, output that never outgrows it is kept in memory instead, and no file
+ * is created at all (small map outputs, where creating a file costs more than the map).
+ */
 export class RecordWriter {
-  private readonly fd: number;
+  private fd: number | undefined;
   private buf = Buffer.allocUnsafe(FIRST_WRITE_BUFFER_BYTES);
   private used = 0;
   /** Bytes written so far, buffered or not. */
   bytes = 0;
   records = 0;
 
-  constructor(path: string) {
-    this.fd = openSync(path, "w");
-  }
+  constructor(
+    private readonly path: string,
+    private readonly options: { memoryBytes?: number } = {},
+  ) {}
 
   write(key: string, value: string): void {
     const need = 10 + Buffer.byteLength(key) + 10 + Buffer.byteLength(value);
@@ -41,12 +46,22 @@ export class RecordWriter {
     this.records++;
   }
 
-  close(): void {
+  /**
+   * Finishes the output. Returns its bytes if they stayed in memory (never flushed, and no more
+   * than `memoryBytes`); else they are in the file, and it returns undefined.
+   */
+  close(): Buffer | undefined {
+    const memoryBytes = this.options.memoryBytes ?? 0;
+    if (this.fd === undefined && memoryBytes > 0 && this.bytes <= memoryBytes) {
+      return Buffer.from(this.buf.subarray(0, this.used)); // a copy of its size, not the buffer's
+    }
     this.flush();
-    closeSync(this.fd);
+    closeSync(this.fd!);
+    return undefined;
   }
 
   private flush(): void {
+    this.fd ??= openSync(this.path, "w");
     let done = 0;
     while (done < this.used) done += writeSync(this.fd, this.buf, done, this.used - done);
     this.used = 0;

@@ -7,12 +7,23 @@ import { InvalidArgumentError } from "../errors.js";
  * data directory, or name a file that is not ours.
  */
 const ATTEMPT_ID = /^a[0-9a-f]{16}$/;
+/** The names an attempt's files take in the data directory: its directory and its map output. */
+const ATTEMPT_FILE = /^a[0-9a-f]{16}(\.out)?$/;
 
-/** The directory of one attempt's files inside a worker's data directory. */
-export function attemptDir(dataDir: string, attemptId: string): string {
+function checked(attemptId: string): string {
   if (!ATTEMPT_ID.test(attemptId))
     throw new InvalidArgumentError(`not an attempt id: ${JSON.stringify(attemptId)}`);
-  return join(dataDir, attemptId);
+  return attemptId;
+}
+
+/** The directory of one attempt's scratch files (a map's spills, a reduce's fetched input). */
+export function attemptDir(dataDir: string, attemptId: string): string {
+  return join(dataDir, checked(attemptId));
+}
+
+/** The file of a map attempt's output, when it is not kept in memory. */
+export function mapOutputPath(dataDir: string, attemptId: string): string {
+  return join(dataDir, `${checked(attemptId)}.out`);
 }
 
 /**
@@ -22,6 +33,6 @@ export function attemptDir(dataDir: string, attemptId: string): string {
 export function clearAttemptDirs(dataDir: string): void {
   mkdirSync(dataDir, { recursive: true });
   for (const name of readdirSync(dataDir)) {
-    if (ATTEMPT_ID.test(name)) rmSync(join(dataDir, name), { recursive: true, force: true });
+    if (ATTEMPT_FILE.test(name)) rmSync(join(dataDir, name), { recursive: true, force: true });
   }
 }

@@ -1,4 +1,4 @@
-/** ShuffleService: streams the partition files of this worker's map attempts to reducers. */
+/** ShuffleService: streams partitions of this worker's map outputs to reducers. */
 import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { once } from "node:events";
@@ -6,8 +6,7 @@ import { open } from "node:fs/promises";
 import type { Logger } from "pino";
 import { toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
-import { partitionFile } from "../mr/mapTask.js";
-import { attemptDir } from "./dataDir.js";
+import type { MapOutput } from "../mr/mapTask.js";
 
 /** The most a chunk carries, in bytes. */
 export const CHUNK_BYTES = 1 << 20;
@@ -22,8 +21,7 @@ type FetchCall = ServerWritableStream<pb.FetchPartitionRequest, pb.Chunk>;
  * attempts, so a reduce over a thousand small maps opens a few streams, not a thousand.
  */
 export function createShuffleService(
-  dataDir: string,
-  isCommitted: (attemptId: string) => boolean,
+  committedOutput: (attemptId: string) => MapOutput | undefined,
   log: Logger,
 ): UntypedServiceImplementation {
   const fetchPartition = (call: FetchCall): void => {
@@ -33,7 +31,7 @@ export function createShuffleService(
       call.emit("error", { code: status.INVALID_ARGUMENT, details: invalid });
       return;
     }
-    streamPartitions(call, dataDir, isCommitted).then(
+    streamPartitions(call, committedOutput).then(
       () => call.end(),
       (err: unknown) => {
         log.warn({ err: toError(err).message, partition }, "shuffle fetch failed");
@@ -61,8 +59,7 @@ function checkRequest(attemptIds: readonly string[], partition: number): string 
  */
 async function streamPartitions(
   call: FetchCall,
-  dataDir: string,
-  isCommitted: (attemptId: string) => boolean,
+  committedOutput: (attemptId: string) => MapOutput | undefined,
 ): Promise<void> {
   const { attemptIds, partition } = call.request;
   for (const [output, attemptId] of attemptIds.entries()) {
@@ -70,41 +67,51 @@ async function streamPartitions(
     const send = async (chunk: Omit<pb.Chunk, "output">): Promise<void> => {
       if (!call.write({ output, ...chunk })) await once(call, "drain");
     };
-    if (!isCommitted(attemptId)) {
-      await send({
-        data: Buffer.alloc(0),
-        last: true,
-        error: `attempt ${attemptId} has no committed output on this worker`,
-      });
+    const mapOutput = committedOutput(attemptId);
+    const range = mapOutput?.partitions[partition];
+    if (mapOutput === undefined || range === undefined) {
+      const error =
+        mapOutput === undefined
+          ? `attempt ${attemptId} has no committed output on this worker`
+          : `attempt ${attemptId} has no partition ${partition} (it wrote ${mapOutput.partitions.length})`;
+      await send({ data: Buffer.alloc(0), last: true, error });
       continue;
     }
-    let file;
     try {
-      file = await open(partitionFile(attemptDir(dataDir, attemptId), partition), "r");
+      await sendRange(mapOutput, range, send, () => call.cancelled);
     } catch (err) {
-      const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
-      await send({
-        data: Buffer.alloc(0),
-        last: true,
-        error: missing
-          ? `no output of attempt ${attemptId}, partition ${partition}, on this worker`
-          : toError(err).message,
-      });
-      continue;
+      await send({ data: Buffer.alloc(0), last: true, error: toError(err).message });
     }
-    try {
-      // Map output is written once and never changes: its size at open is its size.
-      const { size } = await file.stat();
-      let sent = 0;
-      do {
-        const data = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - sent));
-        const { bytesRead } = await file.read(data, 0, data.length, sent);
-        if (bytesRead < data.length) throw new Error(`map output of attempt ${attemptId} was cut short`);
-        sent += bytesRead;
-        await send({ data, last: sent === size, error: "" });
-      } while (sent < size && !call.cancelled);
-    } finally {
-      await file.close();
-    }
+  }
+}
+
+/** Sends bytes [start, end) of an output, from memory or from its file, ending with `last`. */
+async function sendRange(
+  output: MapOutput,
+  [start, end]: [number, number],
+  send: (chunk: Omit<pb.Chunk, "output">) => Promise<void>,
+  cancelled: () => boolean,
+): Promise<void> {
+  if (output.data) {
+    let at = start;
+    do {
+      const next = Math.min(at + CHUNK_BYTES, end);
+      await send({ data: output.data.subarray(at, next), last: next === end, error: "" });
+      at = next;
+    } while (at < end && !cancelled());
+    return;
+  }
+  const file = await open(output.path, "r");
+  try {
+    let at = start;
+    do {
+      const data = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, end - at));
+      const { bytesRead } = await file.read(data, 0, data.length, at);
+      if (bytesRead < data.length) throw new Error(`the map output in ${output.path} was cut short`);
+      at += bytesRead;
+      await send({ data, last: at === end, error: "" });
+    } while (at < end && !cancelled());
+  } finally {
+    await file.close();
   }
 }

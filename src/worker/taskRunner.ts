@@ -13,7 +13,8 @@ import { temporaryPartPath } from "../mr/output.js";
 import type { RecordRange } from "../mr/records.js";
 import { runReduceTask } from "../mr/reduceTask.js";
 import { TaskKind, type Counters } from "../types.js";
-import { attemptDir, clearAttemptDirs } from "./dataDir.js";
+import { attemptDir } from "./dataDir.js";
+import { MapOutputs } from "./mapOutputs.js";
 
 /** Fetch streams a reduce keeps open at once, as Hadoop's parallel copies. */
 const PARALLEL_FETCHES = 4;
@@ -104,25 +105,33 @@ export interface TaskRunnerOptions {
 
 export class TaskRunner {
   private readonly shuffleClients = new Map<string, ShuffleServiceClient>();
+  /** The output of every map attempt run here and not discarded. */
+  readonly mapOutputs: MapOutputs;
 
-  constructor(private readonly options: TaskRunnerOptions) {}
+  constructor(private readonly options: TaskRunnerOptions) {
+    // Small outputs in memory, up to one sort buffer's worth in all.
+    this.mapOutputs = new MapOutputs(options.dataDir, options.sortBufferBytes);
+  }
 
-  /** Runs the attempt; map output stays in the data directory, reduce output in `_temporary`. */
+  /** Runs the attempt; map output stays in `mapOutputs`, reduce output in `_temporary`. */
   async run(task: TaskAssignment, signal: AbortSignal): Promise<Counters> {
     const app = this.options.apps[task.app];
     if (!app) throw new UnrecoverableTaskError(`this worker does not offer app ${JSON.stringify(task.app)}`);
     const dir = attemptDir(this.options.dataDir, task.attemptId);
     if (task.kind === TaskKind.MAP) {
       if (!task.split) throw new UnrecoverableTaskError("a map task came without its split");
-      return runMapTask({
+      const { counters, output } = await runMapTask({
         app,
         params: task.params,
         split: task.split,
         reducers: task.reducers,
-        dir,
+        ...this.mapOutputs.placeFor(task.attemptId),
+        spillDir: dir,
         sortBufferBytes: this.options.sortBufferBytes,
         signal,
       });
+      this.mapOutputs.add(task.attemptId, output);
+      return counters;
     }
     try {
       const { inputs, bytes } = await this.fetchInputs(task, dir, signal);
@@ -141,6 +150,7 @@ export class TaskRunner {
 
   /** Deletes what an attempt left: its map output or fetched inputs, and a reduce's uncommitted file. */
   discard(task: TaskAssignment): void {
+    if (task.kind === TaskKind.MAP) this.mapOutputs.discard(task.attemptId);
     rmSync(attemptDir(this.options.dataDir, task.attemptId), { recursive: true, force: true });
     if (task.kind === TaskKind.REDUCE) {
       rmSync(dirname(temporaryPartPath(task.outputDir, task.attemptId, task.index)), {
@@ -150,9 +160,9 @@ export class TaskRunner {
     }
   }
 
-  /** Deletes every attempt's files in the data directory. */
+  /** Deletes every attempt's output and files. */
   discardAll(): void {
-    clearAttemptDirs(this.options.dataDir);
+    this.mapOutputs.discardAll();
   }
 
   close(): void {

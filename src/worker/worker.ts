@@ -89,7 +89,10 @@ export class MrWorker {
     this.runner.discardAll();
     this.server.addService(
       ShuffleServiceService,
-      createShuffleService(this.dataDir, (attemptId) => this.committed.has(attemptId), this.log),
+      createShuffleService(
+        (attemptId) => (this.committed.has(attemptId) ? this.runner.mapOutputs.get(attemptId) : undefined),
+        this.log,
+      ),
     );
     await this.register();
     this.heartbeatTimer = setInterval(() => void this.sendHeartbeat(), this.heartbeatMs);
