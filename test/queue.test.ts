@@ -1,5 +1,7 @@
 import { pino } from "pino";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { Redis } from "ioredis";
+import { startRedisServer } from "../src/cli/processes.js";
 import { TaskQueue, queueJobId } from "../src/driver/queue.js";
 import type { TaskRecord } from "../src/store/rows.js";
 import { uniquePrefix } from "./helpers/tmp.js";
@@ -8,10 +10,10 @@ const log = pino({ level: "silent" });
 const APPS = ["wordcount"];
 const open: TaskQueue[] = [];
 
-function openQueue(overrides: { lockDurationMs?: number } = {}): TaskQueue {
+function openQueue(overrides: { lockDurationMs?: number; redisUrl?: string } = {}): TaskQueue {
   const queue = TaskQueue.open(
     {
-      redisUrl: inject("redisUrl"),
+      redisUrl: overrides.redisUrl ?? inject("redisUrl"),
       prefix: uniquePrefix(),
       lockDurationMs: overrides.lockDurationMs ?? 5000,
       maxAttempts: 4,
@@ -111,5 +113,33 @@ describe("the queue adapter (BullMQ on a real Redis)", () => {
     expect((await queue.fetch("t2", ["wordcount"]))?.taskId).toBe(2);
     expect(await queue.fetch("t3", ["wordcount"])).toBeNull();
     expect(await queue.fetch("t4", ["wordcount", "custom"])).toMatchObject({ taskId: 1, app: "custom" });
+  });
+
+  it("tries a lane lately found empty after the others, until something is added to it", async () => {
+    // A Redis of its own, so that its script calls are this test's alone.
+    const redis = await startRedisServer();
+    const stats = new Redis(redis.url);
+    const scriptCalls = async (): Promise<number> => {
+      const info = await stats.info("commandstats");
+      return [...info.matchAll(/cmdstat_eval(?:sha)?:calls=(\d+)/g)].reduce(
+        (sum, m) => sum + Number(m[1]),
+        0,
+      );
+    };
+    try {
+      const queue = openQueue({ redisUrl: redis.url, lockDurationMs: 120_000 });
+      const apps = ["custom", "wordcount"];
+      await queue.enqueue([task(1), task(2), task(3)]);
+      expect(await queue.fetch("t1", apps, 0)).toMatchObject({ taskId: 1 }); // custom was tried first
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the lanes' first stalled checks
+      const before = await scriptCalls();
+      expect(await queue.fetch("t2", apps, 0)).toMatchObject({ taskId: 2 });
+      expect((await scriptCalls()) - before).toBe(1); // straight to wordcount
+      await queue.enqueue([task(4, 0, "custom")]);
+      expect(await queue.fetch("t3", apps, 0)).toMatchObject({ taskId: 4, app: "custom" });
+    } finally {
+      stats.disconnect();
+      await redis.stop();
+    }
   });
 });

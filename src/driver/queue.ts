@@ -51,10 +51,20 @@ export function queueJobId(task: Pick<TaskRecord, "jobId" | "kind" | "index" | "
   return `j${task.jobId}-${task.kind === TaskKind.MAP ? "m" : "r"}${task.index}-g${task.generation}`;
 }
 
+/**
+ * A lane found empty is tried last, after the others, for this long, unless this process adds
+ * to it meanwhile: a fetch costs a Redis script call per lane it tries, and a worker offers
+ * every built-in app while a cluster mostly runs one. Entries that come back by themselves
+ * (a retry's backoff, a stalled lease) wait at most this long for their lane to be tried first.
+ */
+const EMPTY_LANE_LAST_MS = 250;
+
 export class TaskQueue {
   private readonly lanes = new Map<string, Lane>();
   /** Entries handed out by this process, so a report needs no lookup in Redis. */
   private readonly held = new Map<string, Job<TaskData>>();
+  /** When a fetch last found each lane empty. */
+  private readonly foundEmpty = new Map<string, number>();
 
   private constructor(
     private readonly connection: Redis,
@@ -88,6 +98,7 @@ export class TaskQueue {
 
   async enqueue(tasks: readonly QueuedTask[]): Promise<void> {
     for (const [app, ofApp] of groupByApp(tasks)) {
+      this.foundEmpty.delete(app);
       await this.lane(app).queue.addBulk(
         ofApp.map((task) => ({
           name: task.kind,
@@ -106,12 +117,16 @@ export class TaskQueue {
 
   /**
    * Takes the next runnable task of one of `apps`, locked under `token`, or null when none is
-   * ready. Lanes are tried from `first` round, so that no app starves another. An entry that
-   * stalled too often is failed for good here, and the next one is taken.
+   * ready. Lanes are tried from `first` round, so that no app starves another, those lately
+   * found empty last. An entry that stalled too often is failed for good here, and the next one
+   * is taken.
    */
   async fetch(token: string, apps: readonly string[], first = 0): Promise<QueueEntry | null> {
-    for (let i = 0; i < apps.length; i++) {
-      const app = apps[(first + i) % apps.length]!;
+    const now = Date.now();
+    const rotated = apps.map((_, i) => apps[(first + i) % apps.length]!);
+    const lately = (app: string): boolean =>
+      now - (this.foundEmpty.get(app) ?? -Infinity) < EMPTY_LANE_LAST_MS;
+    for (const app of [...rotated.filter((app) => !lately(app)), ...rotated.filter(lately)]) {
       const { fetcher } = this.lane(app);
       for (;;) {
         const job = (await fetcher.getNextJob(token, { block: false })) as Job<TaskData> | undefined;
@@ -123,6 +138,7 @@ export class TaskQueue {
         this.held.set(job.id!, job);
         return { queueJobId: job.id!, taskId: job.data.taskId, generation: job.data.generation, app };
       }
+      this.foundEmpty.set(app, Date.now());
     }
     return null;
   }
@@ -156,6 +172,7 @@ export class TaskQueue {
 
   /** Puts an entry held under `token` (a lost attempt) back at the head of its lane, with no retry counted. */
   async requeue(task: QueuedTask, token: string): Promise<void> {
+    this.foundEmpty.delete(task.app);
     const job = await this.release(task);
     await job?.moveToWait(token);
   }
@@ -175,6 +192,7 @@ export class TaskQueue {
 
   /** Puts a fetched entry back at the head of its lane, unclaimed, with no retry counted. */
   async putBack(entry: QueueEntry, token: string): Promise<void> {
+    this.foundEmpty.delete(entry.app);
     const job = this.held.get(entry.queueJobId);
     this.held.delete(entry.queueJobId);
     await job?.moveToWait(token);
