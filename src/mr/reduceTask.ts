@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
-import { Counter, TaskCounters, checkedEmit, createYielder } from "./context.js";
+import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
 import { MergedReader, forEachGroup } from "./merge.js";
 import { RecordReader, type RecordRange } from "./records.js";
 
@@ -17,6 +17,12 @@ export interface ReduceTaskOptions {
 }
 
 /**
+ * A large reduce makes garbage at the rate it writes, and V8 grows its heap lazily, well past
+ * what is live: a full collection this often keeps the worker's peak near its live memory.
+ */
+const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
+
+/**
  * Runs one reduce task: a streaming k-way merge of the sorted inputs, `reduce` once per key
  * with a lazy iterator of its values, and `key<TAB>value` lines (the key alone for an empty
  * value) written to the attempt's own file.
@@ -27,9 +33,14 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
   const ctx = counters.ctx(options.params);
   mkdirSync(dirname(outputPath), { recursive: true });
   const out = new TextWriter(outputPath);
+  let collectAt = COLLECT_EVERY_BYTES;
   const emit = checkedEmit("reduce", (key, value) => {
     out.write(value === "" ? `${key}\n` : `${key}\t${value}\n`);
     counters.add(Counter.REDUCE_OUTPUT_RECORDS);
+    if (out.bytes >= collectAt) {
+      collectGarbage();
+      collectAt = out.bytes + COLLECT_EVERY_BYTES;
+    }
   });
   const merged = new MergedReader(
     options.inputs.map(({ path, start, end }) => new RecordReader(path, start, end)),
