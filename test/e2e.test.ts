@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { spawnMr } from "../src/cli/processes.js";
+import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
+import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
 import { committedOnce, startCluster, mr, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { countWords, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -150,5 +152,50 @@ describe("a job through a real driver and real workers", () => {
     expect(dirs.map((path) => existsSync(path))).toEqual([true, true]);
     for (const worker of workers) await worker.stop();
     expect(dirs.map((path) => existsSync(path))).toEqual([false, false]);
+  });
+
+  it("drops a job's map output once the job has ended, from memory and from disk", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    const letters = (i: number): string =>
+      [...i.toString(26)].map((digit) => String.fromCharCode(97 + parseInt(digit, 26))).join("");
+    const big = join(dir, "big.txt"); // one map of 200,000 distinct words: over 1 MiB of output, on disk
+    writeFileSync(big, Array.from({ length: 200_000 }, (_, i) => letters(i)).join(" ") + "\n");
+    const small = join(dir, "small.txt"); // small maps: their output stays in memory
+    writeFileSync(small, "a b\n".repeat(4));
+    const job = await cluster.client.submitJob({
+      app: "wordcount",
+      inputs: [big, small],
+      outputDir: join(dir, "out"),
+      reducers: 1,
+      splitSizeBytes: 8 * 1024 * 1024,
+      params: {},
+    });
+    const done = await waitForJobEnd(cluster.client, job.id);
+    expect(done.job!.state).toBe("SUCCEEDED");
+    expect(done.counters.MAP_OUTPUT_BYTES).toBeGreaterThan(1024 * 1024);
+    const mapAttempts = done.tasks
+      .filter((task) => task.kind === "MAP")
+      .map((task) => task.attempts.find((attempt) => attempt.state === "SUCCEEDED")!.id);
+    const worker = cluster.workers[0]!;
+    const shuffle = new ShuffleServiceClient(worker.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const dataDir = join(dir, "worker-1"); // the helper's --data-dir of its first worker
+    try {
+      const errors = async (): Promise<string[]> => {
+        const found: string[] = [];
+        const stream = shuffle.fetchPartition({ attemptIds: mapAttempts, partition: 0 });
+        for await (const chunk of stream as AsyncIterable<Chunk>) if (chunk.error) found.push(chunk.error);
+        return found;
+      };
+      let left = await errors();
+      for (let i = 0; i < 50 && left.length < mapAttempts.length; i++) {
+        await sleep(100);
+        left = await errors();
+      }
+      expect(left).toEqual(mapAttempts.map((id) => `attempt ${id} has no committed output on this worker`));
+      expect(readdirSync(dataDir).filter((name) => name.endsWith(".out"))).toEqual([]);
+    } finally {
+      shuffle.close();
+    }
   });
 });

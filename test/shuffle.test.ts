@@ -47,7 +47,7 @@ async function shuffleWorker(
       ...store.placeFor(attemptId),
       spillDir: attemptDir(dataDir, attemptId),
     });
-    store.add(attemptId, output);
+    store.add(attemptId, 1, output);
     committed.add(attemptId);
     outputs.push({ mapIndex: m, attemptId, address: "" });
   }

@@ -44,12 +44,24 @@ async function setup(maps: number, driverArgs: string[] = []) {
     (await callUnary(tasks.pollTask.bind(tasks), { workerId }, 10_000)).task;
   const complete = async (attemptId: string, next: boolean): Promise<TaskAssignment | undefined> =>
     (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: {}, next }, 5000)).task;
-  const heartbeat = async (attemptIds: string[]): Promise<void> => {
+  const heartbeat = async (attemptIds: string[], outputJobIds: number[] = []) => {
     const attempts = attemptIds.map((attemptId) => ({ attemptId, progress: 0 }));
-    await callUnary(tasks.heartbeat.bind(tasks), { workerId, attempts }, 5000);
+    return callUnary(tasks.heartbeat.bind(tasks), { workerId, attempts, outputJobIds }, 5000);
   };
   return { job, poll, complete, heartbeat };
 }
+
+describe("Heartbeat", () => {
+  it("names the jobs of the worker's map output that have ended, so that it can drop it", async () => {
+    const { job, poll, complete, heartbeat } = await setup(1);
+    const map = (await poll())!;
+    await complete(map.attemptId, false);
+    // The job still runs (its reduce has yet to fetch); job 999 is unknown here.
+    expect((await heartbeat([], [job.id, 999])).endedJobIds).toEqual([999]);
+    await cluster!.client.cancelJob(job.id);
+    expect((await heartbeat([], [job.id])).endedJobIds).toEqual([job.id]);
+  });
+});
 
 describe("CompleteTask", () => {
   it("hands the worker its next task in the reply when it asks, and only then", async () => {

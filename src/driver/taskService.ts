@@ -9,8 +9,9 @@ import { commitPartFile } from "../mr/output.js";
 import type { Db } from "../store/db.js";
 import type { GroupCommit } from "../store/groupCommit.js";
 import type { JobRecord, TaskRecord } from "../store/rows.js";
+import { getJob } from "../store/jobs.js";
 import { getWorker } from "../store/workers.js";
-import { TaskKind, WorkerState } from "../types.js";
+import { JobState, TaskKind, WorkerState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
@@ -82,8 +83,12 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
         log.warn({ err: toError(err).message }, "could not extend leases");
       }
     }
-    return { abortAttemptIds: outcome.abort };
+    return { abortAttemptIds: outcome.abort, endedJobIds: endedJobs(req.outputJobIds) };
   };
+
+  /** Of the jobs a worker holds map output of, those that have ended (or are unknown here). */
+  const endedJobs = (jobIds: readonly number[]): number[] =>
+    jobIds.filter((jobId) => getJob(db, jobId)?.state !== JobState.RUNNING);
 
   /**
    * Commits a reported attempt. A worker that asks for its next task gets one, if one is ready:

@@ -231,11 +231,15 @@ export interface AttemptStatus {
 export interface HeartbeatRequest {
   workerId: number;
   attempts: AttemptStatus[];
+  /** The jobs the worker holds map output of. */
+  outputJobIds: number[];
 }
 
 export interface HeartbeatResponse {
   /** Attempts the worker must stop: they no longer hold their task. */
   abortAttemptIds: string[];
+  /** Of output_job_ids, the jobs that have ended: their map output will never be read again. */
+  endedJobIds: number[];
 }
 
 export interface CompleteTaskRequest {
@@ -3382,7 +3386,7 @@ export const AttemptStatus: MessageFns<AttemptStatus> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { workerId: 0, attempts: [] };
+  return { workerId: 0, attempts: [], outputJobIds: [] };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -3392,6 +3396,13 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     for (const v of message.attempts) {
       AttemptStatus.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.outputJobIds.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.outputJobIds) {
+        writer.int64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -3425,6 +3436,24 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.attempts.push(AttemptStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag === 24) {
+              message.outputJobIds.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.outputJobIds.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3447,6 +3476,11 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
       attempts: globalThis.Array.isArray(object?.attempts)
         ? object.attempts.map((e: any) => AttemptStatus.fromJSON(e))
         : [],
+      outputJobIds: globalThis.Array.isArray(object?.outputJobIds)
+        ? object.outputJobIds.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.output_job_ids)
+        ? object.output_job_ids.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -3458,6 +3492,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     if (message.attempts?.length) {
       obj.attempts = message.attempts.map((e) => AttemptStatus.toJSON(e));
     }
+    if (message.outputJobIds?.length) {
+      obj.outputJobIds = message.outputJobIds.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -3468,18 +3505,26 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     const message = createBaseHeartbeatRequest();
     message.workerId = object.workerId ?? 0;
     message.attempts = object.attempts?.map((e) => AttemptStatus.fromPartial(e)) || [];
+    message.outputJobIds = object.outputJobIds?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { abortAttemptIds: [] };
+  return { abortAttemptIds: [], endedJobIds: [] };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.abortAttemptIds) {
       writer.uint32(10).string(v!);
+    }
+    if (message.endedJobIds.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.endedJobIds) {
+        writer.int64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -3505,6 +3550,24 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.abortAttemptIds.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag === 16) {
+              message.endedJobIds.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.endedJobIds.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3524,6 +3587,11 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
         : globalThis.Array.isArray(object?.abort_attempt_ids)
         ? object.abort_attempt_ids.map((e: any) => globalThis.String(e))
         : [],
+      endedJobIds: globalThis.Array.isArray(object?.endedJobIds)
+        ? object.endedJobIds.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.ended_job_ids)
+        ? object.ended_job_ids.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -3531,6 +3599,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     const obj: any = {};
     if (message.abortAttemptIds?.length) {
       obj.abortAttemptIds = message.abortAttemptIds;
+    }
+    if (message.endedJobIds?.length) {
+      obj.endedJobIds = message.endedJobIds.map((e) => Math.round(e));
     }
     return obj;
   },
@@ -3541,6 +3612,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   fromPartial<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(object: I): HeartbeatResponse {
     const message = createBaseHeartbeatResponse();
     message.abortAttemptIds = object.abortAttemptIds?.map((e) => e) || [];
+    message.endedJobIds = object.endedJobIds?.map((e) => e) || [];
     return message;
   },
 };

@@ -11,7 +11,7 @@ const MAX_OUTPUT_IN_MEMORY_BYTES = 1 << 20;
  * drops every output when it starts or registers again anyway.
  */
 export class MapOutputs {
-  private readonly outputs = new Map<string, MapOutput>();
+  private readonly outputs = new Map<string, MapOutput & { jobId: number }>();
   private bytesInMemory = 0;
 
   constructor(
@@ -28,9 +28,22 @@ export class MapOutputs {
     };
   }
 
-  add(attemptId: string, output: MapOutput): void {
-    this.outputs.set(attemptId, output);
+  add(attemptId: string, jobId: number, output: MapOutput): void {
+    this.outputs.set(attemptId, { ...output, jobId });
     this.bytesInMemory += output.data?.length ?? 0;
+  }
+
+  /** The jobs this worker holds output of. */
+  jobIds(): number[] {
+    return [...new Set([...this.outputs.values()].map(({ jobId }) => jobId))];
+  }
+
+  /** Drops the output of every attempt of these jobs; returns those attempts. */
+  discardJobs(jobIds: readonly number[]): string[] {
+    const ended = new Set(jobIds);
+    const attemptIds = [...this.outputs].filter(([, { jobId }]) => ended.has(jobId)).map(([id]) => id);
+    for (const attemptId of attemptIds) this.discard(attemptId);
+    return attemptIds;
   }
 
   get(attemptId: string): MapOutput | undefined {

@@ -130,7 +130,7 @@ export class TaskRunner {
         sortBufferBytes: this.options.sortBufferBytes,
         signal,
       });
-      this.mapOutputs.add(task.attemptId, output);
+      this.mapOutputs.add(task.attemptId, task.jobId, output);
       return counters;
     }
     try {

@@ -280,12 +280,20 @@ export class MrWorker {
 
   private async sendHeartbeat(): Promise<void> {
     const attempts = [...this.running.keys()].map((attemptId) => ({ attemptId, progress: 0 }));
+    const outputJobIds = this.runner.mapOutputs.jobIds();
     try {
       const reply = await callUnary(
         this.client.heartbeat.bind(this.client),
-        { workerId: this.workerId, attempts },
+        { workerId: this.workerId, attempts, outputJobIds },
         CALL_TIMEOUT_MS,
       );
+      if (reply.endedJobIds.length > 0) {
+        // Their map output will never be read again: free the memory and the disk.
+        for (const attemptId of this.runner.mapOutputs.discardJobs(reply.endedJobIds)) {
+          this.committed.delete(attemptId);
+        }
+        this.log.info({ jobIds: reply.endedJobIds }, "map output of ended jobs discarded");
+      }
       for (const attemptId of reply.abortAttemptIds) {
         const attempt = this.running.get(attemptId);
         if (!attempt) continue; // it ended while the heartbeat was on its way
