@@ -3,14 +3,17 @@
  * flushed and restarted, a task that always throws, chaos, cancel. Every run that succeeds must
  * give exactly the output of the local engine, with one committed attempt per task.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { startRedisServer, type MrProcess, type RedisServer } from "../src/cli/processes.js";
+import { submitJob } from "../src/driver/scheduler.js";
 import type * as pb from "../src/gen/mapreduce.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
+import { openDb } from "../src/store/db.js";
+import { finishJob } from "../src/store/jobs.js";
 import {
   committedOnce,
   mr,
@@ -192,6 +195,32 @@ describe("the driver killed with SIGKILL mid-job, twice", () => {
     expect(types.filter((type) => type === "driver-recovered").length).toBeGreaterThanOrEqual(2);
     expect(types.at(-1)).toBe("succeeded");
     expect(detail.counters.MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
+  });
+});
+
+describe("the driver stopped between a job's end and its _SUCCESS", () => {
+  it("finishes the output directory when it starts again", async () => {
+    const dir = tempDir();
+    // The database as that driver left it: the job SUCCEEDED, its output not yet finished.
+    const home = join(dir, "home");
+    mkdirSync(home, { recursive: true });
+    const db = openDb(join(home, "driver.db"));
+    const out = join(dir, "out");
+    const { job } = submitJob(
+      db,
+      { app: "wordcount", inputs: [], outputDir: out, reducers: 1, splitSizeBytes: 1, params: {} },
+      Date.now(),
+    );
+    expect(finishJob(db, job.id, "SUCCEEDED", null, Date.now())).toBe(true);
+    db.close();
+    mkdirSync(join(out, "_temporary", "a0123456789abcdef"), { recursive: true });
+    writeFileSync(join(out, "part-r-00000"), "word\t1\n");
+
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+    expect(readdirSync(out).sort()).toEqual(["_SUCCESS", "part-r-00000"]);
+    const reader = openDb(join(home, "driver.db"));
+    expect(reader.prepare("SELECT output_finished FROM jobs WHERE id = ?").pluck().get(job.id)).toBe(1);
+    reader.close();
   });
 });
 

@@ -8,6 +8,7 @@ import { toError } from "../errors.js";
 import { JobServiceService, TaskServiceService } from "../gen/mapreduce.js";
 import { listen, shutdown } from "../grpc.js";
 import { openDb } from "../store/db.js";
+import { listJobsWithOutputToFinish } from "../store/jobs.js";
 import { Dispatcher } from "./dispatcher.js";
 import { JobEffects } from "./jobEffects.js";
 import { createJobService } from "./jobService.js";
@@ -39,9 +40,11 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   );
   const commits = new GroupCommit(db);
   const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log);
-  const effects = new JobEffects(queue, dispatcher, log);
+  const effects = new JobEffects(db, queue, dispatcher, log);
   const liveness = new LivenessMonitor(db, effects, config, log);
   resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
+  // A job that ended just before the last driver stopped may still lack its _SUCCESS.
+  for (const job of listJobsWithOutputToFinish(db)) effects.finishOutput(job);
 
   const reconcile = async (reason: string): Promise<void> => {
     if (!queue.isConnected()) return;

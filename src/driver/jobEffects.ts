@@ -2,6 +2,9 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { toError } from "../errors.js";
 import { markOutputSucceeded, removeTemporaryOutput } from "../mr/output.js";
+import type { Db } from "../store/db.js";
+import { markOutputFinished } from "../store/jobs.js";
+import { inTransaction } from "../store/prepared.js";
 import type { JobRecord } from "../store/rows.js";
 import { JobState, TaskState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
@@ -19,6 +22,7 @@ export class JobEffects {
   private readonly pending = new Set<Promise<void>>();
 
   constructor(
+    private readonly db: Db,
     private readonly queue: TaskQueue,
     private readonly dispatcher: Dispatcher,
     private readonly log: Logger,
@@ -54,12 +58,16 @@ export class JobEffects {
     }
   }
 
-  /** A job that ended leaves `_SUCCESS`, or at least no `_temporary`. */
+  /**
+   * A job that ended leaves `_SUCCESS`, or at least no `_temporary`; then the job is marked so.
+   * A driver that stops before that finishes the output when it starts again.
+   */
   finishOutput(job: JobRecord): void {
     if (job.state === JobState.RUNNING) return;
     try {
       if (job.state === JobState.SUCCEEDED) markOutputSucceeded(job.outputDir);
       else removeTemporaryOutput(job.outputDir);
+      inTransaction(this.db, () => markOutputFinished(this.db, job.id));
     } catch (err) {
       this.log.error({ jobId: job.id, err: toError(err).message }, "could not finish the output directory");
     }

@@ -106,7 +106,8 @@ export function countTaskDone(db: Db, jobId: number, kind: TaskKind): JobRecord 
 
 /**
  * finishJob. Expects: the job RUNNING. Moves it to `state` (SUCCEEDED, FAILED or CANCELLED)
- * with its reason. Returns false if it was no longer RUNNING.
+ * with its reason, its output yet to finish (markOutputFinished). Returns false if it was no
+ * longer RUNNING.
  */
 export function finishJob(
   db: Db,
@@ -118,9 +119,25 @@ export function finishJob(
   return (
     prepared(
       db,
-      `UPDATE jobs SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'RUNNING'`,
+      `UPDATE jobs SET state = ?, error = ?, finished_at = ?, output_finished = 0
+       WHERE id = ? AND state = 'RUNNING'`,
     ).run(state, error, now, jobId).changes === 1
   );
+}
+
+/** markOutputFinished. Expects: the job ended, and its output directory was finished. */
+export function markOutputFinished(db: Db, jobId: number): void {
+  prepared(db, `UPDATE jobs SET output_finished = 1 WHERE id = ? AND state != 'RUNNING'`).run(jobId);
+}
+
+/** Ended jobs whose output directory has yet to be finished. */
+export function listJobsWithOutputToFinish(db: Db): JobRecord[] {
+  return prepared<[], Parameters<typeof toJob>[0]>(
+    db,
+    `SELECT ${JOB_COLUMNS} FROM jobs WHERE output_finished = 0 ORDER BY id`,
+  )
+    .all()
+    .map(toJob);
 }
 
 /** uncountMapDone. Expects: the job RUNNING. Takes back one map, whose output was lost. */
