@@ -6,6 +6,7 @@ import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
 import { partitionRange, runMapTask, type MapOutput, type MapTaskOptions } from "../src/mr/mapTask.js";
 import { MergedReader, compareKeys, forEachGroup } from "../src/mr/merge.js";
+import { runReduceTask } from "../src/mr/reduceTask.js";
 import { RecordReader, RecordWriter } from "../src/mr/records.js";
 import { countWords, random, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -177,6 +178,36 @@ describe("the map task", () => {
     await expect(
       mapTask(dir, "m", { app, params: {}, split: { file: join(dir, "in"), start: 0, end: 2 }, reducers: 2 }),
     ).rejects.toThrow(/partition\("k", 2\) returned 5/);
+  });
+});
+
+describe("the reduce task", () => {
+  it("reads many ranges of one file through one descriptor", async () => {
+    const dir = tempDir();
+    const path = join(dir, "fetched");
+    const writer = new RecordWriter(path);
+    const inputs = [];
+    for (let m = 0; m < 300; m++) {
+      const start = writer.bytes;
+      writer.write(`k${m % 7}`, "1");
+      inputs.push({ path, start, end: writer.bytes });
+    }
+    writer.close();
+    const openFds = (): number => readdirSync("/proc/self/fd").length;
+    const before = openFds();
+    let during = 0;
+    const app: App = {
+      map: () => undefined,
+      reduce(key, values, emit) {
+        during ||= openFds();
+        emit(key, String([...values].length));
+      },
+    };
+    await runReduceTask({ app, params: {}, inputs, outputPath: join(dir, "out", "part") });
+    expect(during - before).toBeLessThan(5);
+    expect(readFileSync(join(dir, "out", "part"), "utf8")).toBe(
+      ["k0\t43", "k1\t43", "k2\t43", "k3\t43", "k4\t43", "k5\t43", "k6\t42", ""].join("\n"),
+    );
   });
 });
 

@@ -108,6 +108,29 @@ export interface RecordRange {
 }
 
 /**
+ * Files opened once for the readers of many ranges in them: a reduce reads a thousand map
+ * outputs out of a few fetched files, and must not hold a descriptor for each. Reads give their
+ * position, so readers share a descriptor safely. The files must not change while open here.
+ */
+export class SharedFiles {
+  private readonly open = new Map<string, { fd: number; users: number }>();
+
+  acquire(path: string): number {
+    let file = this.open.get(path);
+    if (!file) this.open.set(path, (file = { fd: openSync(path, "r"), users: 0 }));
+    file.users++;
+    return file.fd;
+  }
+
+  release(path: string): void {
+    const file = this.open.get(path)!;
+    if (--file.users > 0) return;
+    this.open.delete(path);
+    closeSync(file.fd);
+  }
+}
+
+/**
  * Reads records from a byte range of a file, a chunk at a time, synchronously: the reduce side
  * hands `values` to user code as a plain iterator, so the reads under it cannot be async.
  * Usage: `while (reader.next()) use(reader.key, reader.value)`.
@@ -121,12 +144,14 @@ export class RecordReader {
   private filePos: number;
   private closed = false;
 
+  /** With `files`, the file's descriptor is shared with other readers of the same file. */
   constructor(
-    path: string,
+    private readonly path: string,
     start = 0,
     private readonly end = Infinity,
+    private readonly files?: SharedFiles,
   ) {
-    this.fd = openSync(path, "r");
+    this.fd = files ? files.acquire(path) : openSync(path, "r");
     this.filePos = start;
   }
 
@@ -147,7 +172,8 @@ export class RecordReader {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeSync(this.fd);
+    if (this.files) this.files.release(this.path);
+    else closeSync(this.fd);
   }
 
   private readString(): string | null {

@@ -4,7 +4,7 @@ import type { Counters } from "../types.js";
 import type { App } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
 import { MergedReader, forEachGroup } from "./merge.js";
-import { RecordReader, type RecordRange } from "./records.js";
+import { RecordReader, SharedFiles, type RecordRange } from "./records.js";
 
 export interface ReduceTaskOptions {
   app: App;
@@ -42,8 +42,9 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
       collectAt = out.bytes + COLLECT_EVERY_BYTES;
     }
   });
+  const files = new SharedFiles(); // one descriptor a fetched file, not one a map output
   const merged = new MergedReader(
-    options.inputs.map(({ path, start, end }) => new RecordReader(path, start, end)),
+    options.inputs.map(({ path, start, end }) => new RecordReader(path, start, end, files)),
   );
   const pause = createYielder();
   try {
