@@ -8,7 +8,7 @@ const MAX_OUTPUT_IN_MEMORY_BYTES = 1 << 20;
 /**
  * The map outputs a worker holds, by attempt id. A small output stays in memory, within a budget
  * for them all; the rest are files in the data directory. Memory loses nothing here: a worker
- * drops every output when it starts or registers again anyway.
+ * drops every output when it starts or registers again anyway. Outputs go once their job ends.
  */
 export class MapOutputs {
   private readonly outputs = new Map<string, MapOutput & { jobId: number }>();
