@@ -345,7 +345,7 @@ describe("the byte word counter", () => {
 
 describe("a worker's data directory", () => {
   it("is cleared of attempts' files only, whatever else the user keeps there", async () => {
-    const { clearAttemptDirs, attemptDir, mapOutputPath } = await import("../src/worker/dataDir.js");
+    const { clearAttemptFiles, attemptDir, mapOutputPath } = await import("../src/worker/dataDir.js");
     const dir = tempDir();
     const attempt = attemptDir(dir, "a0123456789abcdef");
     const { mkdirSync } = await import("node:fs");
@@ -355,7 +355,7 @@ describe("a worker's data directory", () => {
     writeFileSync(join(dir, "notes.txt"), "mine");
     writeFileSync(join(dir, "a0123456789abcdef.txt"), "mine too");
     mkdirSync(join(dir, "a-project"));
-    clearAttemptDirs(dir);
+    clearAttemptFiles(dir);
     expect(readdirSync(dir).sort()).toEqual(["a-project", "a0123456789abcdef.txt", "notes.txt"]);
     expect(() => attemptDir(dir, "../etc")).toThrow(/not an attempt id/);
   });

@@ -119,10 +119,15 @@ async function startCluster(
   };
 }
 
-async function runJob(
-  cluster: Cluster,
-  request: { app: string; inputs: string[]; outputDir: string; reducers: number; splitSizeBytes: number },
-): Promise<Measure & { tasks: number }> {
+interface JobRequest {
+  app: string;
+  inputs: string[];
+  outputDir: string;
+  reducers: number;
+  splitSizeBytes: number;
+}
+
+async function runJob(cluster: Cluster, request: JobRequest): Promise<Measure & { tasks: number }> {
   rmSync(request.outputDir, { recursive: true, force: true });
   const rss = new RssWatch(() => cluster.workers.map((worker) => worker.child.pid!));
   const started = performance.now();
@@ -132,6 +137,23 @@ async function runJob(
   const peakRssMb = rss.stop();
   if (done.state !== "SUCCEEDED") throw new Error(`job ${job.id} ${done.state}: ${done.error}`);
   return { seconds, peakRssMb, tasks: done.mapsTotal + done.reducesTotal };
+}
+
+/** Runs one job on a cluster started afresh in `home` (emptied first), then stops the cluster. */
+async function jobOnNewCluster(
+  redis: RedisServer,
+  home: string,
+  workers: number,
+  workerArgs: string[],
+  request: JobRequest,
+): Promise<Measure & { tasks: number }> {
+  rmSync(home, { recursive: true, force: true });
+  const cluster = await startCluster(redis, home, workers, workerArgs);
+  try {
+    return await runJob(cluster, request);
+  } finally {
+    await cluster.stop();
+  }
 }
 
 /** Seconds to read the corpus and split it into words as wordcount's `map` does, line by line. */
@@ -201,21 +223,14 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
     counterRuns.push(await wordCounterAlone(corpus));
     results.local!.push(await runLocal(corpus, join(work, "out-local")));
     for (const workers of [1, 2]) {
-      const home = join(work, `home-${workers}`);
-      rmSync(home, { recursive: true, force: true });
-      const cluster = await startCluster(redis, home, workers);
-      try {
-        const request = {
-          app: "wordcount",
-          inputs: [corpus],
-          outputDir: join(work, `out-${workers}`),
-          reducers: 4,
-          splitSizeBytes: 0,
-        };
-        results[`cluster${workers}`]!.push(await runJob(cluster, request));
-      } finally {
-        await cluster.stop();
-      }
+      const measure = await jobOnNewCluster(redis, join(work, `home-${workers}`), workers, [], {
+        app: "wordcount",
+        inputs: [corpus],
+        outputDir: join(work, `out-${workers}`),
+        reducers: 4,
+        splitSizeBytes: 0,
+      });
+      results[`cluster${workers}`]!.push(measure);
     }
   }
   const seconds = (name: string): number => median(results[name]!.map((m) => m.seconds));
@@ -260,22 +275,21 @@ async function dispatch(redis: RedisServer, work: string, ratios: Row[]): Promis
   let tasks = 0;
   for (let run = 0; run < RUNS; run++) {
     for (const slots of DISPATCH_SLOTS) {
-      const home = join(work, "home-dispatch");
-      rmSync(home, { recursive: true, force: true });
-      const cluster = await startCluster(redis, home, 2, ["--slots", String(slots)]);
-      try {
-        const measure = await runJob(cluster, {
+      const measure = await jobOnNewCluster(
+        redis,
+        join(work, "home-dispatch"),
+        2,
+        ["--slots", String(slots)],
+        {
           app: "wordcount",
           inputs: [tiny],
           outputDir: join(work, "out-tiny"),
           reducers: 1,
           splitSizeBytes: 4,
-        });
-        tasks = measure.tasks;
-        rates.get(slots)!.push(measure.tasks / measure.seconds);
-      } finally {
-        await cluster.stop();
-      }
+        },
+      );
+      tasks = measure.tasks;
+      rates.get(slots)!.push(measure.tasks / measure.seconds);
     }
     bare.push(await bareBullmq(redis, 1000));
   }
@@ -303,26 +317,15 @@ async function memory(redis: RedisServer, work: string, ratios: Row[]): Promise<
     writeZipfCorpus(input, { bytes: 4 * SORT_BUFFER_MB * MB, vocabulary: 100_000, seed: 2 });
   const peaks: number[] = [];
   for (let run = 0; run < RUNS; run++) {
-    const home = join(work, "home-memory");
-    rmSync(home, { recursive: true, force: true });
-    const cluster = await startCluster(redis, home, 1, [
-      "--apps-dir",
-      BENCH_APPS,
-      "--sort-buffer-mb",
-      String(SORT_BUFFER_MB),
-    ]);
-    try {
-      const measure = await runJob(cluster, {
-        app: "identity",
-        inputs: [input],
-        outputDir: join(work, "out-memory"),
-        reducers: 1,
-        splitSizeBytes: 1024 * MB,
-      });
-      peaks.push(measure.peakRssMb);
-    } finally {
-      await cluster.stop();
-    }
+    const args = ["--apps-dir", BENCH_APPS, "--sort-buffer-mb", String(SORT_BUFFER_MB)];
+    const measure = await jobOnNewCluster(redis, join(work, "home-memory"), 1, args, {
+      app: "identity",
+      inputs: [input],
+      outputDir: join(work, "out-memory"),
+      reducers: 1,
+      splitSizeBytes: 1024 * MB,
+    });
+    peaks.push(measure.peakRssMb);
   }
   ratios.push([
     `memory: ${4 * SORT_BUFFER_MB} MB sorted with a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,

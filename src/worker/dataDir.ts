@@ -30,7 +30,7 @@ export function mapOutputPath(dataDir: string, attemptId: string): string {
  * Creates the data directory if needed and deletes every attempt's files in it, and nothing
  * else: the directory is the user's choice, and may hold other things.
  */
-export function clearAttemptDirs(dataDir: string): void {
+export function clearAttemptFiles(dataDir: string): void {
   mkdirSync(dataDir, { recursive: true });
   for (const name of readdirSync(dataDir)) {
     if (ATTEMPT_FILE.test(name)) rmSync(join(dataDir, name), { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import { rmSync } from "node:fs";
 import type { MapOutput } from "../mr/mapTask.js";
-import { clearAttemptDirs, mapOutputPath } from "./dataDir.js";
+import { clearAttemptFiles, mapOutputPath } from "./dataDir.js";
 
 /** The largest map output kept in memory: a writer's whole buffer. */
 const MAX_OUTPUT_IN_MEMORY_BYTES = 1 << 20;
@@ -62,6 +62,6 @@ export class MapOutputs {
   discardAll(): void {
     this.outputs.clear();
     this.bytesInMemory = 0;
-    clearAttemptDirs(this.dataDir);
+    clearAttemptFiles(this.dataDir);
   }
 }
