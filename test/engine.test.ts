@@ -1,13 +1,13 @@
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { App } from "../src/mr/app.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
 import { partitionRange, runMapTask, type MapOutput, type MapTaskOptions } from "../src/mr/mapTask.js";
-import { MergedReader, compareKeys, forEachGroup } from "../src/mr/merge.js";
+import { MergedReader, compareKeys, forEachGroup, openMerge } from "../src/mr/merge.js";
 import { runReduceTask } from "../src/mr/reduceTask.js";
-import { RecordReader, RecordWriter } from "../src/mr/records.js";
+import { RecordReader, RecordWriter, SharedFiles } from "../src/mr/records.js";
 import { countWords, random, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -52,28 +52,71 @@ describe("the record format", () => {
   });
 });
 
+/**
+ * Writes `runs` sorted runs, `dir/run0` …, of `records` records each, over `keys` random keys;
+ * each value names its run and place. Returns the runs' records.
+ */
+function writeRuns(
+  dir: string,
+  options: { runs: number; records: number; keys: number; seed: number },
+): [string, string][][] {
+  const next = random(options.seed);
+  const runs: [string, string][][] = [];
+  for (let r = 0; r < options.runs; r++) {
+    const run = Array.from(
+      { length: options.records },
+      (_, i) => [`k${Math.floor(next() * options.keys)}`, `${r}:${i}`] as [string, string],
+    );
+    run.sort((a, b) => compareKeys(a[0], b[0]));
+    runs.push(run);
+    const writer = new RecordWriter(join(dir, `run${r}`));
+    for (const [key, value] of run) writer.write(key, value);
+    writer.close();
+  }
+  return runs;
+}
+
 describe("the merge", () => {
   it("merges sorted runs in key order, stable by source, and groups values lazily", async () => {
     const dir = tempDir();
-    const next = random(7);
-    const runs: [string, string][][] = [];
-    for (let r = 0; r < 5; r++) {
-      const run = Array.from(
-        { length: 200 },
-        (_, i) => [`k${Math.floor(next() * 50)}`, `${r}:${i}`] as [string, string],
-      );
-      run.sort((a, b) => compareKeys(a[0], b[0]));
-      runs.push(run);
-      const writer = new RecordWriter(join(dir, `run${r}`));
-      for (const [key, value] of run) writer.write(key, value);
-      writer.close();
-    }
+    const runs = writeRuns(dir, { runs: 5, records: 200, keys: 50, seed: 7 });
     const expected = runs.flat().sort((a, b) => compareKeys(a[0], b[0])); // Array sort is stable
     const merged = new MergedReader(runs.map((_, r) => new RecordReader(join(dir, `run${r}`))));
     const groups: [string, string[]][] = [];
     const seen = await forEachGroup(merged, (key, values) => groups.push([key, [...values]]));
     expect(groups.flatMap(([key, values]) => values.map((value) => [key, value]))).toEqual(expected);
     expect(seen).toEqual({ groups: new Set(expected.map(([key]) => key)).size, records: 1000 });
+  });
+
+  it("merges more runs than its factor in passes: the same stable order, never more than factor runs read at once", async () => {
+    const dir = tempDir();
+    const runs = writeRuns(dir, { runs: 250, records: 20, keys: 30, seed: 11 });
+    const expected = runs.flat().sort((a, b) => compareKeys(a[0], b[0]));
+    let reading = 0;
+    let mostReading = 0;
+    const files = new (class extends SharedFiles {
+      override acquire(path: string): number {
+        mostReading = Math.max(mostReading, ++reading);
+        return super.acquire(path);
+      }
+      override release(path: string): void {
+        reading--;
+        super.release(path);
+      }
+    })();
+    let rewritten = 0;
+    const work = join(dir, "work");
+    const merged = await openMerge(
+      runs.map((_, r) => ({ path: join(dir, `run${r}`) })),
+      { dir: work, files, factor: 10, onRewritten: (records) => (rewritten += records) },
+    );
+    const seen: [string, string][] = [];
+    while (merged.next()) seen.push([merged.key, merged.value]);
+    merged.close();
+    expect(seen).toEqual(expected);
+    expect(mostReading).toBeLessThanOrEqual(10);
+    expect(rewritten).toBeGreaterThan(0);
+    expect(readdirSync(work)).toEqual([]); // the runs merged ahead are gone
   });
 
   it("skips the values a callback leaves unread", async () => {
@@ -108,7 +151,7 @@ function mapTask(dir: string, name: string, options: Omit<MapTaskOptions, "path"
 }
 
 describe("the map task", () => {
-  it("spills a full sort buffer many times and merges the runs into the same output", async () => {
+  it("spills a full sort buffer many times and merges the runs, in passes, into the same output", async () => {
     const dir = tempDir();
     const [input] = writeCorpus(dir, { files: 1, bytes: 200_000, seed: 3 });
     const split = { file: input!, start: 0, end: 200_000 };
@@ -117,10 +160,13 @@ describe("the map task", () => {
     const spilled = await mapTask(dir, "spill", { ...options, sortBufferBytes: 4096 });
     expect(inMemory.counters.SPILLED_RECORDS).toBeUndefined();
     expect(spilled.counters.SPILLED_RECORDS).toBeGreaterThan(1000);
+    // Hundreds of runs: more than a merge reads at once, so some were merged ahead, and their
+    // records written twice.
+    expect(spilled.counters.SPILLED_RECORDS).toBeGreaterThan(spilled.counters.MAP_OUTPUT_RECORDS!);
     for (let r = 0; r < 3; r++) {
       expect(readPartition(spilled.output, r)).toEqual(readPartition(inMemory.output, r));
     }
-    expect(readdirSync(join(dir, "spill"))).toEqual([]); // the runs are gone once merged
+    expect(existsSync(join(dir, "spill"))).toBe(false); // the runs are gone once merged
     expect(spilled.counters.MAP_OUTPUT_RECORDS).toBe(inMemory.counters.MAP_OUTPUT_RECORDS);
   });
 
@@ -182,12 +228,12 @@ describe("the map task", () => {
 });
 
 describe("the reduce task", () => {
-  it("reads many ranges of one file through one descriptor", async () => {
+  it("reads many ranges of one file through one descriptor (below the merge factor)", async () => {
     const dir = tempDir();
     const path = join(dir, "fetched");
     const writer = new RecordWriter(path);
     const inputs = [];
-    for (let m = 0; m < 300; m++) {
+    for (let m = 0; m < 90; m++) {
       const start = writer.bytes;
       writer.write(`k${m % 7}`, "1");
       inputs.push({ path, start, end: writer.bytes });
@@ -203,10 +249,16 @@ describe("the reduce task", () => {
         emit(key, String([...values].length));
       },
     };
-    await runReduceTask({ app, params: {}, inputs, outputPath: join(dir, "out", "part") });
+    await runReduceTask({
+      app,
+      params: {},
+      inputs,
+      outputPath: join(dir, "out", "part"),
+      workDir: join(dir, "w"),
+    });
     expect(during - before).toBeLessThan(5);
     expect(readFileSync(join(dir, "out", "part"), "utf8")).toBe(
-      ["k0\t43", "k1\t43", "k2\t43", "k3\t43", "k4\t43", "k5\t43", "k6\t42", ""].join("\n"),
+      ["k0\t13", "k1\t13", "k2\t13", "k3\t13", "k4\t13", "k5\t13", "k6\t12", ""].join("\n"),
     );
   });
 });
@@ -236,6 +288,24 @@ describe("a local job", () => {
     }
     expect(readdirSync(outputDir)).toContain("_SUCCESS");
     expect(readdirSync(outputDir)).not.toContain("_temporary");
+  });
+
+  it("counts words exactly over more maps than the merge factor, whose outputs a reduce merges in passes", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 1, bytes: 60_000, seed: 12 });
+    const outputDir = join(dir, "out");
+    const { maps, counters } = await runLocalJob({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      inputs,
+      outputDir,
+      reducers: 2,
+      splitSizeBytes: 400,
+    });
+    expect(maps).toBeGreaterThan(100);
+    expect(counters.SPILLED_RECORDS).toBeGreaterThan(0); // records rewritten by merges ahead
+    const expected = [...countWords(inputs)].map(([word, n]) => `${word}\t${n}`).sort();
+    expect(readOutput(outputDir)).toEqual(expected);
   });
 
   it("indexes documents by sorted distinct basename", async () => {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../src/cli/processes.js";
 import { TaskQueue, queueJobId } from "../src/driver/queue.js";
-import type { TaskRecord } from "../src/store/rows.js";
+import { task } from "./helpers/tasks.js";
 import { uniquePrefix } from "./helpers/tmp.js";
 
 const log = pino({ level: "silent" });
@@ -24,24 +24,6 @@ function openQueue(overrides: { lockDurationMs?: number; redisUrl?: string } = {
   );
   open.push(queue);
   return queue;
-}
-
-function task(id: number, generation = 0, app = "wordcount"): TaskRecord {
-  return {
-    id,
-    jobId: 1,
-    app,
-    kind: "MAP",
-    index: id,
-    state: "PENDING",
-    generation,
-    file: "f",
-    startByte: 0,
-    endByte: 1,
-    attemptId: null,
-    failedAttempts: 0,
-    lostAttempts: 0,
-  };
 }
 
 afterEach(async () => {

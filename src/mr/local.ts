@@ -47,7 +47,7 @@ export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: num
     for (let r = 0; r < options.reducers; r++) {
       const inputs = outputs.map((output) => partitionRange(output, r));
       const outputPath = temporaryPartPath(options.outputDir, LOCAL_ATTEMPT, r);
-      addAll(await runReduceTask({ ...options, inputs, outputPath }));
+      addAll(await runReduceTask({ ...options, inputs, outputPath, workDir: join(workDir, `r${r}`) }));
       commitPartFile(options.outputDir, LOCAL_ATTEMPT, r);
     }
     markOutputSucceeded(options.outputDir);

@@ -3,9 +3,9 @@ import { join } from "node:path";
 import type { Counters, Split } from "../types.js";
 import type { App, Ctx } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
-import { MergedReader, compareKeys, forEachGroup } from "./merge.js";
+import { compareKeys, forEachGroup, openMerge } from "./merge.js";
 import { hashPartition } from "./partition.js";
-import { RecordReader, RecordWriter, type RecordRange } from "./records.js";
+import { RecordWriter, type RecordRange } from "./records.js";
 import { readSplit, readSplitBlocks } from "./split.js";
 
 export const DEFAULT_SORT_BUFFER_BYTES = 64 * 1024 * 1024;
@@ -318,7 +318,10 @@ function combineEmit(writer: RecordWriter, counters: TaskCounters) {
     });
 }
 
-/** Merges the sorted runs partition by partition into the output, then deletes the runs. */
+/**
+ * Merges the sorted runs partition by partition into the output, then deletes them and their
+ * directory.
+ */
 async function mergeSpills(
   spills: Spill[],
   writer: RecordWriter,
@@ -332,8 +335,13 @@ async function mergeSpills(
   for (let r = 0; r < reducers; r++) {
     options.signal?.throwIfAborted();
     const start = writer.bytes;
-    const sources = spills.map(({ path, ranges }) => new RecordReader(path, ...ranges[r]!));
-    const merged = new MergedReader(sources);
+    const runs = spills.map(({ path, ranges }) => ({ path, start: ranges[r]![0], end: ranges[r]![1] }));
+    const merged = await openMerge(runs, {
+      dir: options.spillDir,
+      pause,
+      signal: options.signal,
+      onRewritten: (records) => counters.add(Counter.SPILLED_RECORDS, records),
+    });
     try {
       if (app.combine) {
         const emit = combineEmit(writer, counters);
@@ -357,7 +365,7 @@ async function mergeSpills(
     }
     ranges.push([start, writer.bytes]);
   }
-  for (const { path } of spills) rmSync(path, { force: true });
+  rmSync(options.spillDir, { recursive: true, force: true }); // the runs, and the merges ahead
   return ranges;
 }
 

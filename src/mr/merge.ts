@@ -1,4 +1,12 @@
-import { RecordReader } from "./records.js";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import {
+  READ_CHUNK_BYTES,
+  RecordReader,
+  RecordWriter,
+  type RecordRange,
+  type SharedFiles,
+} from "./records.js";
 
 /** Keys are compared in JavaScript string order (UTF-16 code units), everywhere. */
 export function compareKeys(a: string, b: string): number {
@@ -15,7 +23,11 @@ export class MergedReader {
   private readonly heap: RecordReader[] = [];
   private readonly order = new Map<RecordReader, number>();
 
-  constructor(sources: readonly RecordReader[]) {
+  /** `onClose` runs once the sources are closed. */
+  constructor(
+    sources: readonly RecordReader[],
+    private readonly onClose?: () => void,
+  ) {
     sources.forEach((source, i) => {
       this.order.set(source, i);
       if (source.next()) this.push(source);
@@ -46,6 +58,7 @@ export class MergedReader {
 
   close(): void {
     for (const source of this.order.keys()) source.close();
+    this.onClose?.();
   }
 
   private less(a: RecordReader, b: RecordReader): boolean {
@@ -130,4 +143,90 @@ export async function forEachGroup(
     if (paused !== undefined) await paused;
   }
   return { groups, records: count };
+}
+
+/** The most sorted runs one merge reads at once, as Hadoop's io.sort.factor. */
+export const MERGE_FACTOR = 100;
+/** What the readers of one merge hold in all, shared out between them. */
+const MERGE_READ_BYTES = 16 << 20;
+const MIN_CHUNK_BYTES = 64 << 10;
+
+export interface MergeOptions {
+  /** Where runs merged ahead of the final merge go; created if needed, and they are deleted. */
+  dir: string;
+  /** Descriptors shared by readers of the same file. */
+  files?: SharedFiles;
+  /** Runs one merge reads at most; default MERGE_FACTOR. */
+  factor?: number;
+  /** Awaited now and then during the merges ahead, so that timers and I/O run. */
+  pause?: () => Promise<void> | undefined;
+  signal?: AbortSignal;
+  /** Told of the records each merge ahead writes (Hadoop counts them as spilled). */
+  onRewritten?: (records: number) => void;
+}
+
+/**
+ * A merge of sorted runs that never reads more than `factor` of them at once, however many
+ * there are: past that, runs are first merged into files, as Hadoop's multi-pass merge does,
+ * so a reduce over 20,000 maps holds about 16 MiB of read buffers and `factor` descriptors,
+ * not 20,000 of each. Only runs next to each other are merged, which keeps the merge stable
+ * (equal keys in the order of `runs`), and only as many as bring the count down to `factor`.
+ */
+export async function openMerge(runs: readonly RecordRange[], options: MergeOptions): Promise<MergedReader> {
+  const factor = options.factor ?? MERGE_FACTOR;
+  if (!Number.isInteger(factor) || factor < 2)
+    throw new RangeError(`merge factor must be >= 2, got ${factor}`);
+  const pending = [...runs];
+  const written = new Set<string>(); // the runs merged ahead, until the final merge is closed
+  const remove = (paths: Iterable<string>): void => {
+    for (const path of [...paths]) {
+      rmSync(path, { force: true });
+      written.delete(path);
+    }
+  };
+  try {
+    for (let at = 0, made = 0; pending.length > factor; at++) {
+      if (at + 1 >= pending.length) at = 0; // a further pass
+      const size = Math.min(factor, pending.length - factor + 1, pending.length - at);
+      if (made === 0) mkdirSync(options.dir, { recursive: true });
+      const path = join(options.dir, `merge-${made++}`);
+      written.add(path);
+      const group = pending.slice(at, at + size);
+      await mergeToFile(group, path, options);
+      remove(group.map((run) => run.path).filter((merged) => written.has(merged))); // merged again
+      pending.splice(at, size, { path });
+    }
+  } catch (err) {
+    remove(written);
+    throw err;
+  }
+  return new MergedReader(readersOf(pending, options.files), () => remove(written));
+}
+
+/** Readers of `runs`, each with its share of MERGE_READ_BYTES. */
+function readersOf(runs: readonly RecordRange[], files: SharedFiles | undefined): RecordReader[] {
+  const chunkBytes = Math.max(
+    MIN_CHUNK_BYTES,
+    Math.min(READ_CHUNK_BYTES, Math.floor(MERGE_READ_BYTES / Math.max(1, runs.length))),
+  );
+  return runs.map(({ path, start, end }) => new RecordReader(path, start, end, files, chunkBytes));
+}
+
+async function mergeToFile(runs: readonly RecordRange[], path: string, options: MergeOptions): Promise<void> {
+  const merged = new MergedReader(readersOf(runs, options.files));
+  const writer = new RecordWriter(path);
+  try {
+    while (merged.next()) {
+      writer.write(merged.key, merged.value);
+      const paused = options.pause?.();
+      if (paused !== undefined) {
+        await paused;
+        options.signal?.throwIfAborted();
+      }
+    }
+  } finally {
+    merged.close();
+    writer.close();
+  }
+  options.onRewritten?.(writer.records);
 }

@@ -8,7 +8,8 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
 /** A writer's buffer starts small and doubles up to this: most partitions of small maps are small. */
 const WRITE_BUFFER_BYTES = 1 << 20;
 const FIRST_WRITE_BUFFER_BYTES = 1 << 14;
-const READ_CHUNK_BYTES = 1 << 20;
+/** What a reader reads at once, unless told less (a merge of many runs gives each a share). */
+export const READ_CHUNK_BYTES = 1 << 20;
 
 /**
  * Appends records to a file through a buffer of up to 1 MiB. The file is created at the first
@@ -144,12 +145,16 @@ export class RecordReader {
   private filePos: number;
   private closed = false;
 
-  /** With `files`, the file's descriptor is shared with other readers of the same file. */
+  /**
+   * With `files`, the file's descriptor is shared with other readers of the same file.
+   * `chunkBytes` is what one read asks for; the reader holds about that much.
+   */
   constructor(
     private readonly path: string,
     start = 0,
     private readonly end = Infinity,
     private readonly files?: SharedFiles,
+    private readonly chunkBytes = READ_CHUNK_BYTES,
   ) {
     this.fd = files ? files.acquire(path) : openSync(path, "r");
     this.filePos = start;
@@ -200,7 +205,7 @@ export class RecordReader {
   /** Makes at least `need` unread bytes available; false at the end of the range. */
   private fill(need: number): boolean {
     const rest = this.buf.subarray(this.pos);
-    const size = Math.max(READ_CHUNK_BYTES, need);
+    const size = Math.max(this.chunkBytes, need);
     const next = Buffer.allocUnsafe(Math.min(size, Math.max(0, this.end - this.filePos)) + rest.length);
     rest.copy(next, 0);
     let have = rest.length;

@@ -3,8 +3,8 @@ import { dirname } from "node:path";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
-import { MergedReader, forEachGroup } from "./merge.js";
-import { RecordReader, SharedFiles, type RecordRange } from "./records.js";
+import { forEachGroup, openMerge } from "./merge.js";
+import { SharedFiles, type RecordRange } from "./records.js";
 
 export interface ReduceTaskOptions {
   app: App;
@@ -13,6 +13,8 @@ export interface ReduceTaskOptions {
   inputs: readonly RecordRange[];
   /** The attempt's own file, under the output's `_temporary`; committing it is the caller's. */
   outputPath: string;
+  /** Where inputs merged ahead of the final merge go (when there are more than MERGE_FACTOR). */
+  workDir: string;
   signal?: AbortSignal;
 }
 
@@ -42,11 +44,14 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
       collectAt = out.bytes + COLLECT_EVERY_BYTES;
     }
   });
-  const files = new SharedFiles(); // one descriptor a fetched file, not one a map output
-  const merged = new MergedReader(
-    options.inputs.map(({ path, start, end }) => new RecordReader(path, start, end, files)),
-  );
   const pause = createYielder();
+  const merged = await openMerge(options.inputs, {
+    dir: options.workDir,
+    files: new SharedFiles(), // one descriptor a fetched file, not one a map output
+    pause,
+    signal,
+    onRewritten: (records) => counters.add(Counter.SPILLED_RECORDS, records),
+  });
   try {
     const seen = await forEachGroup(
       merged,
