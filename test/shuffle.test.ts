@@ -1,7 +1,11 @@
 import { Server } from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { FetchFailedError } from "../src/errors.js";
 import { ShuffleServiceService, type MapOutput, type TaskAssignment } from "../src/gen/mapreduce.js";
@@ -140,5 +144,55 @@ describe("the shuffle", () => {
     } finally {
       runner.close();
     }
+  });
+
+  it("is served by a busy worker within a few turns of its event loop", async () => {
+    // The worker's loop runs I/O once every 20 ms, as while it runs a task. A fetch that took a
+    // turn for each file read, or for each HTTP/2 window update (64 KiB by default), would take
+    // dozens of turns for its few MiB.
+    const server = spawn(
+      process.execPath,
+      [fileURLToPath(new URL("helpers/busyShuffleServer.mjs", import.meta.url)), tempDir()],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      const lines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
+      const { address, attemptId, onDisk } = JSON.parse((await lines.next()).value as string) as {
+        address: string;
+        attemptId: string;
+        onDisk: boolean;
+      };
+      expect(onDisk).toBe(true);
+      const outputDir = tempDir();
+      const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
+      try {
+        const mapOutputs = [{ mapIndex: 0, attemptId, address }];
+        const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
+        expect(counters.SHUFFLE_BYTES).toBeGreaterThan(2 << 20);
+        expect(counters.REDUCE_OUTPUT_RECORDS).toBe(300_001);
+      } finally {
+        runner.close();
+      }
+      const served = /served in (\d+) turns/.exec((await lines.next()).value as string);
+      expect(Number(served![1])).toBeLessThanOrEqual(3);
+    } finally {
+      if (server.exitCode === null && server.signalCode === null) {
+        server.kill();
+        await once(server, "exit");
+      }
+    }
+  });
+});
+
+describe("map outputs", () => {
+  it("set memory aside for maps running at once, so that together they keep within the budget", () => {
+    const MiB = 1 << 20;
+    const store = new MapOutputs(tempDir(), 1.5 * MiB);
+    expect(store.placeFor("a0000000000000001").memoryBytes).toBe(MiB);
+    expect(store.placeFor("a0000000000000002").memoryBytes).toBe(0.5 * MiB); // a1 may still need its MiB
+    store.discard("a0000000000000001"); // it failed: what it had set aside is free again
+    expect(store.placeFor("a0000000000000003").memoryBytes).toBe(MiB);
+    store.add("a0000000000000002", 1, { data: Buffer.alloc(100), path: "", partitions: [[0, 100]] });
+    expect(store.placeFor("a0000000000000004").memoryBytes).toBe(0.5 * MiB - 100); // a2 holds what it used, no more
   });
 });

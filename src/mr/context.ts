@@ -53,7 +53,11 @@ export function checkedEmit(where: string, emit: Emit): Emit {
   };
 }
 
-const YIELD_EVERY_MS = 50;
+/**
+ * How long synchronous work runs between turns of the event loop. A turn costs microseconds;
+ * a reducer fetching this worker's output waits up to this long for it.
+ */
+const YIELD_EVERY_MS = 10;
 
 /**
  * Lets timers and I/O run (heartbeats, shuffle requests) during long synchronous work.

@@ -13,22 +13,31 @@ const MAX_OUTPUT_IN_MEMORY_BYTES = 1 << 20;
 export class MapOutputs {
   private readonly outputs = new Map<string, MapOutput & { jobId: number }>();
   private bytesInMemory = 0;
+  /** What each running map may keep in memory, from its placement until it is added or discarded. */
+  private readonly reserved = new Map<string, number>();
+  private bytesReserved = 0;
 
   constructor(
     private readonly dataDir: string,
     private readonly memoryBudgetBytes: number,
   ) {}
 
-  /** Where a map attempt writes its output, and how much of it may stay in memory. */
+  /**
+   * Where a map attempt writes its output, and how much of it may stay in memory. That much is
+   * set aside until the output is added or discarded, so that maps running at once in several
+   * slots stay within the budget together.
+   */
   placeFor(attemptId: string): { path: string; memoryBytes: number } {
-    const left = Math.max(0, this.memoryBudgetBytes - this.bytesInMemory);
-    return {
-      path: mapOutputPath(this.dataDir, attemptId),
-      memoryBytes: Math.min(MAX_OUTPUT_IN_MEMORY_BYTES, left),
-    };
+    this.release(attemptId);
+    const left = Math.max(0, this.memoryBudgetBytes - this.bytesInMemory - this.bytesReserved);
+    const memoryBytes = Math.min(MAX_OUTPUT_IN_MEMORY_BYTES, left);
+    this.reserved.set(attemptId, memoryBytes);
+    this.bytesReserved += memoryBytes;
+    return { path: mapOutputPath(this.dataDir, attemptId), memoryBytes };
   }
 
   add(attemptId: string, jobId: number, output: MapOutput): void {
+    this.release(attemptId);
     this.outputs.set(attemptId, { ...output, jobId });
     this.bytesInMemory += output.data?.length ?? 0;
   }
@@ -52,6 +61,7 @@ export class MapOutputs {
 
   /** Drops an attempt's output, from memory or from disk. */
   discard(attemptId: string): void {
+    this.release(attemptId);
     const output = this.outputs.get(attemptId);
     this.outputs.delete(attemptId);
     this.bytesInMemory -= output?.data?.length ?? 0;
@@ -62,6 +72,13 @@ export class MapOutputs {
   discardAll(): void {
     this.outputs.clear();
     this.bytesInMemory = 0;
+    this.reserved.clear();
+    this.bytesReserved = 0;
     clearAttemptFiles(this.dataDir);
+  }
+
+  private release(attemptId: string): void {
+    this.bytesReserved -= this.reserved.get(attemptId) ?? 0;
+    this.reserved.delete(attemptId);
   }
 }

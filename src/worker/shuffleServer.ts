@@ -2,7 +2,7 @@
 import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { once } from "node:events";
-import { open } from "node:fs/promises";
+import { closeSync, openSync, readSync } from "node:fs";
 import type { Logger } from "pino";
 import { toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
@@ -85,33 +85,35 @@ async function streamPartitions(
   }
 }
 
-/** Sends bytes [start, end) of an output, from memory or from its file, ending with `last`. */
+/**
+ * Sends bytes [start, end) of an output, from memory or from its file, ending with `last`.
+ * Reads block: the worker is often busy with a task that lets I/O run only now and then (every
+ * YIELD_EVERY_MS), and a promise read would take a turn of the loop for each of its open,
+ * read and close, so a reducer's fetch would wait behind the task for each.
+ */
 async function sendRange(
   output: MapOutput,
   [start, end]: [number, number],
   send: (chunk: Omit<pb.Chunk, "output">) => Promise<void>,
   cancelled: () => boolean,
 ): Promise<void> {
-  if (output.data) {
-    let at = start;
-    do {
-      const next = Math.min(at + CHUNK_BYTES, end);
-      await send({ data: output.data.subarray(at, next), last: next === end, error: "" });
-      at = next;
-    } while (at < end && !cancelled());
-    return;
-  }
-  const file = await open(output.path, "r");
+  const { data: inMemory, path } = output;
+  const fd = inMemory ? undefined : openSync(path, "r");
+  const read = (at: number, length: number): Buffer => {
+    if (inMemory) return inMemory.subarray(at, at + length);
+    const data = Buffer.allocUnsafe(length);
+    if (readSync(fd!, data, 0, length, at) < length)
+      throw new Error(`the map output in ${path} was cut short`);
+    return data;
+  };
   try {
     let at = start;
     do {
-      const data = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, end - at));
-      const { bytesRead } = await file.read(data, 0, data.length, at);
-      if (bytesRead < data.length) throw new Error(`the map output in ${output.path} was cut short`);
-      at += bytesRead;
+      const data = read(at, Math.min(CHUNK_BYTES, end - at));
+      at += data.length;
       await send({ data, last: at === end, error: "" });
     } while (at < end && !cancelled());
   } finally {
-    await file.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -24,6 +24,14 @@ const FETCH_BATCH = 100;
 const FETCH_TRIES = 3;
 const FETCH_RETRY_MS = 300;
 
+/**
+ * A shuffle channel lets the serving worker send 4 MiB before it must read a window update
+ * from the reducer (HTTP/2's default is 64 KiB). The serving worker is usually busy with a task
+ * that lets I/O run only now and then, so each window update would cost the reducer a wait for
+ * its next turn. It is also the most a connection holds unread: 16 MiB for PARALLEL_FETCHES.
+ */
+const SHUFFLE_CHANNEL_OPTIONS = { ...CHANNEL_OPTIONS, "grpc-node.flow_control_window": 4 << 20 };
+
 /** What a reduce's fetches have brought so far, by index into its map outputs. */
 interface Fetched {
   ranges: (RecordRange | undefined)[];
@@ -140,6 +148,7 @@ export class TaskRunner {
         params: task.params,
         inputs,
         outputPath: temporaryPartPath(task.outputDir, task.attemptId, task.index),
+        workDir: dir,
         signal,
       });
       return { ...counters, [Counter.SHUFFLE_BYTES]: bytes };
@@ -261,7 +270,7 @@ export class TaskRunner {
   private shuffleClient(address: string): ShuffleServiceClient {
     let client = this.shuffleClients.get(address);
     if (!client) {
-      client = new ShuffleServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+      client = new ShuffleServiceClient(address, credentials.createInsecure(), SHUFFLE_CHANNEL_OPTIONS);
       this.shuffleClients.set(address, client);
     }
     return client;
