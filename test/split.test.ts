@@ -115,6 +115,24 @@ describe("readSplit", () => {
     }
   });
 
+  it("lets timers run between blocks, however long each takes", async () => {
+    const { path, size } = write("a line of text\n".repeat(300_000)); // 4.5 MB: five reads
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    let blocks = 0;
+    try {
+      await readSplitBlocks({ file: path, start: 0, end: size }, () => {
+        blocks++;
+        const until = performance.now() + 20; // a slow block mapper
+        while (performance.now() < until);
+      });
+    } finally {
+      clearInterval(timer);
+    }
+    expect(blocks).toBeGreaterThanOrEqual(5);
+    expect(ticks).toBeGreaterThanOrEqual(blocks - 1);
+  });
+
   it("handles lines longer than the read buffer", async () => {
     const long = "x".repeat(3 * 1024 * 1024);
     const { path, size } = write(`${long}\nshort\n${long}y\n`);

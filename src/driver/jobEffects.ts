@@ -12,6 +12,9 @@ import type { TaskQueue } from "./queue.js";
 import type { WorkerLoss } from "./faults.js";
 import type { QueueWork } from "./scheduler.js";
 
+/** Tasks added to the queue in one call. */
+const ENQUEUE_CHUNK = 100;
+
 /**
  * What follows a committed state change, outside SQLite: queue entries added and dropped, the
  * output directory finished or cleaned, watchers told. SQLite already holds the truth, so a
@@ -43,10 +46,14 @@ export class JobEffects {
     for (const { task, token } of work.requeue ?? []) {
       await this.attempt("requeue a lost attempt's task", task.jobId, () => this.queue.requeue(task, token));
     }
-    if (work.enqueue.length > 0) {
-      await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(work.enqueue));
+    if ((work.requeue?.length ?? 0) > 0) this.dispatcher.wake();
+    // In chunks, each handed out as soon as it is in, so that a big job's first tasks start
+    // while the rest are still being added. After a chunk that fails, recovery adds the rest.
+    for (let i = 0; i < work.enqueue.length; i += ENQUEUE_CHUNK) {
+      const chunk = work.enqueue.slice(i, i + ENQUEUE_CHUNK);
+      if (!(await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(chunk)))) break;
+      this.dispatcher.wake();
     }
-    if (work.enqueue.length > 0 || (work.requeue?.length ?? 0) > 0) this.dispatcher.wake();
   }
 
   /** After attempts were lost: their queue work, then each job they touched finished or told. */
@@ -104,16 +111,23 @@ export class JobEffects {
     return () => this.changes.off(String(jobId), listener);
   }
 
-  private async attempt(what: string, jobId: number | undefined, action: () => Promise<void>): Promise<void> {
+  /** Runs a queue action; a failure is logged, and false returned. */
+  private async attempt(
+    what: string,
+    jobId: number | undefined,
+    action: () => Promise<void>,
+  ): Promise<boolean> {
     // With Redis away a queue call would wait for it; the reconciliation on reconnect does the work.
     if (!this.queue.isConnected()) {
       this.log.warn({ jobId }, `could not ${what}: redis is unreachable; recovery will repair it`);
-      return;
+      return false;
     }
     try {
       await action();
+      return true;
     } catch (err) {
       this.log.warn({ jobId, err: toError(err).message }, `could not ${what}; recovery will repair it`);
+      return false;
     }
   }
 }

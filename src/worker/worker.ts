@@ -199,7 +199,7 @@ export class MrWorker {
     const ids = { jobId: task.jobId, taskId: task.taskId, attemptId: task.attemptId };
     const controller = new AbortController();
     this.running.set(task.attemptId, { task, controller });
-    this.log.info({ ...ids, kind: task.kind, index: task.index }, "task started");
+    this.log.debug({ ...ids, kind: task.kind, index: task.index }, "task started");
     try {
       let counters: Counters;
       try {
@@ -238,7 +238,7 @@ export class MrWorker {
         next = (await callUnary(this.client.completeTask.bind(this.client), request, CALL_TIMEOUT_MS)).task;
       });
       if (!accepted) this.committed.delete(task.attemptId);
-      this.log.info({ ...ids, accepted }, "task reported");
+      this.log.debug({ ...ids, accepted }, "task reported");
       return next;
     } finally {
       this.running.delete(task.attemptId);
