@@ -327,13 +327,13 @@ describe("chaos", () => {
     };
     s.cluster.workers.forEach(replaceOnExit);
     try {
-      // Four records or so kill their worker once each; beyond those, about 1 map attempt in 20
-      // kills its worker and 1 in 20 hangs it past the timeout.
+      // Four records of this corpus kill their worker once each; beyond those, about 1 map
+      // attempt in 20 kills its worker and 1 in 20 hangs it past the timeout.
       const markers = join(s.dir, "crashed");
       mkdirSync(markers);
       const job = await submit(s, {
         crashOnce: markers,
-        crashEvery: "500",
+        crashEvery: "400",
         crash: "0.0005",
         stall: "0.0005",
         stallMs: "4000",
@@ -342,7 +342,7 @@ describe("chaos", () => {
       expect(detail.job!.state, detail.job!.error).toBe("SUCCEEDED");
       await expectLocalOutput(s);
       expect(committedOnce(detail)).toBe(true);
-      expect(readdirSync(markers).length).toBeGreaterThan(0);
+      expect(readdirSync(markers)).toHaveLength(4);
       expect(detail.events.filter((event) => event.type === "worker-lost").length).toBeGreaterThan(0);
     } finally {
       stopping = true;
