@@ -31,8 +31,16 @@ export class UnavailableError extends MrError {
   override readonly code = status.UNAVAILABLE;
 }
 
-/** A task failure that must not be retried, like BullMQ's UnrecoverableError. */
-export class UnrecoverableTaskError extends MrError {}
+/**
+ * A task failure that a retry cannot help: the task and its job fail at once. An app signals
+ * one as BullMQ's apps do, by throwing any error whose `name` is "UnrecoverableError".
+ */
+export class UnrecoverableError extends MrError {}
+
+/** True for an error that says its task must not be retried (see UnrecoverableError). */
+export function isUnrecoverable(thrown: unknown): boolean {
+  return thrown instanceof Error && thrown.name === "UnrecoverableError";
+}
 
 /** A reduce could not fetch the output of a committed map attempt: the map must run again. */
 export class FetchFailedError extends MrError {

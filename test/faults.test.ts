@@ -310,6 +310,20 @@ describe("a task that always throws", () => {
     expect((await waitForJobEnd(s.cluster.client, next.id)).job!.state).toBe("SUCCEEDED");
     await expectLocalOutput(s, "next");
   });
+
+  it("fails its job at the first attempt when it throws an UnrecoverableError", async () => {
+    const s = await setup();
+    const job = await submit(s, { unrecoverable: "Москва" });
+    const detail = await waitForJobEnd(s.cluster.client, job.id);
+    expect(detail.job!.state).toBe("FAILED");
+    expect(detail.job!.error).toMatch(
+      /^map \d+ failed with an unrecoverable error, not retried: cannot parse the record at .*input-\d\.txt:\d+$/,
+    );
+    const culprit = Number(/^map (\d+) failed/.exec(detail.job!.error)![1]);
+    const failed = detail.tasks.find((task) => task.kind === "MAP" && task.index === culprit)!;
+    expect(failed.attempts.map((attempt) => attempt.state)).toEqual(["FAILED"]);
+    expect(detail.events.map((event) => event.type)).not.toContain("task-retried");
+  });
 });
 
 describe("chaos", () => {

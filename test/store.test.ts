@@ -225,6 +225,25 @@ describe("the scheduler", () => {
     expect(claim(db, enqueue[1]!.id, workerId)).toBeNull(); // a stale queue entry
   });
 
+  it("fails the task and its job at the first unrecoverable failure, with attempts left", () => {
+    const { db, workerId } = setup();
+    const { job, enqueue } = submitJob(db, request(), 1);
+    const taskId = enqueue[0]!.id;
+    const assignment = claim(db, taskId, workerId)!;
+    const failure = failAttempt(
+      db,
+      { attemptId: assignment.attemptId, workerId, error: "bad schema", unrecoverable: true },
+      { maxAttempts: 3 },
+      5,
+    );
+    expect(failure.retry).toBe(false);
+    expect(getTask(db, taskId)).toMatchObject({ state: "FAILED", failedAttempts: 1 });
+    expect(getJob(db, job.id)).toMatchObject({
+      state: "FAILED",
+      error: "map 0 failed with an unrecoverable error, not retried: bad schema",
+    });
+  });
+
   it("cancels a running job: its tasks end and its running attempts are told to abort", () => {
     const { db, workerId } = setup();
     const { job, enqueue } = submitJob(db, request(), 1);

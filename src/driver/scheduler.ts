@@ -229,12 +229,13 @@ export interface Failure extends QueueWork {
 
 /**
  * failAttempt. Records a failed attempt that still holds its task. Below `maxAttempts` failures
- * the task goes back to PENDING for a retry; at the limit the task and its job are FAILED with
- * the attempt's error, and the job's other tasks end. A retried report changes nothing.
+ * the task goes back to PENDING for a retry; at the limit, or at once for an `unrecoverable`
+ * failure, the task and its job are FAILED with the attempt's error, and the job's other tasks
+ * end. A retried report changes nothing.
  */
 export function failAttempt(
   db: Db,
-  report: { attemptId: string; workerId: number; error: string },
+  report: { attemptId: string; workerId: number; error: string; unrecoverable?: boolean },
   policy: RetryPolicy,
   now: number,
 ): Failure {
@@ -244,7 +245,7 @@ export function failAttempt(
     if (attempt.state === AttemptState.FAILED) {
       return { job: getJob(db, task.jobId)!, task, retry: false, duplicate: true, enqueue: [], drop: [] };
     }
-    const retry = task.failedAttempts + 1 < policy.maxAttempts;
+    const retry = !report.unrecoverable && task.failedAttempts + 1 < policy.maxAttempts;
     if (
       attempt.state !== AttemptState.RUNNING ||
       !releaseTask(db, task.id, attempt.id, "failed", retry ? TaskState.PENDING : TaskState.FAILED)
@@ -263,7 +264,9 @@ export function failAttempt(
         now,
       );
     } else {
-      const reason = `${describeTask(task)} failed ${policy.maxAttempts} times; last error: ${report.error}`;
+      const reason = report.unrecoverable
+        ? `${describeTask(task)} failed with an unrecoverable error, not retried: ${report.error}`
+        : `${describeTask(task)} failed ${policy.maxAttempts} times; last error: ${report.error}`;
       addEvent(db, task.jobId, EventType.TASK_FAILED, reason, now);
       drop = endJob(db, task.jobId, JobState.FAILED, reason, now);
     }

@@ -152,7 +152,12 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     const failure = await commits.run(() =>
       failAttempt(
         db,
-        { attemptId: req.attemptId, workerId: req.workerId, error: req.error || "unknown error" },
+        {
+          attemptId: req.attemptId,
+          workerId: req.workerId,
+          error: req.error || "unknown error",
+          unrecoverable: req.unrecoverable,
+        },
         config,
         Date.now(),
       ),

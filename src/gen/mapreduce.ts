@@ -271,7 +271,14 @@ export interface FailTaskRequest {
    * Set when a reduce could not fetch a map's output: that map runs again, and the reduce
    * waits for it without this attempt counting against its budget.
    */
-  fetchFailure?: FetchFailure | undefined;
+  fetchFailure?:
+    | FetchFailure
+    | undefined;
+  /**
+   * The attempt threw an error named UnrecoverableError (BullMQ's convention): a retry cannot
+   * help, so the task and its job fail now, whatever attempts are left.
+   */
+  unrecoverable: boolean;
 }
 
 export interface FetchFailure {
@@ -3931,7 +3938,7 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
 };
 
 function createBaseFailTaskRequest(): FailTaskRequest {
-  return { workerId: 0, attemptId: "", error: "", fetchFailure: undefined };
+  return { workerId: 0, attemptId: "", error: "", fetchFailure: undefined, unrecoverable: false };
 }
 
 export const FailTaskRequest: MessageFns<FailTaskRequest> = {
@@ -3947,6 +3954,9 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
     }
     if (message.fetchFailure !== undefined) {
       FetchFailure.encode(message.fetchFailure, writer.uint32(34).fork()).join();
+    }
+    if (message.unrecoverable !== false) {
+      writer.uint32(40).bool(message.unrecoverable);
     }
     return writer;
   },
@@ -3996,6 +4006,14 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
             message.fetchFailure = FetchFailure.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.unrecoverable = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4026,6 +4044,7 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
         : isSet(object.fetch_failure)
         ? FetchFailure.fromJSON(object.fetch_failure)
         : undefined,
+      unrecoverable: isSet(object.unrecoverable) ? globalThis.Boolean(object.unrecoverable) : false,
     };
   },
 
@@ -4043,6 +4062,9 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
     if (message.fetchFailure !== undefined) {
       obj.fetchFailure = FetchFailure.toJSON(message.fetchFailure);
     }
+    if (message.unrecoverable !== false) {
+      obj.unrecoverable = message.unrecoverable;
+    }
     return obj;
   },
 
@@ -4057,6 +4079,7 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
     message.fetchFailure = (object.fetchFailure !== undefined && object.fetchFailure !== null)
       ? FetchFailure.fromPartial(object.fetchFailure)
       : undefined;
+    message.unrecoverable = object.unrecoverable ?? false;
     return message;
   },
 };

@@ -3,7 +3,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FetchFailedError, UnrecoverableTaskError, toError } from "../errors.js";
+import { FetchFailedError, UnrecoverableError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../grpc.js";
 import type { App } from "../mr/app.js";
@@ -124,10 +124,11 @@ export class TaskRunner {
   /** Runs the attempt; map output stays in `mapOutputs`, reduce output in `_temporary`. */
   async run(task: TaskAssignment, signal: AbortSignal): Promise<Counters> {
     const app = this.options.apps[task.app];
-    if (!app) throw new UnrecoverableTaskError(`this worker does not offer app ${JSON.stringify(task.app)}`);
+    // Retryable: another worker may offer it (a worker's queue lanes are those of its own apps).
+    if (!app) throw new Error(`this worker does not offer app ${JSON.stringify(task.app)}`);
     const dir = attemptDir(this.options.dataDir, task.attemptId);
     if (task.kind === TaskKind.MAP) {
-      if (!task.split) throw new UnrecoverableTaskError("a map task came without its split");
+      if (!task.split) throw new UnrecoverableError("a map task came without its split");
       const { counters, output } = await runMapTask({
         app,
         params: task.params,

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config.js";
-import { FetchFailedError, hasCode, toError } from "../errors.js";
+import { FetchFailedError, hasCode, isUnrecoverable, toError } from "../errors.js";
 import { ShuffleServiceService, TaskServiceClient, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, callUnary, credentials, listen, shutdown } from "../grpc.js";
 import type { App } from "../mr/app.js";
@@ -215,13 +215,17 @@ export class MrWorker {
           err instanceof FetchFailedError
             ? { mapIndex: err.mapIndex, mapAttemptId: err.mapAttemptId }
             : undefined;
-        this.log.warn({ ...ids, err: message }, fetchFailure ? "fetch failed" : "task failed");
+        const unrecoverable = isUnrecoverable(err);
+        this.log.warn({ ...ids, err: message, unrecoverable }, fetchFailure ? "fetch failed" : "task failed");
+        const request = {
+          workerId: this.workerId,
+          attemptId: task.attemptId,
+          error: message,
+          fetchFailure,
+          unrecoverable,
+        };
         await this.report("FailTask", task, () =>
-          callUnary(
-            this.client.failTask.bind(this.client),
-            { workerId: this.workerId, attemptId: task.attemptId, error: message, fetchFailure },
-            CALL_TIMEOUT_MS,
-          ),
+          callUnary(this.client.failTask.bind(this.client), request, CALL_TIMEOUT_MS),
         );
         return;
       }
