@@ -282,6 +282,12 @@ function jobRequest(s: Setup): pb.SubmitJobRequest {
   };
 }
 
+/** The map that a failed job's error names. Several splits may hold the poison: it is the first to fail for good. */
+function failedMap(detail: pb.JobDetail): pb.Task {
+  const culprit = Number(/^map (\d+) failed/.exec(detail.job!.error)![1]);
+  return detail.tasks.find((task) => task.kind === "MAP" && task.index === culprit)!;
+}
+
 describe("a task that always throws", () => {
   it("fails its job after 4 attempts with the error shown, and the driver runs the next job", async () => {
     const s = await setup();
@@ -291,9 +297,7 @@ describe("a task that always throws", () => {
     expect(detail.job!.error).toMatch(
       /^map \d+ failed 4 times; last error: poisoned record at .*input-\d\.txt:\d+$/,
     );
-    // Several splits hold the poison; the task that used up its attempts first is the one named.
-    const culprit = Number(/^map (\d+) failed/.exec(detail.job!.error)![1]);
-    const failed = detail.tasks.find((task) => task.kind === "MAP" && task.index === culprit)!;
+    const failed = failedMap(detail);
     expect(failed.attempts.map((attempt) => attempt.state)).toEqual(["FAILED", "FAILED", "FAILED", "FAILED"]);
     // Exponential backoff between the tries: at least 1 s, then 2 s, then 4 s.
     const gaps = failed.attempts
@@ -319,9 +323,7 @@ describe("a task that always throws", () => {
     expect(detail.job!.error).toMatch(
       /^map \d+ failed with an unrecoverable error, not retried: cannot parse the record at .*input-\d\.txt:\d+$/,
     );
-    const culprit = Number(/^map (\d+) failed/.exec(detail.job!.error)![1]);
-    const failed = detail.tasks.find((task) => task.kind === "MAP" && task.index === culprit)!;
-    expect(failed.attempts.map((attempt) => attempt.state)).toEqual(["FAILED"]);
+    expect(failedMap(detail).attempts.map((attempt) => attempt.state)).toEqual(["FAILED"]);
     expect(detail.events.map((event) => event.type)).not.toContain("task-retried");
   });
 });
