@@ -282,10 +282,10 @@ function jobRequest(s: Setup): pb.SubmitJobRequest {
   };
 }
 
-/** The map that a failed job's error names. Several splits may hold the poison: it is the first to fail for good. */
-function failedMap(detail: pb.JobDetail): pb.Task {
-  const culprit = Number(/^map (\d+) failed/.exec(detail.job!.error)![1]);
-  return detail.tasks.find((task) => task.kind === "MAP" && task.index === culprit)!;
+/** The task that a failed job's error names: of several that fail, the first to fail for good. */
+function failedTask(detail: pb.JobDetail): pb.Task {
+  const [, kind, index] = /^(map|reduce) (\d+) failed/.exec(detail.job!.error)!;
+  return detail.tasks.find((task) => task.kind === kind!.toUpperCase() && task.index === Number(index))!;
 }
 
 describe("a task that always throws", () => {
@@ -297,7 +297,7 @@ describe("a task that always throws", () => {
     expect(detail.job!.error).toMatch(
       /^map \d+ failed 4 times; last error: poisoned record at .*input-\d\.txt:\d+$/,
     );
-    const failed = failedMap(detail);
+    const failed = failedTask(detail);
     expect(failed.attempts.map((attempt) => attempt.state)).toEqual(["FAILED", "FAILED", "FAILED", "FAILED"]);
     // Exponential backoff between the tries: at least 1 s, then 2 s, then 4 s.
     const gaps = failed.attempts
@@ -315,17 +315,24 @@ describe("a task that always throws", () => {
     await expectLocalOutput(s, "next");
   });
 
-  it("fails its job at the first attempt when it throws an UnrecoverableError", async () => {
-    const s = await setup();
-    const job = await submit(s, { unrecoverable: "Москва" });
-    const detail = await waitForJobEnd(s.cluster.client, job.id);
-    expect(detail.job!.state).toBe("FAILED");
-    expect(detail.job!.error).toMatch(
-      /^map \d+ failed with an unrecoverable error, not retried: cannot parse the record at .*input-\d\.txt:\d+$/,
-    );
-    expect(failedMap(detail).attempts.map((attempt) => attempt.state)).toEqual(["FAILED"]);
-    expect(detail.events.map((event) => event.type)).not.toContain("task-retried");
-  });
+  it.each([
+    ["map", { unrecoverable: "Москва" }, /cannot parse the record at .*input-\d\.txt:\d+/],
+    ["reduce", { unrecoverableKey: "Москва" }, /cannot reduce key Москва/],
+  ] as const)(
+    "fails its job at the first attempt when its %s throws an UnrecoverableError",
+    async (kind, params, message) => {
+      const s = await setup();
+      const job = await submit(s, params);
+      const detail = await waitForJobEnd(s.cluster.client, job.id);
+      expect(detail.job!.state).toBe("FAILED");
+      expect(detail.job!.error).toMatch(
+        new RegExp(`^${kind} \\d+ failed with an unrecoverable error, not retried: `),
+      );
+      expect(detail.job!.error).toMatch(message);
+      expect(failedTask(detail).attempts.map((attempt) => attempt.state)).toEqual(["FAILED"]);
+      expect(detail.events.map((event) => event.type)).not.toContain("task-retried");
+    },
+  );
 });
 
 describe("chaos", () => {
