@@ -13,7 +13,7 @@ import type * as pb from "../src/gen/mapreduce.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
 import { openDb } from "../src/store/db.js";
-import { finishJob } from "../src/store/jobs.js";
+import { moveJob } from "../src/store/lifecycle.js";
 import {
   committedOnce,
   mr,
@@ -211,7 +211,7 @@ describe("the driver stopped between a job's end and its _SUCCESS", () => {
       { app: "wordcount", inputs: [], outputDir: out, reducers: 1, splitSizeBytes: 1, params: {} },
       Date.now(),
     );
-    expect(finishJob(db, job.id, "SUCCEEDED", null, Date.now())).toBe(true);
+    expect(moveJob(db, job.id, "succeed", null, Date.now())).toBe(true);
     db.close();
     mkdirSync(join(out, "_temporary", "a0123456789abcdef"), { recursive: true });
     writeFileSync(join(out, "part-r-00000"), "word\t1\n");

@@ -48,7 +48,7 @@ describe("the queue adapter (BullMQ on a real Redis)", () => {
     const entry = (await queue.fetch("attempt-1", APPS))!;
     expect(await queue.extend([{ task: task(1), token: "attempt-1" }])).toEqual([]);
     expect(await queue.extend([{ task: task(1), token: "someone-else" }])).toEqual([entry.queueJobId]);
-    await queue.complete(task(1), "attempt-1");
+    await queue.release(task(1), { as: "done", token: "attempt-1" });
     expect(await queue.missing([task(1), task(9)])).toEqual([task(1), task(9)]);
   });
 
@@ -57,8 +57,8 @@ describe("the queue adapter (BullMQ on a real Redis)", () => {
     await queue.enqueue([task(1), task(2)]);
     const a = (await queue.fetch("t1", APPS))!;
     const b = (await queue.fetch("t2", APPS))!;
-    await queue.fail(task(a.taskId), "t1", "flaky", true);
-    await queue.fail(task(b.taskId), "t2", "broken", false);
+    await queue.release(task(a.taskId), { as: "retry", token: "t1", error: "flaky" });
+    await queue.release(task(b.taskId), { as: "gone", token: "t2", why: "broken" });
     await expect
       .poll(() => queue.fetch("t3", APPS).then((entry) => entry?.queueJobId), { timeout: 5000 })
       .toBe(a.queueJobId);
@@ -82,8 +82,8 @@ describe("the queue adapter (BullMQ on a real Redis)", () => {
     await queue.enqueue([task(1), task(2)]);
     const held = (await queue.fetch("t1", APPS))!;
     const waiting = task(held.taskId === 1 ? 2 : 1);
-    await queue.drop(task(held.taskId), "t1");
-    await queue.drop(waiting, null);
+    await queue.release(task(held.taskId), { as: "gone", token: "t1", why: "task ended" });
+    await queue.release(waiting, { as: "gone", token: null, why: "task ended" });
     expect(await queue.missing([task(held.taskId), waiting])).toEqual([task(held.taskId), waiting]);
     expect(await queue.fetch("t2", APPS)).toBeNull();
   });

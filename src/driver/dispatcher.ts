@@ -107,11 +107,11 @@ export class Dispatcher {
   ): Promise<boolean> {
     const { entry, attemptId } = fetched;
     if (outcome === "rolled back") {
-      await this.queue.putBack(entry, attemptId);
+      await this.queue.release(entry, { as: "back", token: attemptId });
       return false;
     }
     if (outcome === null) {
-      await this.queue.discard(entry, attemptId);
+      await this.queue.release(entry, { as: "gone", token: attemptId, why: "stale entry" });
       return false;
     }
     const { task, job } = outcome;

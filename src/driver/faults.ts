@@ -4,23 +4,16 @@
  * each runs in one transaction and returns the queue work it implies.
  */
 import { FailedPreconditionError } from "../errors.js";
-import { finishAttempt, listRunningAttempts, loseCommittedOutput } from "../store/attempts.js";
+import { listRunningAttempts } from "../store/attempts.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
 import { getJob, uncountMapDone } from "../store/jobs.js";
+import { moveAttempt, moveJobTasks, moveTask, moveWorker } from "../store/lifecycle.js";
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
-import {
-  getTask,
-  getTaskByIndex,
-  listMapsCommittedOn,
-  parkReduce,
-  releaseReduces,
-  releaseTask,
-  rerunMap,
-} from "../store/tasks.js";
-import { getWorker, markWorkerLost as markWorkerLostRow } from "../store/workers.js";
-import { AttemptState, JobState, TaskKind, TaskState } from "../types.js";
+import { getTask, getTaskByIndex, listMapsCommittedOn } from "../store/tasks.js";
+import { getWorker } from "../store/workers.js";
+import { AttemptState, TaskKind, TaskState } from "../types.js";
 import { describeTask, endJob, reportedAttempt, staleAttempt, type QueueWork } from "./scheduler.js";
 
 export interface LostBudget {
@@ -62,7 +55,7 @@ export function markWorkerLost(
 ): WorkerLoss | null {
   return inTransaction(db, () => {
     const worker = getWorker(db, workerId);
-    if (!worker || !markWorkerLostRow(db, workerId)) return null;
+    if (!worker || !moveWorker(db, workerId, "lose")) return null;
     const loss: WorkerLoss = { enqueue: [], drop: [], requeue: [], reassigned: [], jobs: [] };
     const jobIds = new Set<number>();
     const who = `worker ${workerId} (${worker.address})`;
@@ -73,9 +66,9 @@ export function markWorkerLost(
       });
     }
     for (const map of listMapsCommittedOn(db, workerId)) {
-      const rerun = rerunMap(db, map.id, map.attemptId!);
+      const rerun = rerunMap(db, map);
       if (!rerun) continue;
-      loseCommittedOutput(db, map.attemptId!, `its output was on ${who}, now lost`);
+      moveAttempt(db, map.attemptId!, "loseOutput", `its output was on ${who}, now lost`, now);
       uncountMapDone(db, map.jobId);
       jobIds.add(map.jobId);
       loss.enqueue.push(rerun);
@@ -117,17 +110,18 @@ function loseAttempt(
   event: { type: EventType; text: string },
 ): void {
   const task = getTask(db, attempt.taskId)!;
-  if (!finishAttempt(db, attempt.id, AttemptState.LOST, reason, now)) return;
+  if (!moveAttempt(db, attempt.id, "lose", reason, now)) return;
   if (task.state !== TaskState.RUNNING || task.attemptId !== attempt.id) return;
   const losses = task.lostAttempts + 1;
+  const holder = { taskId: task.id, holder: attempt.id };
   if (losses >= budget.maxLostAttempts) {
-    releaseTask(db, task.id, attempt.id, "lost", TaskState.FAILED);
+    moveTask(db, "failLost", holder);
     const why = lostTooOften(task, losses);
     addEvent(db, task.jobId, EventType.TASK_FAILED, why, now);
-    loss.drop.push(task, ...endJob(db, task.jobId, JobState.FAILED, why, now));
+    loss.drop.push(task, ...endJob(db, task.jobId, "fail", why, now));
     return;
   }
-  releaseTask(db, task.id, attempt.id, "lost", TaskState.PENDING);
+  moveTask(db, "requeue", holder);
   loss.requeue.push({ task, token: attempt.id });
   loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
   addEvent(
@@ -194,14 +188,14 @@ export function reportFetchFailure(
     if (task.kind !== TaskKind.REDUCE) {
       throw new FailedPreconditionError(`attempt ${attempt.id} runs a map; only a reduce fetches map output`);
     }
-    if (attempt.state !== AttemptState.RUNNING || !parkReduce(db, task.id, attempt.id))
+    if (attempt.state !== AttemptState.RUNNING || !moveTask(db, "park", { taskId: task.id, holder: attempt.id }))
       throw staleAttempt(attempt, task);
-    finishAttempt(db, attempt.id, AttemptState.KILLED, `fetch failed: ${report.error}`, now);
+    moveAttempt(db, attempt.id, "kill", `fetch failed: ${report.error}`, now);
     const map = getTaskByIndex(db, task.jobId, TaskKind.MAP, report.mapIndex);
-    const rerun = map && rerunMap(db, map.id, report.mapAttemptId);
+    const rerun = map?.attemptId === report.mapAttemptId ? rerunMap(db, map) : undefined;
     const enqueue: TaskRecord[] = [];
     if (rerun) {
-      loseCommittedOutput(db, report.mapAttemptId, `a reduce could not fetch its output: ${report.error}`);
+      moveAttempt(db, report.mapAttemptId, "loseOutput", `a reduce could not fetch its output: ${report.error}`, now);
       uncountMapDone(db, task.jobId);
       enqueue.push(rerun);
     }
@@ -217,7 +211,15 @@ export function reportFetchFailure(
       now,
     );
     // The map may have been re-run and committed already: then the reduce can go at once.
-    if (job.mapsDone === job.mapsTotal) enqueue.push(...releaseReduces(db, job.id));
+    if (job.mapsDone === job.mapsTotal) enqueue.push(...moveJobTasks(db, job.id, "release"));
     return { job, task: getTask(db, task.id)!, enqueue, drop: [task] };
   });
+}
+
+/**
+ * Runs a committed map again under a new generation, its output being gone. Returns the task
+ * as it now is, or undefined if it had already been re-run (another report of the same loss).
+ */
+function rerunMap(db: Db, map: TaskRecord): TaskRecord | undefined {
+  return moveTask(db, "rerun", { taskId: map.id, holder: map.attemptId }) ? getTask(db, map.id) : undefined;
 }

@@ -6,7 +6,7 @@ import type { Db } from "../store/db.js";
 import { markOutputFinished } from "../store/jobs.js";
 import { inTransaction } from "../store/prepared.js";
 import type { JobRecord } from "../store/rows.js";
-import { JobState, TaskState } from "../types.js";
+import { JobState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { TaskQueue } from "./queue.js";
 import type { WorkerLoss } from "./faults.js";
@@ -40,11 +40,12 @@ export class JobEffects {
 
   async applyQueueWork(work: QueueWork, jobId?: number): Promise<void> {
     for (const task of work.drop) {
-      const holder = task.state === TaskState.RUNNING ? task.attemptId : null;
-      await this.attempt("drop a queue entry", jobId, () => this.queue.drop(task, holder));
+      await this.attempt("drop a queue entry", jobId, () =>
+        this.queue.release(task, { as: "gone", token: task.attemptId, why: "task ended" }),
+      );
     }
     for (const { task, token } of work.requeue ?? []) {
-      await this.attempt("requeue a lost attempt's task", task.jobId, () => this.queue.requeue(task, token));
+      await this.attempt("requeue a task", task.jobId, () => this.queue.release(task, { as: "back", token }));
     }
     if ((work.requeue?.length ?? 0) > 0) this.dispatcher.wake();
     // In chunks, each handed out as soon as it is in, so that a big job's first tasks start

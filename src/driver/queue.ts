@@ -36,6 +36,13 @@ export interface QueueEntry {
   app: string;
 }
 
+/** What becomes of a queue entry let go of; `token` is the attempt id that holds it. */
+export type Release =
+  | { as: "done"; token: string }
+  | { as: "retry"; token: string; error: string }
+  | { as: "back"; token: string }
+  | { as: "gone"; token: string | null; why: string };
+
 interface TaskData {
   taskId: number;
   generation: number;
@@ -159,50 +166,42 @@ export class TaskQueue {
     return lost;
   }
 
-  async complete(task: QueuedTask, token: string): Promise<void> {
-    const job = await this.release(task);
-    await job?.moveToCompleted("done", token, false);
-  }
-
-  /** Fails the attempt's lease. With `retry`, BullMQ brings the task back after its backoff. */
-  async fail(task: QueuedTask, token: string, error: string, retry: boolean): Promise<void> {
-    const job = await this.release(task);
-    await job?.moveToFailed(retry ? new Error(error) : new UnrecoverableError(error), token, false);
-  }
-
-  /** Puts an entry held under `token` (a lost attempt) back at the head of its lane, with no retry counted. */
-  async requeue(task: QueuedTask, token: string): Promise<void> {
-    this.foundEmpty.delete(task.app);
-    const job = await this.release(task);
-    await job?.moveToWait(token);
-  }
-
-  /** Removes an entry for good, whether it waits or is held under `token`. */
-  async drop(task: QueuedTask, token: string | null): Promise<void> {
-    const job = await this.release(task);
+  /**
+   * Lets go of a queue entry, the one way to: `held` is the entry of a task (or one just
+   * fetched), and `outcome` says what becomes of it.
+   * - done: the attempt that holds it was committed; the entry completes.
+   * - retry: the attempt failed with attempts left; BullMQ brings the entry back after its
+   *   backoff, counting one of its retries.
+   * - back: not the task's doing (its attempt was lost, handed back, or never claimed); the
+   *   entry goes straight to the head of its lane, with no retry counted.
+   * - gone: the entry must never be handed out again (the task ended, failed for good, or
+   *   moved on to a newer generation); it is failed for good if held, else removed.
+   */
+  async release(held: QueuedTask | QueueEntry, outcome: Release): Promise<void> {
+    const id = "queueJobId" in held ? held.queueJobId : queueJobId(held);
+    const job = this.held.get(id) ?? (await this.lane(held.app).queue.getJob(id));
+    this.held.delete(id);
     if (!job) return;
-    if (token !== null && (await job.isActive())) {
-      await job.moveToFailed(new UnrecoverableError("task ended"), token, false).catch(() => job.remove());
-      return;
+    switch (outcome.as) {
+      case "done":
+        await job.moveToCompleted("done", outcome.token, false);
+        return;
+      case "retry":
+        await job.moveToFailed(new Error(outcome.error), outcome.token, false);
+        return;
+      case "back":
+        this.foundEmpty.delete(held.app);
+        await job.moveToWait(outcome.token);
+        return;
+      case "gone":
+        if (outcome.token !== null && (await job.isActive())) {
+          await job
+            .moveToFailed(new UnrecoverableError(outcome.why), outcome.token, false)
+            .catch(() => job.remove());
+          return;
+        }
+        await job.remove().catch((err: unknown) => this.log.debug({ err, queueJobId: id }, "could not remove"));
     }
-    await job
-      .remove()
-      .catch((err: unknown) => this.log.debug({ err, task: queueJobId(task) }, "could not remove"));
-  }
-
-  /** Puts a fetched entry back at the head of its lane, unclaimed, with no retry counted. */
-  async putBack(entry: QueueEntry, token: string): Promise<void> {
-    this.foundEmpty.delete(entry.app);
-    const job = this.held.get(entry.queueJobId);
-    this.held.delete(entry.queueJobId);
-    await job?.moveToWait(token);
-  }
-
-  /** Removes a fetched entry that turned out stale (its task ended or moved on). */
-  async discard(entry: QueueEntry, token: string): Promise<void> {
-    const job = this.held.get(entry.queueJobId);
-    this.held.delete(entry.queueJobId);
-    await job?.moveToFailed(new UnrecoverableError("stale entry"), token, false).catch(() => job.remove());
   }
 
   /** Of these tasks, those whose entries the queue holds in no state at all. */
@@ -223,13 +222,6 @@ export class TaskQueue {
       await queue.close().catch(() => undefined);
     }
     this.connection.disconnect();
-  }
-
-  private async release(task: QueuedTask): Promise<Job<TaskData> | undefined> {
-    const id = queueJobId(task);
-    const job = this.held.get(id);
-    this.held.delete(id);
-    return job ?? (await this.lane(task.app).queue.getJob(id));
   }
 
   /** The lane of `app`, opened on first use, with its stalled checker running. */

@@ -5,26 +5,15 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { splitInputs } from "../mr/split.js";
-import { getAttempt, finishAttempt, insertAttempt, killJobAttempts } from "../store/attempts.js";
+import { getAttempt, insertAttempt } from "../store/attempts.js";
 import { saveCounters } from "../store/counters.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
-import { countTaskDone, createJob, findJobOwningOutput, finishJob, getJob } from "../store/jobs.js";
+import { countTaskDone, createJob, findJobOwningOutput, getJob } from "../store/jobs.js";
+import { killJobAttempts, moveAttempt, moveJob, moveJobTasks, moveTask } from "../store/lifecycle.js";
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
-import {
-  claimTask as claimTaskRow,
-  commitTask,
-  countLostLease,
-  parkReduce,
-  endOpenTasks,
-  getTask,
-  listMapOutputs,
-  listTasksInState,
-  releaseTask,
-  releaseReduces,
-  type MapOutputLocation,
-} from "../store/tasks.js";
+import { getTask, listMapOutputs, listTasksInState, type MapOutputLocation } from "../store/tasks.js";
 import { AttemptState, JobState, TaskKind, TaskState, type Counters } from "../types.js";
 
 export interface SubmitRequest {
@@ -40,9 +29,9 @@ export interface SubmitRequest {
 export interface QueueWork {
   /** Tasks to put in the queue. */
   enqueue: TaskRecord[];
-  /** Tasks whose queue entries must go; a RUNNING one still names its lease holder. */
+  /** Tasks whose queue entries must go for good; `attemptId`, if set, holds the entry's lock. */
   drop: TaskRecord[];
-  /** Entries held by a lost attempt, to go straight back to the queue under its token. */
+  /** Entries held by an attempt that was lost or handed back, to go straight back under its token. */
   requeue?: { task: TaskRecord; token: string }[];
 }
 
@@ -79,7 +68,9 @@ export function submitJob(db: Db, request: SubmitRequest, now: number): { job: J
     );
     const job = getJob(db, jobId)!;
     const enqueue =
-      splits.length === 0 ? releaseReduces(db, jobId) : listTasksInState(db, jobId, TaskState.PENDING);
+      splits.length === 0
+        ? moveJobTasks(db, jobId, "release")
+        : listTasksInState(db, jobId, TaskState.PENDING);
     return { job, enqueue, drop: [] };
   });
 }
@@ -109,12 +100,19 @@ export function claimTask(
     if (!task || task.generation !== claim.generation) return null;
     const job = getJob(db, task.jobId)!;
     if (task.kind === TaskKind.REDUCE && job.mapsDone < job.mapsTotal) {
-      if (parkReduce(db, task.id, task.attemptId) && task.attemptId !== null) {
-        finishAttempt(db, task.attemptId, AttemptState.SUPERSEDED, "a map it needs runs again", now);
+      if (moveTask(db, "park", { taskId: task.id, holder: task.attemptId }) && task.attemptId !== null) {
+        moveAttempt(db, task.attemptId, "supersede", "a map it needs runs again", now);
       }
       return null;
     }
-    const claimed = claimTaskRow(db, claim.taskId, claim.generation, claim.attemptId);
+    // A RUNNING task handed out again: its holder's lease expired while the driver counted on it.
+    const previous = task.state === TaskState.RUNNING ? task.attemptId : null;
+    const claimed = moveTask(db, previous === null ? "claim" : "takeOver", {
+      taskId: task.id,
+      holder: previous,
+      generation: claim.generation,
+      newHolder: claim.attemptId,
+    });
     if (!claimed) return null;
     insertAttempt(db, {
       id: claim.attemptId,
@@ -123,14 +121,13 @@ export function claimTask(
       workerId: claim.workerId,
       now,
     });
-    if (claimed.previousAttemptId !== null) {
-      finishAttempt(db, claimed.previousAttemptId, AttemptState.SUPERSEDED, "its lease expired", now);
-      countLostLease(db, task.id);
+    if (previous !== null) {
+      moveAttempt(db, previous, "supersede", "its lease expired", now);
       addEvent(
         db,
         job.id,
         EventType.ATTEMPT_SUPERSEDED,
-        `${describeTask(task)}: attempt ${claimed.previousAttemptId} lost its lease; attempt ${claim.attemptId} on worker ${claim.workerId} takes over`,
+        `${describeTask(task)}: attempt ${previous} lost its lease; attempt ${claim.attemptId} on worker ${claim.workerId} takes over`,
         now,
       );
     }
@@ -191,11 +188,11 @@ export function completeAttempt(
     if (attempt.state === AttemptState.SUCCEEDED && task.attemptId === attempt.id) {
       return { ...done, job: getJob(db, task.jobId)!, duplicate: true };
     }
-    if (attempt.state !== AttemptState.RUNNING || !commitTask(db, task.id, attempt.id)) {
+    if (attempt.state !== AttemptState.RUNNING || !moveTask(db, "commit", { taskId: task.id, holder: attempt.id })) {
       throw staleAttempt(attempt, task);
     }
     report.commitOutput?.(task, getJob(db, task.jobId)!, attempt.id);
-    finishAttempt(db, attempt.id, AttemptState.SUCCEEDED, null, now);
+    moveAttempt(db, attempt.id, "succeed", null, now);
     saveCounters(db, task.jobId, attempt.id, report.counters);
     const job = countTaskDone(db, task.jobId, task.kind);
     if (!job)
@@ -203,10 +200,10 @@ export function completeAttempt(
     let enqueue: TaskRecord[] = [];
     let jobSucceeded = false;
     if (task.kind === TaskKind.MAP && job.mapsDone === job.mapsTotal) {
-      enqueue = releaseReduces(db, job.id);
+      enqueue = moveJobTasks(db, job.id, "release");
       addEvent(db, job.id, EventType.MAPS_DONE, `all ${job.mapsTotal} maps succeeded; reduces released`, now);
     } else if (task.kind === TaskKind.REDUCE && job.reducesDone === job.reducers) {
-      finishJob(db, job.id, JobState.SUCCEEDED, null, now);
+      moveJob(db, job.id, "succeed", null, now);
       addEvent(db, job.id, EventType.SUCCEEDED, `all ${job.reducers} reduces succeeded`, now);
       jobSucceeded = true;
     }
@@ -248,11 +245,11 @@ export function failAttempt(
     const retry = !report.unrecoverable && task.failedAttempts + 1 < policy.maxAttempts;
     if (
       attempt.state !== AttemptState.RUNNING ||
-      !releaseTask(db, task.id, attempt.id, "failed", retry ? TaskState.PENDING : TaskState.FAILED)
+      !moveTask(db, retry ? "retry" : "fail", { taskId: task.id, holder: attempt.id })
     ) {
       throw staleAttempt(attempt, task);
     }
-    finishAttempt(db, attempt.id, AttemptState.FAILED, report.error, now);
+    moveAttempt(db, attempt.id, "fail", report.error, now);
     const tries = `${task.failedAttempts + 1} of ${policy.maxAttempts}`;
     let drop: TaskRecord[] = [];
     if (retry) {
@@ -268,7 +265,7 @@ export function failAttempt(
         ? `${describeTask(task)} failed with an unrecoverable error, not retried: ${report.error}`
         : `${describeTask(task)} failed ${policy.maxAttempts} times; last error: ${report.error}`;
       addEvent(db, task.jobId, EventType.TASK_FAILED, reason, now);
-      drop = endJob(db, task.jobId, JobState.FAILED, reason, now);
+      drop = endJob(db, task.jobId, "fail", reason, now);
     }
     return {
       job: getJob(db, task.jobId)!,
@@ -281,18 +278,15 @@ export function failAttempt(
   });
 }
 
-/** Ends a RUNNING job and every open task and attempt of it. Returns the tasks to drop from the queue. */
-export function endJob(
-  db: Db,
-  jobId: number,
-  state: typeof JobState.FAILED | typeof JobState.CANCELLED,
-  reason: string,
-  now: number,
-): TaskRecord[] {
-  finishJob(db, jobId, state, reason, now);
+/**
+ * Ends a RUNNING job (`fail` or `cancel`) and every open task and attempt of it. Returns the
+ * tasks to drop from the queue.
+ */
+export function endJob(db: Db, jobId: number, event: "fail" | "cancel", reason: string, now: number): TaskRecord[] {
+  moveJob(db, jobId, event, reason, now);
   killJobAttempts(db, jobId, reason, now);
-  addEvent(db, jobId, state === JobState.FAILED ? EventType.FAILED : EventType.CANCELLED, reason, now);
-  return endOpenTasks(db, jobId, state === JobState.FAILED ? TaskState.FAILED : TaskState.CANCELLED);
+  addEvent(db, jobId, event === "fail" ? EventType.FAILED : EventType.CANCELLED, reason, now);
+  return moveJobTasks(db, jobId, event === "fail" ? "abort" : "cancel");
 }
 
 /**
@@ -308,7 +302,7 @@ export function cancelJob(db: Db, jobId: number, now: number): { job: JobRecord 
         `job ${jobId} is already ${job.state} (only a RUNNING job can be cancelled)`,
       );
     }
-    const drop = endJob(db, jobId, JobState.CANCELLED, "cancelled by the user", now);
+    const drop = endJob(db, jobId, "cancel", "cancelled by the user", now);
     return { job: getJob(db, jobId)!, enqueue: [], drop };
   });
 }

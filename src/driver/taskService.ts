@@ -128,7 +128,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     // The commit is durable: reply now, and bring the queue up to date behind the reply.
     effects.finishOutput(job);
     effects.inBackground(async () => {
-      await effects.releaseLease(() => queue.complete(task, req.attemptId));
+      await effects.releaseLease(() => queue.release(task, { as: "done", token: req.attemptId }));
       await effects.applyQueueWork(completion, job.id);
     });
     effects.jobChanged(job.id);
@@ -174,7 +174,13 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       },
       `task attempt failed: ${req.error}`,
     );
-    await effects.releaseLease(() => queue.fail(task, req.attemptId, req.error, failure.retry));
+    const token = req.attemptId;
+    await effects.releaseLease(() =>
+      queue.release(
+        task,
+        failure.retry ? { as: "retry", token, error: req.error } : { as: "gone", token, why: req.error },
+      ),
+    );
     await effects.apply(job, failure);
     return {};
   };

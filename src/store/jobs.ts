@@ -16,7 +16,7 @@ export interface NewJob {
 
 /**
  * createJob. Expects: a validated request. Inserts the job (RUNNING), one PENDING map task per
- * split and R reduce tasks, WAITING for the maps (PENDING at once when there is no map).
+ * split and R reduce tasks, WAITING for the maps (a job with no map releases them at once).
  * Returns the job's id. Run it inside the transaction that also records the submit event.
  */
 export function createJob(db: Db, job: NewJob): number {
@@ -42,9 +42,8 @@ export function createJob(db: Db, job: NewJob): number {
   job.splits.forEach((split, m) =>
     insertTask.run(jobId, TaskKind.MAP, m, TaskState.PENDING, split.file, split.start, split.end),
   );
-  const reduceState = job.splits.length === 0 ? TaskState.PENDING : TaskState.WAITING;
   for (let r = 0; r < job.reducers; r++)
-    insertTask.run(jobId, TaskKind.REDUCE, r, reduceState, null, null, null);
+    insertTask.run(jobId, TaskKind.REDUCE, r, TaskState.WAITING, null, null, null);
   return jobId;
 }
 
@@ -102,27 +101,6 @@ export function countTaskDone(db: Db, jobId: number, kind: TaskKind): JobRecord 
     `UPDATE jobs SET ${column} = ${column} + 1 WHERE id = ? AND state = 'RUNNING'`,
   ).run(jobId).changes;
   return changed === 1 ? getJob(db, jobId) : undefined;
-}
-
-/**
- * finishJob. Expects: the job RUNNING. Moves it to `state` (SUCCEEDED, FAILED or CANCELLED)
- * with its reason, its output yet to finish (markOutputFinished). Returns false if it was no
- * longer RUNNING.
- */
-export function finishJob(
-  db: Db,
-  jobId: number,
-  state: Exclude<JobState, "RUNNING">,
-  error: string | null,
-  now: number,
-): boolean {
-  return (
-    prepared(
-      db,
-      `UPDATE jobs SET state = ?, error = ?, finished_at = ?, output_finished = 0
-       WHERE id = ? AND state = 'RUNNING'`,
-    ).run(state, error, now, jobId).changes === 1
-  );
 }
 
 /** markOutputFinished. Expects: the job ended, and its output directory was finished. */

@@ -39,14 +39,6 @@ export function touchWorker(db: Db, workerId: number, now: number): boolean {
   );
 }
 
-/** markWorkerLost. Expects: the worker ALIVE. Marks it LOST. Returns false if it was not ALIVE. */
-export function markWorkerLost(db: Db, workerId: number): boolean {
-  return (
-    prepared(db, `UPDATE workers SET state = 'LOST' WHERE id = ? AND state = 'ALIVE'`).run(workerId)
-      .changes === 1
-  );
-}
-
 /** ALIVE workers whose last heartbeat is older than `before`. */
 export function listSilentWorkers(db: Db, before: number): WorkerRecord[] {
   return prepared<[number], Parameters<typeof toWorker>[0]>(
