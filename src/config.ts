@@ -5,8 +5,8 @@
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { InvalidArgumentError } from "./errors.js";
-import { DEFAULT_SORT_BUFFER_BYTES } from "./mr/mapTask.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "./mr/split.js";
+import { DEFAULT_TUNABLES, resolveTunables, type EngineTunables } from "./mr/tunables.js";
 
 export const DEFAULT_DRIVER_ADDRESS = "127.0.0.1:50051";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
@@ -68,11 +68,21 @@ const workerSchema = z.object({
   /** A directory of app modules to offer beside the built-in apps. Default none. */
   appsDir: z.string().min(1).optional(),
   /** Map output buffered before a sort and spill, in bytes, per slot. Default 64 MiB. */
-  sortBufferBytes: positiveInt.default(DEFAULT_SORT_BUFFER_BYTES),
+  sortBufferBytes: positiveInt.default(DEFAULT_TUNABLES.sortBufferBytes),
   /** Tasks the worker runs at once, as Hadoop's task slots. Default 1. */
   slots: z.coerce.number().int().min(1).max(64).default(1),
+  /**
+   * On stop (SIGTERM), how long running tasks get to finish and report before they are handed
+   * back to the driver, in ms. Default 10000.
+   */
+  drainTimeoutMs: z.coerce.number().int().min(0).default(10_000),
 });
-export type WorkerConfig = Readonly<z.infer<typeof workerSchema>>;
+export type WorkerConfig = Readonly<
+  z.infer<typeof workerSchema> & {
+    /** The engine's tunables, with this worker's sort buffer. */
+    tunables: Readonly<EngineTunables>;
+  }
+>;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -106,6 +116,7 @@ export function resolveWorkerConfig(
   const config = parse(workerSchema, merged, "worker options");
   return Object.freeze({
     ...config,
+    tunables: resolveTunables({ sortBufferBytes: config.sortBufferBytes }),
     dataDir: config.dataDir === undefined ? undefined : resolve(config.dataDir),
     appsDir: config.appsDir === undefined ? undefined : resolve(config.appsDir),
   });

@@ -1,18 +1,23 @@
 /**
- * Shared vocabulary of mr. The words are those of DESIGN.md:
+ * Shared vocabulary of mr; docs/ARCHITECTURE.md has the full glossary.
  *
  * - job: one submitted MapReduce computation: an app, its inputs, an output directory and R.
  * - task: one unit of a job: M map tasks (one per split) and R reduce tasks (one per partition).
  * - attempt: one execution of a task by one worker; at most one attempt per task is committed.
  *   Its id is also the BullMQ lock token of the task's queue entry.
+ * - holder: the attempt a task names in `attempt_id`: the one running it, the committed one,
+ *   or the one that failed it.
  * - generation: bumped each time a committed task must run again (its map output was lost);
  *   the queue entry of a task is named after its task and generation, so enqueueing twice is harmless.
  * - split: a byte range of one input file; records are lines, cut as Hadoop's line reader does.
  * - partition: a reduce bucket, `hash(key) mod R` unless the app says otherwise.
- * - map output: R key-sorted files per map attempt, kept in the worker's data directory.
+ * - map output: one file (or buffer) per map attempt with its R key-sorted partitions back to
+ *   back, kept by the worker that ran it and served to reducers until the job ends.
  * - lease: the BullMQ lock on a running task, held under the attempt id; heartbeats extend it.
  *
- * States are written in the same words in SQLite, in the proto and on the screen.
+ * States are written in the same words in SQLite, in the proto and on the screen. Which event
+ * moves what from which state to which is the table in src/store/lifecycle.ts, the one place
+ * that changes a state.
  */
 
 export const JobState = {
@@ -43,16 +48,28 @@ export const AttemptState = {
   SUCCEEDED: "SUCCEEDED",
   /** The app threw or the worker reported an error: counts against maxAttempts. */
   FAILED: "FAILED",
-  /** Its worker stopped heartbeating: counts against maxLostAttempts. */
+  /**
+   * Its worker stopped heartbeating, or the assignment never reached it (counts against
+   * maxLostAttempts); or, from SUCCEEDED, the map output it committed was lost.
+   */
   LOST: "LOST",
-  /** Its lease expired and another attempt took the task. */
+  /** Another attempt took its task: its lease expired (a loss), or its reduce was parked. */
   SUPERSEDED: "SUPERSEDED",
-  /** Its job was cancelled. */
+  /**
+   * mr stopped it, charging nothing: its job was cancelled or failed, its fetch failed, or its
+   * worker stopped and handed it back; or, from SUCCEEDED, its map output left with that worker.
+   */
   KILLED: "KILLED",
 } as const;
 export type AttemptState = (typeof AttemptState)[keyof typeof AttemptState];
 
-export const WorkerState = { ALIVE: "ALIVE", LOST: "LOST", STOPPED: "STOPPED" } as const;
+export const WorkerState = {
+  ALIVE: "ALIVE",
+  /** Silent for the worker timeout; if it comes back, it registers again under a new id. */
+  LOST: "LOST",
+  /** It deregistered as it stopped. */
+  STOPPED: "STOPPED",
+} as const;
 export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState];
 
 export const TERMINAL_JOB_STATES: readonly JobState[] = [

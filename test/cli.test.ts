@@ -248,6 +248,7 @@ describe("the mr command", () => {
       state: "SUCCEEDED",
       startedAt: expect.any(String),
       finishedAt: expect.any(String),
+      progress: 1,
       error: null,
     });
     expect(shown.events.map((event: { type: string }) => event.type)).toEqual([

@@ -198,4 +198,31 @@ describe("a job through a real driver and real workers", () => {
       shuffle.close();
     }
   });
+
+  it("reports how far each running attempt has got, in mr jobs show and in the job's progress", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    const [input] = writeCorpus(dir, { files: 1, bytes: 24_000, seed: 8 });
+    // One slow map: about 400 lines at 8 ms each, so heartbeats see it part of the way through.
+    const job = await cluster.client.submitJob({
+      app: "faulty",
+      inputs: [input!],
+      outputDir: join(dir, "out"),
+      reducers: 1,
+      splitSizeBytes: 1 << 20,
+      params: { slowMs: "8" },
+    });
+    const progressOf = async () =>
+      (await cluster!.client.getJob(job.id)).tasks[0]!.attempts[0]?.progress ?? 0;
+    await expect.poll(progressOf, { timeout: 20_000, interval: 100 }).toBeGreaterThan(0);
+    const running = await cluster.client.getJob(job.id);
+    const share = running.tasks[0]!.attempts[0]!.progress;
+    expect(share).toBeLessThan(1);
+    expect(running.job!.mapsProgress).toBeGreaterThan(0);
+    expect(running.job!.mapsDone).toBe(0);
+    const shown = await mr(["jobs", "show", String(job.id)], cluster.env);
+    expect(shown.stdout).toMatch(/RUNNING \d+%/);
+    const done = await waitForJobEnd(cluster.client, job.id);
+    expect(done.tasks.flatMap((task) => task.attempts.map((attempt) => attempt.progress))).toEqual([1, 1]);
+  });
 });

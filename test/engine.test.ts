@@ -8,6 +8,7 @@ import { partitionRange, runMapTask, type MapOutput, type MapTaskOptions } from 
 import { MergedReader, compareKeys, forEachGroup, openMerge } from "../src/mr/merge.js";
 import { runReduceTask } from "../src/mr/reduceTask.js";
 import { RecordReader, RecordWriter, SharedFiles } from "../src/mr/records.js";
+import { resolveTunables } from "../src/mr/tunables.js";
 import { countWords, random, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -108,7 +109,12 @@ describe("the merge", () => {
     const work = join(dir, "work");
     const merged = await openMerge(
       runs.map((_, r) => ({ path: join(dir, `run${r}`) })),
-      { dir: work, files, factor: 10, onRewritten: (records) => (rewritten += records) },
+      {
+        dir: work,
+        files,
+        tunables: resolveTunables({ mergeFactor: 10 }),
+        onRewritten: (records) => (rewritten += records),
+      },
     );
     const seen: [string, string][] = [];
     while (merged.next()) seen.push([merged.key, merged.value]);
@@ -157,7 +163,10 @@ describe("the map task", () => {
     const split = { file: input!, start: 0, end: 200_000 };
     const options = { app: lineWordcount, params: {}, split, reducers: 3 };
     const inMemory = await mapTask(dir, "mem", options);
-    const spilled = await mapTask(dir, "spill", { ...options, sortBufferBytes: 4096 });
+    const spilled = await mapTask(dir, "spill", {
+      ...options,
+      tunables: resolveTunables({ sortBufferBytes: 4096 }),
+    });
     expect(inMemory.counters.SPILLED_RECORDS).toBeUndefined();
     expect(spilled.counters.SPILLED_RECORDS).toBeGreaterThan(1000);
     // Hundreds of runs: more than a merge reads at once, so some were merged ahead, and their
@@ -180,7 +189,7 @@ describe("the map task", () => {
       params: {},
       split,
       reducers: 2,
-      sortBufferBytes: 8192, // a flush a block, and spills
+      tunables: resolveTunables({ sortBufferBytes: 8192 }), // a flush a block, and spills
     });
     expect(byBlock.counters.SPILLED_RECORDS).toBeGreaterThan(0);
     // Combined in the mapper:
@@ -190,6 +199,29 @@ describe("the map task", () => {
     }
     expect(byBlock.counters.MAP_INPUT_RECORDS).toBe(byLine.counters.MAP_INPUT_RECORDS);
     expect(byBlock.counters.MAP_INPUT_BYTES).toBe(byLine.counters.MAP_INPUT_BYTES);
+  });
+
+  it("counts the combiner one way wherever it runs: in the buffer, on a spill, on the final merge", async () => {
+    const dir = tempDir();
+    // One key emitted many times: combined in the buffer every combineInBufferAt values, and
+    // spilled and merged through a tiny buffer. The combiner passes values through, so every
+    // value handed to it comes out again, each time it runs.
+    writeFileSync(join(dir, "in"), "x\n".repeat(500));
+    const identity: App = {
+      map: (_input, emit) => emit("k", "v"),
+      reduce: () => undefined,
+      combine: (key, values, emit) => {
+        for (const value of values) emit(key, value);
+      },
+    };
+    const tunables = resolveTunables({ sortBufferBytes: 2048, combineInBufferAt: 8 });
+    const split = { file: join(dir, "in"), start: 0, end: 1000 };
+    const { counters } = await mapTask(dir, "c", { app: identity, params: {}, split, reducers: 1, tunables });
+    expect(counters.MAP_OUTPUT_RECORDS).toBe(500);
+    expect(counters.SPILLED_RECORDS).toBeGreaterThan(0);
+    expect(counters.COMBINE_INPUT_RECORDS).toBe(counters.COMBINE_OUTPUT_RECORDS);
+    // Each value went through the buffer's combines, its spill's and the merge's at least.
+    expect(counters.COMBINE_INPUT_RECORDS).toBeGreaterThan(3 * 500);
   });
 
   it("keeps an output within memoryBytes in memory, and creates no file for it", async () => {
@@ -340,5 +372,17 @@ describe("a worker's data directory", () => {
     clearAttemptFiles(dir);
     expect(readdirSync(dir).sort()).toEqual(["a-project", "a0123456789abcdef.txt", "notes.txt"]);
     expect(() => attemptDir(dir, "../etc")).toThrow(/not an attempt id/);
+  });
+});
+
+describe("engine tunables", () => {
+  it("take their defaults, and refuse a value below a tunable's minimum with its name", () => {
+    expect(resolveTunables().mergeFactor).toBe(100);
+    expect(resolveTunables({ mergeFactor: 10 }).mergeFactor).toBe(10);
+    expect(Object.isFrozen(resolveTunables())).toBe(true);
+    expect(() => resolveTunables({ mergeFactor: 1 })).toThrow(
+      /mergeFactor must be an integer of at least 2, got 1/,
+    );
+    expect(() => resolveTunables({ sortBufferBytes: 1.5 })).toThrow(/sortBufferBytes/);
   });
 });

@@ -73,7 +73,10 @@ function expectMoved(after: TaskRecord, t: TaskTransition, state: TaskState): vo
 }
 
 describe("task transitions", () => {
-  for (const [event, t] of Object.entries(TASK_TRANSITIONS) as [keyof typeof TASK_TRANSITIONS, TaskTransition][]) {
+  for (const [event, t] of Object.entries(TASK_TRANSITIONS) as [
+    keyof typeof TASK_TRANSITIONS,
+    TaskTransition,
+  ][]) {
     it(`${event}: ${t.from.join(" | ")} → ${t.to}, and refused from every other state`, () => {
       const { db, jobId } = setup();
       for (const kind of KINDS) {
@@ -81,7 +84,12 @@ describe("task transitions", () => {
         for (const state of TASK_STATES) {
           placeTask(db, task, state);
           const holder = holderIn(state);
-          const moved = moveTask(db, event, { taskId: task.id, holder, generation: 0, newHolder: "newcomer" });
+          const moved = moveTask(db, event, {
+            taskId: task.id,
+            holder,
+            generation: 0,
+            newHolder: "newcomer",
+          });
           expect({ kind, state, moved }).toEqual({ kind, state, moved: allows(t, state, kind) });
           if (moved) expectMoved(getTask(db, task.id)!, t, state);
           else expect(getTask(db, task.id)!.state).toBe(state);
@@ -93,7 +101,10 @@ describe("task transitions", () => {
   it("are refused to an attempt that does not hold the task, or to an older generation", () => {
     const { db, jobId } = setup();
     const map = listTasks(db, jobId).find((task) => task.kind === TaskKind.MAP)!;
-    for (const [event, t] of Object.entries(TASK_TRANSITIONS) as [keyof typeof TASK_TRANSITIONS, TaskTransition][]) {
+    for (const [event, t] of Object.entries(TASK_TRANSITIONS) as [
+      keyof typeof TASK_TRANSITIONS,
+      TaskTransition,
+    ][]) {
       const state = t.from.find((candidate) => holderIn(candidate) !== null);
       if (state === undefined || !allows(t, state, TaskKind.MAP)) continue;
       placeTask(db, map, state);
@@ -162,7 +173,10 @@ describe("attempt transitions", () => {
 });
 
 describe("job and worker transitions", () => {
-  for (const [event, t] of Object.entries(JOB_TRANSITIONS) as [keyof typeof JOB_TRANSITIONS, { from: JobState; to: JobState }][]) {
+  for (const [event, t] of Object.entries(JOB_TRANSITIONS) as [
+    keyof typeof JOB_TRANSITIONS,
+    { from: JobState; to: JobState },
+  ][]) {
     it(`job ${event}: ${t.from} → ${t.to}, and refused from every other state`, () => {
       const { db, jobId } = setup();
       for (const state of Object.values(JobState)) {

@@ -12,6 +12,7 @@ import { ShuffleServiceService, type MapOutput, type TaskAssignment } from "../s
 import { listen, shutdown } from "../src/grpc.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runMapTask } from "../src/mr/mapTask.js";
+import { resolveTunables } from "../src/mr/tunables.js";
 import { TaskKind } from "../src/types.js";
 import { attemptDir } from "../src/worker/dataDir.js";
 import { MapOutputs } from "../src/worker/mapOutputs.js";
@@ -90,7 +91,11 @@ describe("the shuffle", () => {
     expect(one.inMemory).toBeGreaterThan(0); // and the others come from files
     expect(one.inMemory).toBeLessThan(150);
     const outputDir = tempDir();
-    const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
+    const runner = new TaskRunner({
+      dataDir: tempDir(),
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
+      apps: BUILTIN_APPS,
+    });
     try {
       const mapOutputs = [...one.outputs, ...two.outputs].sort((a, b) => a.mapIndex - b.mapIndex);
       const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
@@ -133,7 +138,11 @@ describe("the shuffle", () => {
   it("names the map whose output a worker cannot serve, after asking again", async () => {
     const worker = await shuffleWorker(0, 120, 1);
     worker.committed.delete(worker.outputs[42]!.attemptId);
-    const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
+    const runner = new TaskRunner({
+      dataDir: tempDir(),
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
+      apps: BUILTIN_APPS,
+    });
     try {
       const failure = await runner
         .run(reduceTask(tempDir(), worker.outputs), new AbortController().signal)
@@ -164,7 +173,11 @@ describe("the shuffle", () => {
       };
       expect(onDisk).toBe(true);
       const outputDir = tempDir();
-      const runner = new TaskRunner({ dataDir: tempDir(), sortBufferBytes: 1 << 20, apps: BUILTIN_APPS });
+      const runner = new TaskRunner({
+        dataDir: tempDir(),
+        tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
+        apps: BUILTIN_APPS,
+      });
       try {
         const mapOutputs = [{ mapIndex: 0, attemptId, address }];
         const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);

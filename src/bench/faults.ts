@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { DriverClient } from "../cli/client.js";
+import { LocalCluster } from "../cli/cluster.js";
 import { table } from "../cli/format.js";
-import { freePort, spawnMr, startRedisServer, type MrProcess } from "../cli/processes.js";
+import { startRedisServer } from "../cli/processes.js";
 import type * as pb from "../gen/mapreduce.js";
 
 const SAMPLES = Number(process.env.MR_BENCH_SAMPLES ?? 5);
@@ -44,27 +44,19 @@ function runningMap(detail: pb.JobDetail): { task: pb.Task; attempt: pb.Attempt 
 async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), "mr-bench-faults-"));
   const redis = await startRedisServer();
-  const env = { ...process.env, MR_HOME: home };
-  const port = await freePort();
   const line = "lorem ipsum dolor sit amet consectetur\n";
   const input = join(home, "input.txt");
   writeFileSync(input, line.repeat(20_000));
   // MR_BENCH_LOGS=DIR keeps the processes' logs there.
   const logs = process.env.MR_BENCH_LOGS;
-  const stderr = (name: string) => (logs ? openSync(join(logs, `${name}.log`), "a") : "ignore");
-  const startDriver = () =>
-    spawnMr(["driver", "--listen", `127.0.0.1:${port}`, "--redis", redis.url], {
-      env,
-      stderr: stderr("driver"),
-    });
-  const startWorker = () =>
-    spawnMr(["worker", "--port", "0", "--apps-dir", FIXTURE_APPS, "--driver", `127.0.0.1:${port}`], {
-      env,
-      stderr: stderr("worker"),
-    });
-  let driver = await startDriver();
-  const workers: MrProcess[] = [await startWorker(), await startWorker(), await startWorker()];
-  const client = new DriverClient(driver.address);
+  const cluster = await LocalCluster.start({
+    redisUrl: redis.url,
+    home,
+    workers: 3,
+    workerArgs: () => ["--apps-dir", FIXTURE_APPS],
+    logTo: (name) => (logs ? openSync(join(logs, `${name}.log`), "a") : "ignore"),
+  });
+  const { client, workers } = cluster;
   let jobs = 0;
   // Recovery: two long maps on three workers, so a free worker is there to take the task at once.
   // Restart: many maps of about a second each, so some complete soon after the driver is back.
@@ -88,7 +80,8 @@ async function main(): Promise<void> {
       const worker = workers.find((w) => w.address === address)!;
       const killedAt = Date.now();
       await worker.stop("SIGKILL");
-      workers.splice(workers.indexOf(worker), 1, await startWorker());
+      workers.splice(workers.indexOf(worker), 1);
+      await cluster.startWorker();
       const next = await poll("the task's next attempt", async () => {
         const task = (await client.getJob(job.id)).tasks.find((t) => t.id === victim.task.id)!;
         return task.attempts.find(
@@ -101,9 +94,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < SAMPLES; i++) {
       const job = await submit(16_000, "2");
       await poll("a running map", async () => runningMap(await client.getJob(job.id)));
-      await driver.stop("SIGKILL");
+      await cluster.driver.stop("SIGKILL");
       const startedAt = Date.now();
-      driver = await startDriver();
+      await cluster.startDriver();
       const first = await poll("a task completed after the restart", async () => {
         const detail = await client.getJob(job.id);
         const done = detail.tasks
@@ -115,9 +108,7 @@ async function main(): Promise<void> {
       await client.cancelJob(job.id);
     }
   } finally {
-    client.close();
-    for (const worker of workers) await worker.stop();
-    await driver.stop();
+    await cluster.stop();
     await redis.stop();
     rmSync(home, { recursive: true, force: true });
   }

@@ -15,9 +15,9 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DriverClient } from "../cli/client.js";
+import { LocalCluster } from "../cli/cluster.js";
 import { table } from "../cli/format.js";
-import { MR_BIN, spawnMr, startRedisServer, type MrProcess, type RedisServer } from "../cli/processes.js";
+import { MR_BIN, startRedisServer, type RedisServer } from "../cli/processes.js";
 import { followJob } from "../cli/watch.js";
 import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
@@ -82,43 +82,6 @@ async function runLocal(corpus: string, out: string): Promise<Measure> {
   return { seconds: (performance.now() - started) / 1000, peakRssMb };
 }
 
-interface Cluster {
-  driver: MrProcess;
-  workers: MrProcess[];
-  client: DriverClient;
-  stop(): Promise<void>;
-}
-
-async function startCluster(
-  redis: RedisServer,
-  home: string,
-  workers: number,
-  workerArgs: string[] = [],
-): Promise<Cluster> {
-  const env = { ...process.env, MR_HOME: home };
-  const driver = await spawnMr(
-    ["driver", "--listen", "127.0.0.1:0", "--redis", redis.url, "--queue-prefix", `b${Date.now()}`],
-    { env },
-  );
-  const started: MrProcess[] = [];
-  for (let i = 0; i < workers; i++) {
-    started.push(
-      await spawnMr(["worker", "--port", "0", "--driver", driver.address, ...workerArgs], { env }),
-    );
-  }
-  const client = new DriverClient(driver.address);
-  return {
-    driver,
-    workers: started,
-    client,
-    async stop() {
-      client.close();
-      for (const worker of started) await worker.stop();
-      await driver.stop();
-    },
-  };
-}
-
 interface JobRequest {
   app: string;
   inputs: string[];
@@ -127,7 +90,7 @@ interface JobRequest {
   splitSizeBytes: number;
 }
 
-async function runJob(cluster: Cluster, request: JobRequest): Promise<Measure & { tasks: number }> {
+async function runJob(cluster: LocalCluster, request: JobRequest): Promise<Measure & { tasks: number }> {
   rmSync(request.outputDir, { recursive: true, force: true });
   const rss = new RssWatch(() => cluster.workers.map((worker) => worker.child.pid!));
   const started = performance.now();
@@ -148,7 +111,12 @@ async function jobOnNewCluster(
   request: JobRequest,
 ): Promise<Measure & { tasks: number }> {
   rmSync(home, { recursive: true, force: true });
-  const cluster = await startCluster(redis, home, workers, workerArgs);
+  const cluster = await LocalCluster.start({
+    redisUrl: redis.url,
+    home,
+    workers,
+    workerArgs: () => workerArgs,
+  });
   try {
     return await runJob(cluster, request);
   } finally {

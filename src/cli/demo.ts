@@ -4,10 +4,10 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DriverClient } from "./client.js";
+import { LocalCluster } from "./cluster.js";
 import { table } from "./format.js";
 import { parsePositiveInt } from "./options.js";
-import { pingRedis, spawnMr, startRedisServer, type MrProcess, type RedisServer } from "./processes.js";
+import { pingRedis, startRedisServer, type RedisServer } from "./processes.js";
 import { reportOutcome, waitWithProgress } from "./submit.js";
 
 const SAMPLE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples", "data");
@@ -24,46 +24,38 @@ export function addDemoCommand(program: Command, env: NodeJS.ProcessEnv): void {
 
 async function runDemo(workerCount: number, env: NodeJS.ProcessEnv): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), "mr-demo-"));
-  const started: (MrProcess | RedisServer)[] = [];
+  let redis: RedisServer | undefined;
+  let cluster: LocalCluster | undefined;
   const say = (line: string): void => void process.stderr.write(`${line}\n`);
   try {
-    const redisUrl = await findRedis(env, (server) => started.push(server), say);
-    const childEnv = { ...env, MR_HOME: home };
-    const driver = await spawnMr(
-      ["driver", "--listen", "127.0.0.1:0", "--redis", redisUrl, "--queue-prefix", `mr-demo-${process.pid}`],
-      { env: childEnv },
-    );
-    started.push(driver);
-    say(`driver on ${driver.address}, state in ${join(home, "driver.db")}`);
-    for (let i = 0; i < workerCount; i++) {
-      const worker = await spawnMr(["worker", "--port", "0", "--driver", driver.address], { env: childEnv });
-      started.push(worker);
-      say(`worker ${i + 1} on ${worker.address}`);
-    }
-    const client = new DriverClient(driver.address);
-    try {
-      const inputs = readdirSync(SAMPLE_DIR).map((name) => join(SAMPLE_DIR, name));
-      const outputDir = join(home, "out");
-      const submitted = await client.submitJob({
-        app: "wordcount",
-        inputs,
-        outputDir,
-        reducers: 4,
-        splitSizeBytes: 64 * 1024,
-        params: {},
-      });
-      say(
-        `job ${submitted.id}: wordcount over ${inputs.length} books, ${submitted.mapsTotal} maps, 4 reduces`,
-      );
-      const job = await waitWithProgress(client, submitted.id);
-      reportOutcome(job);
-      console.log(`Top 10 words (output in ${outputDir}):`);
-      console.log(table(["WORD", "COUNT"], topWords(outputDir, 10)));
-    } finally {
-      client.close();
-    }
+    const redisUrl = await findRedis(env, (server) => (redis = server), say);
+    cluster = await LocalCluster.start({
+      redisUrl,
+      home,
+      workers: workerCount,
+      env,
+      queuePrefix: `mr-demo-${process.pid}`,
+    });
+    say(`driver on ${cluster.driver.address}, state in ${cluster.dbPath}`);
+    cluster.workers.forEach((worker, i) => say(`worker ${i + 1} on ${worker.address}`));
+    const inputs = readdirSync(SAMPLE_DIR).map((name) => join(SAMPLE_DIR, name));
+    const outputDir = join(home, "out");
+    const submitted = await cluster.client.submitJob({
+      app: "wordcount",
+      inputs,
+      outputDir,
+      reducers: 4,
+      splitSizeBytes: 64 * 1024,
+      params: {},
+    });
+    say(`job ${submitted.id}: wordcount over ${inputs.length} books, ${submitted.mapsTotal} maps, 4 reduces`);
+    const job = await waitWithProgress(cluster.client, submitted.id);
+    reportOutcome(job);
+    console.log(`Top 10 words (output in ${outputDir}):`);
+    console.log(table(["WORD", "COUNT"], topWords(outputDir, 10)));
   } finally {
-    for (const process of started.reverse()) await process.stop();
+    await cluster?.stop();
+    await redis?.stop();
   }
 }
 

@@ -19,6 +19,17 @@ export function formatDuration(fromMs: number, toMs: number): string {
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
 }
 
+/** `3/10`, and `3/10 (4.6)` while running attempts add to what is done. */
+function formatCount(done: number, progress: number, total: number): string {
+  const partial = progress - done >= 0.05 ? ` (${progress.toFixed(1)})` : "";
+  return `${done}/${total}${partial}`;
+}
+
+/** An attempt's state, with how far it has got while it runs: `RUNNING 42%`. */
+function formatAttemptState(attempt: pb.Attempt): string {
+  return attempt.state === "RUNNING" ? `RUNNING ${Math.floor(attempt.progress * 100)}%` : attempt.state;
+}
+
 function isoOrNull(ms: number): string | null {
   return ms === 0 ? null : new Date(ms).toISOString();
 }
@@ -39,8 +50,8 @@ export function jobJson(job: pb.Job) {
     reducers: job.reducers,
     splitSizeBytes: job.splitSizeBytes,
     params: job.params,
-    maps: { done: job.mapsDone, total: job.mapsTotal },
-    reduces: { done: job.reducesDone, total: job.reducesTotal },
+    maps: { done: job.mapsDone, progress: job.mapsProgress, total: job.mapsTotal },
+    reduces: { done: job.reducesDone, progress: job.reducesProgress, total: job.reducesTotal },
     submittedAt: isoOrNull(job.submittedAtMs),
     finishedAt: isoOrNull(job.finishedAtMs),
     error: job.error || null,
@@ -62,6 +73,7 @@ export function jobDetailJson(detail: pb.JobDetail) {
         state: attempt.state,
         startedAt: isoOrNull(attempt.startedAtMs),
         finishedAt: isoOrNull(attempt.finishedAtMs),
+        progress: attempt.progress,
         error: attempt.error || null,
       })),
     })),
@@ -95,8 +107,8 @@ export function jobDetailText(detail: pb.JobDetail): string {
     `job ${job.id}: ${job.app}, ${job.state}`,
     `  output    ${job.outputDir}`,
     `  inputs    ${job.inputs.length === 1 ? job.inputs[0] : `${job.inputs.length} files`}`,
-    `  maps      ${job.mapsDone}/${job.mapsTotal}`,
-    `  reduces   ${job.reducesDone}/${job.reducesTotal}`,
+    `  maps      ${formatCount(job.mapsDone, job.mapsProgress, job.mapsTotal)}`,
+    `  reduces   ${formatCount(job.reducesDone, job.reducesProgress, job.reducesTotal)}`,
     `  submitted ${formatTime(job.submittedAtMs)}, ran ${formatDuration(job.submittedAtMs, job.finishedAtMs)}`,
   ];
   if (Object.keys(job.params).length > 0) {
@@ -126,7 +138,7 @@ export function jobDetailText(detail: pb.JobDetail): string {
       i === 0 ? task.state : "",
       attempt.id,
       attempt.workerId,
-      attempt.state,
+      formatAttemptState(attempt),
       formatTime(attempt.startedAtMs),
       formatDuration(attempt.startedAtMs, attempt.finishedAtMs),
       attempt.error,

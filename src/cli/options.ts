@@ -2,10 +2,19 @@ import { UsageError } from "./errors.js";
 
 /** `--reducers 5`: a positive integer, or a usage error that says so. */
 export function parsePositiveInt(flag: string) {
+  return parseIntAtLeast(flag, 1, "a positive integer");
+}
+
+/** `--drain-timeout 0`: an integer of 0 or more, or a usage error that says so. */
+export function parseNonNegativeInt(flag: string) {
+  return parseIntAtLeast(flag, 0, "an integer of 0 or more");
+}
+
+function parseIntAtLeast(flag: string, least: number, what: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
-      throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < least) {
+      throw new UsageError(`${flag} must be ${what}, got ${JSON.stringify(value)}`);
     }
     return n;
   };
@@ -53,12 +62,12 @@ export function parseJobId(value: string): number {
 }
 
 /** Runs `stop` on the first SIGINT or SIGTERM; a second one exits at once. */
-export function onShutdownSignal(stop: () => Promise<void>): void {
+export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) process.exit(130);
     stopping = true;
-    stop().then(
+    stop(signal).then(
       () => process.exit(0),
       (err: unknown) => {
         console.error(`mr: ${String(err)} (while stopping after ${signal})`);

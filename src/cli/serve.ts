@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { createLogger } from "../log.js";
 import { loadApps } from "../worker/apps.js";
-import { onShutdownSignal, parsePositiveInt } from "./options.js";
+import { onShutdownSignal, parseNonNegativeInt, parsePositiveInt } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -73,6 +73,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "tasks run at once (default 1); each map task has its own sort buffer",
       parsePositiveInt("--slots"),
     )
+    .option(
+      "--drain-timeout <ms>",
+      "on SIGTERM, how long running tasks get to finish before they are handed back (default 10000)",
+      parseNonNegativeInt("--drain-timeout"),
+    )
     .action(async (options: Record<string, unknown>) => {
       const config = resolveWorkerConfig(
         {
@@ -83,6 +88,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
             options.sortBufferMb === undefined ? undefined : (options.sortBufferMb as number) * 1024 * 1024,
           appsDir: options.appsDir,
           slots: options.slots,
+          drainTimeoutMs: options.drainTimeout,
         },
         env,
       );
@@ -92,7 +98,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
         await loadApps(config.appsDir),
         createLogger("worker", env),
       );
-      onShutdownSignal(() => worker.stop());
+      onShutdownSignal((signal) => worker.stop(signal));
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);
     });
 }

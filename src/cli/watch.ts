@@ -50,7 +50,10 @@ function streamOnce(
   });
 }
 
-/** Two bars on a terminal (maps and reduces done); one line per change otherwise. */
+/**
+ * Two bars on a terminal: maps and reduces done, each moved on by the share its running
+ * attempts have done; one line per change otherwise.
+ */
 export function progressReporter(out: NodeJS.WriteStream): { update(job: pb.Job): void; stop(): void } {
   if (!out.isTTY) {
     let previous = "";
@@ -66,20 +69,20 @@ export function progressReporter(out: NodeJS.WriteStream): { update(job: pb.Job)
   const bars = new MultiBar(
     {
       stream: out,
-      format: " {name} [{bar}] {value}/{total} {percentage}%",
+      format: " {name} [{bar}] {done}/{total} {percentage}%",
       hideCursor: true,
       clearOnComplete: false,
     },
     Presets.shades_classic,
   );
-  const maps = bars.create(1, 0, { name: "maps   " });
-  const reduces = bars.create(1, 0, { name: "reduces" });
+  const maps = bars.create(1, 0, { name: "maps   ", done: 0 });
+  const reduces = bars.create(1, 0, { name: "reduces", done: 0 });
   return {
     update(job) {
       maps.setTotal(Math.max(1, job.mapsTotal));
-      maps.update(job.mapsTotal === 0 ? 1 : job.mapsDone);
+      maps.update(job.mapsTotal === 0 ? 1 : Math.max(job.mapsDone, job.mapsProgress), { done: job.mapsDone });
       reduces.setTotal(job.reducesTotal);
-      reduces.update(job.reducesDone);
+      reduces.update(Math.max(job.reducesDone, job.reducesProgress), { done: job.reducesDone });
     },
     stop() {
       bars.stop();

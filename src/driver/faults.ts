@@ -1,6 +1,7 @@
 /**
  * The fault rules of the scheduler core, as plain functions over the store: a worker that
- * stopped heartbeating, and a reduce that could not fetch a map's output. Like scheduler.ts,
+ * stopped heartbeating or said it stops, an assignment that never reached its worker, and a
+ * reduce that could not fetch a map's output. Like scheduler.ts,
  * each runs in one transaction and returns the queue work it implies.
  */
 import { FailedPreconditionError } from "../errors.js";
@@ -12,7 +13,7 @@ import { moveAttempt, moveJobTasks, moveTask, moveWorker } from "../store/lifecy
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
 import { getTask, getTaskByIndex, listMapsCommittedOn } from "../store/tasks.js";
-import { getWorker } from "../store/workers.js";
+import { getWorker, touchWorker } from "../store/workers.js";
 import { AttemptState, TaskKind, TaskState } from "../types.js";
 import { describeTask, endJob, reportedAttempt, staleAttempt, type QueueWork } from "./scheduler.js";
 
@@ -56,8 +57,7 @@ export function markWorkerLost(
   return inTransaction(db, () => {
     const worker = getWorker(db, workerId);
     if (!worker || !moveWorker(db, workerId, "lose")) return null;
-    const loss: WorkerLoss = { enqueue: [], drop: [], requeue: [], reassigned: [], jobs: [] };
-    const jobIds = new Set<number>();
+    const loss = emptyLoss();
     const who = `worker ${workerId} (${worker.address})`;
     for (const attempt of listRunningAttempts(db, workerId)) {
       loseAttempt(db, attempt, `${who} lost: ${reason}`, budget, now, loss, {
@@ -65,30 +65,88 @@ export function markWorkerLost(
         text: `attempt ${attempt.id} lost with ${who}`,
       });
     }
-    for (const map of listMapsCommittedOn(db, workerId)) {
-      const rerun = rerunMap(db, map);
-      if (!rerun) continue;
-      moveAttempt(db, map.attemptId!, "loseOutput", `its output was on ${who}, now lost`, now);
-      uncountMapDone(db, map.jobId);
-      jobIds.add(map.jobId);
-      loss.enqueue.push(rerun);
-      addEvent(
-        db,
-        map.jobId,
-        EventType.MAP_RERUN,
-        `${describeTask(map)}: its output was on ${who}, now lost; runs again (generation ${rerun.generation})`,
-        now,
-      );
-    }
-    loss.jobs = touchedJobs(db, loss, jobIds);
+    rerunMapsCommittedOn(db, workerId, "loseOutput", `its output was on ${who}, now lost`, now, loss);
+    loss.jobs = touchedJobs(db, loss);
     return loss;
   });
 }
 
-/** The jobs, as they now are, of the tasks a loss reassigned or dropped, and of `more`. */
-function touchedJobs(db: Db, loss: WorkerLoss, more: Iterable<number> = []): JobRecord[] {
+/**
+ * stopWorker. Expects: the worker ALIVE, and saying it stops. Marks it STOPPED at once (no
+ * worker timeout to wait for). Each attempt it still runs is KILLED, charging nothing, and its
+ * task goes straight back to the queue; maps of running jobs whose committed output it held
+ * run again under a new generation, their attempts KILLED. Returns null if it was not ALIVE
+ * (already lost or stopped: a repeated call changes nothing).
+ */
+export function stopWorker(db: Db, workerId: number, reason: string, now: number): WorkerLoss | null {
+  return inTransaction(db, () => {
+    const worker = getWorker(db, workerId);
+    if (!worker || !touchWorker(db, workerId, now) || !moveWorker(db, workerId, "stop")) return null;
+    const loss = emptyLoss();
+    const who = `worker ${workerId} (${worker.address})`;
+    for (const attempt of listRunningAttempts(db, workerId)) {
+      const task = getTask(db, attempt.taskId)!;
+      moveAttempt(db, attempt.id, "kill", `${who} stopped (${reason}); handed back`, now);
+      if (!moveTask(db, "handBack", { taskId: task.id, holder: attempt.id })) continue;
+      loss.requeue.push({ task, token: attempt.id });
+      loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
+      addEvent(
+        db,
+        task.jobId,
+        EventType.WORKER_STOPPED,
+        `${describeTask(task)}: ${who} stopped and handed back attempt ${attempt.id}; back in the queue`,
+        now,
+      );
+    }
+    rerunMapsCommittedOn(
+      db,
+      workerId,
+      "withdrawOutput",
+      `its output was on ${who}, which stopped`,
+      now,
+      loss,
+    );
+    loss.jobs = touchedJobs(db, loss);
+    return loss;
+  });
+}
+
+function emptyLoss(): WorkerLoss {
+  return { enqueue: [], drop: [], requeue: [], reassigned: [], jobs: [] };
+}
+
+/**
+ * Runs again, under a new generation, each map of a running job whose committed output was on
+ * the worker; the committed attempt takes `event` with `why`. Adds the maps to `loss.enqueue`.
+ */
+function rerunMapsCommittedOn(
+  db: Db,
+  workerId: number,
+  event: "loseOutput" | "withdrawOutput",
+  why: string,
+  now: number,
+  loss: WorkerLoss,
+): void {
+  for (const map of listMapsCommittedOn(db, workerId)) {
+    const rerun = rerunMap(db, map);
+    if (!rerun) continue;
+    moveAttempt(db, map.attemptId!, event, why, now);
+    uncountMapDone(db, map.jobId);
+    loss.enqueue.push(rerun);
+    addEvent(
+      db,
+      map.jobId,
+      EventType.MAP_RERUN,
+      `${describeTask(map)}: ${why}; runs again (generation ${rerun.generation})`,
+      now,
+    );
+  }
+}
+
+/** The jobs, as they now are, of the tasks a loss re-ran, reassigned or dropped. */
+function touchedJobs(db: Db, loss: WorkerLoss): JobRecord[] {
   const jobIds = new Set([
-    ...more,
+    ...loss.enqueue.map((task) => task.jobId),
     ...loss.reassigned.map(({ jobId }) => jobId),
     ...loss.drop.map((task) => task.jobId),
   ]);
@@ -149,7 +207,7 @@ export function releaseOrphans(
   now: number,
 ): WorkerLoss {
   return inTransaction(db, () => {
-    const loss: WorkerLoss = { enqueue: [], drop: [], requeue: [], reassigned: [], jobs: [] };
+    const loss = emptyLoss();
     for (const attempt of listRunningAttempts(db, workerId)) {
       if (reported.has(attempt.id) || attempt.startedAt > now - graceMs) continue;
       const reason = `worker ${workerId} is not running it (its assignment never arrived)`;
@@ -188,14 +246,23 @@ export function reportFetchFailure(
     if (task.kind !== TaskKind.REDUCE) {
       throw new FailedPreconditionError(`attempt ${attempt.id} runs a map; only a reduce fetches map output`);
     }
-    if (attempt.state !== AttemptState.RUNNING || !moveTask(db, "park", { taskId: task.id, holder: attempt.id }))
+    if (
+      attempt.state !== AttemptState.RUNNING ||
+      !moveTask(db, "park", { taskId: task.id, holder: attempt.id })
+    )
       throw staleAttempt(attempt, task);
     moveAttempt(db, attempt.id, "kill", `fetch failed: ${report.error}`, now);
     const map = getTaskByIndex(db, task.jobId, TaskKind.MAP, report.mapIndex);
     const rerun = map?.attemptId === report.mapAttemptId ? rerunMap(db, map) : undefined;
     const enqueue: TaskRecord[] = [];
     if (rerun) {
-      moveAttempt(db, report.mapAttemptId, "loseOutput", `a reduce could not fetch its output: ${report.error}`, now);
+      moveAttempt(
+        db,
+        report.mapAttemptId,
+        "loseOutput",
+        `a reduce could not fetch its output: ${report.error}`,
+        now,
+      );
       uncountMapDone(db, task.jobId);
       enqueue.push(rerun);
     }

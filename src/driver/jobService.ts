@@ -46,7 +46,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     const { job, ...work } = submitJob(db, request, Date.now());
     log.info({ jobId: job.id, app: job.app, maps: job.mapsTotal, reduces: job.reducers }, "job submitted");
     await effects.apply(job, work);
-    return jobMessage(job);
+    return jobMessage(db, job);
   };
 
   const get = (req: pb.GetJobRequest): pb.JobDetail => jobDetailMessage(db, mustGetJob(db, req.jobId));
@@ -70,7 +70,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     });
     const page = jobs.slice(0, limit);
     return {
-      jobs: page.map(jobMessage),
+      jobs: page.map((job) => jobMessage(db, job)),
       nextPageToken: jobs.length > limit ? String(page.at(-1)!.id) : "",
     };
   };
@@ -79,7 +79,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     const { job, ...work } = cancelJob(db, req.jobId, Date.now());
     log.info({ jobId: job.id }, "job cancelled");
     await effects.apply(job, work);
-    return jobMessage(job);
+    return jobMessage(db, job);
   };
 
   const watch = (call: ServerWritableStream<pb.WatchJobRequest, pb.Job>): void => {
@@ -101,7 +101,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
       pending = undefined;
       sentAt = Date.now();
       const now = getJob(db, jobId)!;
-      call.write(jobMessage(now));
+      call.write(jobMessage(db, now));
       if (TERMINAL_JOB_STATES.includes(now.state)) stop();
     };
     // A busy job changes hundreds of times a second: snapshots go out at most every

@@ -200,7 +200,9 @@ export class TaskQueue {
             .catch(() => job.remove());
           return;
         }
-        await job.remove().catch((err: unknown) => this.log.debug({ err, queueJobId: id }, "could not remove"));
+        await job
+          .remove()
+          .catch((err: unknown) => this.log.debug({ err, queueJobId: id }, "could not remove"));
     }
   }
 

@@ -188,7 +188,10 @@ export function completeAttempt(
     if (attempt.state === AttemptState.SUCCEEDED && task.attemptId === attempt.id) {
       return { ...done, job: getJob(db, task.jobId)!, duplicate: true };
     }
-    if (attempt.state !== AttemptState.RUNNING || !moveTask(db, "commit", { taskId: task.id, holder: attempt.id })) {
+    if (
+      attempt.state !== AttemptState.RUNNING ||
+      !moveTask(db, "commit", { taskId: task.id, holder: attempt.id })
+    ) {
       throw staleAttempt(attempt, task);
     }
     report.commitOutput?.(task, getJob(db, task.jobId)!, attempt.id);
@@ -282,7 +285,13 @@ export function failAttempt(
  * Ends a RUNNING job (`fail` or `cancel`) and every open task and attempt of it. Returns the
  * tasks to drop from the queue.
  */
-export function endJob(db: Db, jobId: number, event: "fail" | "cancel", reason: string, now: number): TaskRecord[] {
+export function endJob(
+  db: Db,
+  jobId: number,
+  event: "fail" | "cancel",
+  reason: string,
+  now: number,
+): TaskRecord[] {
   moveJob(db, jobId, event, reason, now);
   killJobAttempts(db, jobId, reason, now);
   addEvent(db, jobId, event === "fail" ? EventType.FAILED : EventType.CANCELLED, reason, now);

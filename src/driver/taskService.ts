@@ -15,7 +15,7 @@ import { JobState, TaskKind, WorkerState } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
-import { releaseOrphans, reportFetchFailure } from "./faults.js";
+import { releaseOrphans, reportFetchFailure, stopWorker } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
 import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
 
@@ -218,8 +218,25 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     return {};
   };
 
+  /** A worker that stops: STOPPED now, its attempts handed back, its map output's maps re-run. */
+  const deregisterWorker = async (req: pb.DeregisterWorkerRequest): Promise<pb.DeregisterWorkerResponse> => {
+    const reason = req.reason || "stopping";
+    const loss = await commits.run(() => stopWorker(db, req.workerId, reason, Date.now()));
+    if (loss === null) return {}; // already lost or stopped
+    log.info({ workerId: req.workerId, reason }, "worker stopped");
+    for (const { jobId, task, attemptId } of loss.reassigned) {
+      log.info(
+        { jobId, taskId: task.id, kind: task.kind, index: task.index, attemptId, workerId: req.workerId },
+        "reassigning task: its worker stopped and handed it back",
+      );
+    }
+    await effects.applyLoss(loss);
+    return {};
+  };
+
   return {
     registerWorker: unary(log, "RegisterWorker", registerWorkerHandler),
+    deregisterWorker: unary(log, "DeregisterWorker", deregisterWorker),
     pollTask: unary(log, "PollTask", pollTask),
     heartbeat: unary(log, "Heartbeat", heartbeatHandler),
     completeTask: unary(log, "CompleteTask", completeTask),

@@ -1,13 +1,16 @@
 /** Store records as proto messages: the read side of the JobService. */
 import type * as pb from "../gen/mapreduce.js";
-import { listJobAttempts, listRunningAttempts } from "../store/attempts.js";
+import { listJobAttempts, listRunningAttempts, sumRunningProgress } from "../store/attempts.js";
 import { jobCounters } from "../store/counters.js";
 import type { Db } from "../store/db.js";
 import { listEvents } from "../store/events.js";
 import type { JobRecord, WorkerRecord } from "../store/rows.js";
 import { listTasks } from "../store/tasks.js";
+import { JobState } from "../types.js";
 
-export function jobMessage(job: JobRecord): pb.Job {
+/** A job as the proto has it; a running one with the progress of its running attempts. */
+export function jobMessage(db: Db, job: JobRecord): pb.Job {
+  const running = job.state === JobState.RUNNING ? sumRunningProgress(db, job.id) : { MAP: 0, REDUCE: 0 };
   return {
     id: job.id,
     app: job.app,
@@ -24,6 +27,8 @@ export function jobMessage(job: JobRecord): pb.Job {
     submittedAtMs: job.submittedAt,
     finishedAtMs: job.finishedAt ?? 0,
     error: job.error ?? "",
+    mapsProgress: Math.min(job.mapsTotal, job.mapsDone + running.MAP),
+    reducesProgress: Math.min(job.reducers, job.reducesDone + running.REDUCE),
   };
 }
 
@@ -39,11 +44,12 @@ export function jobDetailMessage(db: Db, job: JobRecord): pb.JobDetail {
       startedAtMs: attempt.startedAt,
       finishedAtMs: attempt.finishedAt ?? 0,
       error: attempt.error ?? "",
+      progress: attempt.progress,
     });
     attemptsByTask.set(attempt.taskId, list);
   }
   return {
-    job: jobMessage(job),
+    job: jobMessage(db, job),
     tasks: listTasks(db, job.id).map((task) => ({
       id: task.id,
       kind: task.kind,

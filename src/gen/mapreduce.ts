@@ -73,6 +73,10 @@ export interface Job {
   finishedAtMs: number;
   /** Why the job failed or was cancelled; empty otherwise. */
   error: string;
+  /** Maps done, plus the share each running map attempt has done: from maps_done to maps_total. */
+  mapsProgress: number;
+  /** The same for reduces. */
+  reducesProgress: number;
 }
 
 export interface Job_ParamsEntry {
@@ -88,6 +92,11 @@ export interface Attempt {
   startedAtMs: number;
   finishedAtMs: number;
   error: string;
+  /**
+   * 0..1, as its last heartbeat said: for a map the share of its split read; for a reduce,
+   * half the share of map outputs fetched, then half the share of its merged input read.
+   */
+  progress: number;
 }
 
 export interface Task {
@@ -173,6 +182,15 @@ export interface RegisterWorkerRequest {
 export interface RegisterWorkerResponse {
   workerId: number;
   heartbeatMs: number;
+}
+
+export interface DeregisterWorkerRequest {
+  workerId: number;
+  /** Why it stops, for the driver's log. */
+  reason: string;
+}
+
+export interface DeregisterWorkerResponse {
 }
 
 export interface Split {
@@ -598,6 +616,8 @@ function createBaseJob(): Job {
     submittedAtMs: 0,
     finishedAtMs: 0,
     error: "",
+    mapsProgress: 0,
+    reducesProgress: 0,
   };
 }
 
@@ -647,6 +667,12 @@ export const Job: MessageFns<Job> = {
     }
     if (message.error !== "") {
       writer.uint32(122).string(message.error);
+    }
+    if (message.mapsProgress !== 0) {
+      writer.uint32(129).double(message.mapsProgress);
+    }
+    if (message.reducesProgress !== 0) {
+      writer.uint32(137).double(message.reducesProgress);
     }
     return writer;
   },
@@ -787,6 +813,22 @@ export const Job: MessageFns<Job> = {
             message.error = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.mapsProgress = reader.double();
+            continue;
+          }
+          case 17: {
+            if (tag !== 137) {
+              break;
+            }
+
+            message.reducesProgress = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -861,6 +903,16 @@ export const Job: MessageFns<Job> = {
         ? globalThis.Number(object.finished_at_ms)
         : 0,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
+      mapsProgress: isSet(object.mapsProgress)
+        ? globalThis.Number(object.mapsProgress)
+        : isSet(object.maps_progress)
+        ? globalThis.Number(object.maps_progress)
+        : 0,
+      reducesProgress: isSet(object.reducesProgress)
+        ? globalThis.Number(object.reducesProgress)
+        : isSet(object.reduces_progress)
+        ? globalThis.Number(object.reduces_progress)
+        : 0,
     };
   },
 
@@ -917,6 +969,12 @@ export const Job: MessageFns<Job> = {
     if (message.error !== "") {
       obj.error = message.error;
     }
+    if (message.mapsProgress !== 0) {
+      obj.mapsProgress = floatToJson(message.mapsProgress);
+    }
+    if (message.reducesProgress !== 0) {
+      obj.reducesProgress = floatToJson(message.reducesProgress);
+    }
     return obj;
   },
 
@@ -948,6 +1006,8 @@ export const Job: MessageFns<Job> = {
     message.submittedAtMs = object.submittedAtMs ?? 0;
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.error = object.error ?? "";
+    message.mapsProgress = object.mapsProgress ?? 0;
+    message.reducesProgress = object.reducesProgress ?? 0;
     return message;
   },
 };
@@ -1038,7 +1098,7 @@ export const Job_ParamsEntry: MessageFns<Job_ParamsEntry> = {
 };
 
 function createBaseAttempt(): Attempt {
-  return { id: "", workerId: 0, state: "", startedAtMs: 0, finishedAtMs: 0, error: "" };
+  return { id: "", workerId: 0, state: "", startedAtMs: 0, finishedAtMs: 0, error: "", progress: 0 };
 }
 
 export const Attempt: MessageFns<Attempt> = {
@@ -1060,6 +1120,9 @@ export const Attempt: MessageFns<Attempt> = {
     }
     if (message.error !== "") {
       writer.uint32(50).string(message.error);
+    }
+    if (message.progress !== 0) {
+      writer.uint32(57).double(message.progress);
     }
     return writer;
   },
@@ -1125,6 +1188,14 @@ export const Attempt: MessageFns<Attempt> = {
             message.error = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.progress = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1157,6 +1228,7 @@ export const Attempt: MessageFns<Attempt> = {
         ? globalThis.Number(object.finished_at_ms)
         : 0,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
+      progress: isSet(object.progress) ? globalThis.Number(object.progress) : 0,
     };
   },
 
@@ -1180,6 +1252,9 @@ export const Attempt: MessageFns<Attempt> = {
     if (message.error !== "") {
       obj.error = message.error;
     }
+    if (message.progress !== 0) {
+      obj.progress = floatToJson(message.progress);
+    }
     return obj;
   },
 
@@ -1194,6 +1269,7 @@ export const Attempt: MessageFns<Attempt> = {
     message.startedAtMs = object.startedAtMs ?? 0;
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.error = object.error ?? "";
+    message.progress = object.progress ?? 0;
     return message;
   },
 };
@@ -2571,6 +2647,147 @@ export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
     const message = createBaseRegisterWorkerResponse();
     message.workerId = object.workerId ?? 0;
     message.heartbeatMs = object.heartbeatMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeregisterWorkerRequest(): DeregisterWorkerRequest {
+  return { workerId: 0, reason: "" };
+}
+
+export const DeregisterWorkerRequest: MessageFns<DeregisterWorkerRequest> = {
+  encode(message: DeregisterWorkerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workerId !== 0) {
+      writer.uint32(8).int64(message.workerId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeregisterWorkerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeregisterWorkerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.workerId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeregisterWorkerRequest {
+    return {
+      workerId: isSet(object.workerId)
+        ? globalThis.Number(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.Number(object.worker_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: DeregisterWorkerRequest): unknown {
+    const obj: any = {};
+    if (message.workerId !== 0) {
+      obj.workerId = Math.round(message.workerId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeregisterWorkerRequest>, I>>(base?: I): DeregisterWorkerRequest {
+    return DeregisterWorkerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeregisterWorkerRequest>, I>>(object: I): DeregisterWorkerRequest {
+    const message = createBaseDeregisterWorkerRequest();
+    message.workerId = object.workerId ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseDeregisterWorkerResponse(): DeregisterWorkerResponse {
+  return {};
+}
+
+export const DeregisterWorkerResponse: MessageFns<DeregisterWorkerResponse> = {
+  encode(_: DeregisterWorkerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeregisterWorkerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeregisterWorkerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeregisterWorkerResponse {
+    return {};
+  },
+
+  toJSON(_: DeregisterWorkerResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeregisterWorkerResponse>, I>>(base?: I): DeregisterWorkerResponse {
+    return DeregisterWorkerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeregisterWorkerResponse>, I>>(_: I): DeregisterWorkerResponse {
+    const message = createBaseDeregisterWorkerResponse();
     return message;
   },
 };
@@ -4636,6 +4853,21 @@ export const TaskServiceService = {
     responseSerialize: (value: FailTaskResponse): Buffer => Buffer.from(FailTaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FailTaskResponse => FailTaskResponse.decode(value),
   },
+  /**
+   * A worker that is stopping says so: it is STOPPED at once, the attempts it still runs go
+   * back to the queue uncharged, and the maps whose output it held run again.
+   */
+  deregisterWorker: {
+    path: "/mr.v1.TaskService/DeregisterWorker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeregisterWorkerRequest): Buffer =>
+      Buffer.from(DeregisterWorkerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeregisterWorkerRequest => DeregisterWorkerRequest.decode(value),
+    responseSerialize: (value: DeregisterWorkerResponse): Buffer =>
+      Buffer.from(DeregisterWorkerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeregisterWorkerResponse => DeregisterWorkerResponse.decode(value),
+  },
 } as const;
 
 export interface TaskServiceServer extends UntypedServiceImplementation {
@@ -4645,6 +4877,11 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
   failTask: handleUnaryCall<FailTaskRequest, FailTaskResponse>;
+  /**
+   * A worker that is stopping says so: it is STOPPED at once, the attempts it still runs go
+   * back to the queue uncharged, and the maps whose output it held run again.
+   */
+  deregisterWorker: handleUnaryCall<DeregisterWorkerRequest, DeregisterWorkerResponse>;
 }
 
 export interface TaskServiceClient extends Client {
@@ -4723,6 +4960,25 @@ export interface TaskServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FailTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A worker that is stopping says so: it is STOPPED at once, the attempts it still runs go
+   * back to the queue uncharged, and the maps whose output it held run again.
+   */
+  deregisterWorker(
+    request: DeregisterWorkerRequest,
+    callback: (error: ServiceError | null, response: DeregisterWorkerResponse) => void,
+  ): ClientUnaryCall;
+  deregisterWorker(
+    request: DeregisterWorkerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeregisterWorkerResponse) => void,
+  ): ClientUnaryCall;
+  deregisterWorker(
+    request: DeregisterWorkerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeregisterWorkerResponse) => void,
   ): ClientUnaryCall;
 }
 

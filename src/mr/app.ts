@@ -1,4 +1,4 @@
-/** The user-facing API of a MapReduce app, as DESIGN.md gives it. */
+/** The user-facing API of a MapReduce app; the README's Apps section says how to write one. */
 
 export type Emit = (key: string, value: string) => void;
 

@@ -41,6 +41,30 @@ export class TaskCounters {
   }
 }
 
+/**
+ * How far one attempt has got, from 0 to 1, as its heartbeats report it. A task names a measure
+ * for each of its phases; the value is read only when a heartbeat asks, so a task pays nothing
+ * as it goes. A map's is the share of its split read; a reduce's is half the share of map
+ * outputs fetched, then half the share of its merged input read.
+ */
+export class Progress {
+  private from = 0;
+  private span = 0;
+  private measure: () => number = () => 0;
+
+  /** From now on, progress runs from `from` to `from + span` as `measure()` runs from 0 to 1. */
+  phase(from: number, span: number, measure: () => number): void {
+    this.from = from;
+    this.span = span;
+    this.measure = measure;
+  }
+
+  get value(): number {
+    const share = this.measure();
+    return Number.isFinite(share) ? this.from + this.span * Math.min(1, Math.max(0, share)) : this.from;
+  }
+}
+
 /** Wraps an emit so that bad keys and values fail with a message that names the app's mistake. */
 export function checkedEmit(where: string, emit: Emit): Emit {
   return (key, value) => {

@@ -7,6 +7,7 @@ import { partitionRange, runMapTask, type MapOutput } from "./mapTask.js";
 import { commitPartFile, markOutputSucceeded, temporaryPartPath } from "./output.js";
 import { runReduceTask } from "./reduceTask.js";
 import { splitInputs } from "./split.js";
+import type { EngineTunables } from "./tunables.js";
 
 export interface LocalJobOptions {
   app: App;
@@ -15,7 +16,8 @@ export interface LocalJobOptions {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
-  sortBufferBytes?: number;
+  /** The sort buffer, the merge factor and the rest; default DEFAULT_TUNABLES. */
+  tunables?: Readonly<EngineTunables>;
 }
 
 const LOCAL_ATTEMPT = "local";

@@ -1,12 +1,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import {
-  READ_CHUNK_BYTES,
-  RecordReader,
-  RecordWriter,
-  type RecordRange,
-  type SharedFiles,
-} from "./records.js";
+import { RecordReader, RecordWriter, type RecordRange, type SharedFiles } from "./records.js";
+import { DEFAULT_TUNABLES, type EngineTunables } from "./tunables.js";
 
 /** Keys are compared in JavaScript string order (UTF-16 code units), everywhere. */
 export function compareKeys(a: string, b: string): number {
@@ -54,6 +49,17 @@ export class MergedReader {
   /** The key the next call to `next` will give, or undefined at the end. */
   peekKey(): string | undefined {
     return this.heap[0]?.key;
+  }
+
+  /** The share of the sources' bytes read so far, 0 to 1. */
+  shareRead(): number {
+    let read = 0;
+    let total = 0;
+    for (const source of this.order.keys()) {
+      read += source.bytesRead;
+      total += source.bytesTotal;
+    }
+    return total === 0 ? 1 : read / total;
   }
 
   close(): void {
@@ -145,10 +151,6 @@ export async function forEachGroup(
   return { groups, records: count };
 }
 
-/** The most sorted runs one merge reads at once, as Hadoop's io.sort.factor. */
-export const MERGE_FACTOR = 100;
-/** What the readers of one merge hold in all, shared out between them. */
-const MERGE_READ_BYTES = 16 << 20;
 const MIN_CHUNK_BYTES = 64 << 10;
 
 export interface MergeOptions {
@@ -156,8 +158,8 @@ export interface MergeOptions {
   dir: string;
   /** Descriptors shared by readers of the same file. */
   files?: SharedFiles;
-  /** Runs one merge reads at most; default MERGE_FACTOR. */
-  factor?: number;
+  /** The merge factor and read buffer sizes; default DEFAULT_TUNABLES. */
+  tunables?: Readonly<EngineTunables>;
   /** Awaited now and then during the merges ahead, so that timers and I/O run. */
   pause?: () => Promise<void> | undefined;
   signal?: AbortSignal;
@@ -173,9 +175,8 @@ export interface MergeOptions {
  * (equal keys in the order of `runs`), and only as many as bring the count down to `factor`.
  */
 export async function openMerge(runs: readonly RecordRange[], options: MergeOptions): Promise<MergedReader> {
-  const factor = options.factor ?? MERGE_FACTOR;
-  if (!Number.isInteger(factor) || factor < 2)
-    throw new RangeError(`merge factor must be >= 2, got ${factor}`);
+  const tunables = options.tunables ?? DEFAULT_TUNABLES;
+  const factor = tunables.mergeFactor;
   const pending = [...runs];
   const written = new Set<string>(); // the runs merged ahead, until the final merge is closed
   const remove = (paths: Iterable<string>): void => {
@@ -200,20 +201,24 @@ export async function openMerge(runs: readonly RecordRange[], options: MergeOpti
     remove(written);
     throw err;
   }
-  return new MergedReader(readersOf(pending, options.files), () => remove(written));
+  return new MergedReader(readersOf(pending, options.files, tunables), () => remove(written));
 }
 
-/** Readers of `runs`, each with its share of MERGE_READ_BYTES. */
-function readersOf(runs: readonly RecordRange[], files: SharedFiles | undefined): RecordReader[] {
+/** Readers of `runs`, each with its share of the merge's read buffers. */
+function readersOf(
+  runs: readonly RecordRange[],
+  files: SharedFiles | undefined,
+  tunables: Readonly<EngineTunables>,
+): RecordReader[] {
   const chunkBytes = Math.max(
     MIN_CHUNK_BYTES,
-    Math.min(READ_CHUNK_BYTES, Math.floor(MERGE_READ_BYTES / Math.max(1, runs.length))),
+    Math.min(tunables.readChunkBytes, Math.floor(tunables.mergeReadBytes / Math.max(1, runs.length))),
   );
   return runs.map(({ path, start, end }) => new RecordReader(path, start, end, files, chunkBytes));
 }
 
 async function mergeToFile(runs: readonly RecordRange[], path: string, options: MergeOptions): Promise<void> {
-  const merged = new MergedReader(readersOf(runs, options.files));
+  const merged = new MergedReader(readersOf(runs, options.files, options.tunables ?? DEFAULT_TUNABLES));
   const writer = new RecordWriter(path);
   try {
     while (merged.next()) {

@@ -1,4 +1,5 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { DEFAULT_TUNABLES } from "./tunables.js";
 
 /**
  * The intermediate record format: `varint keyBytes, key, varint valueBytes, value`, UTF-8,
@@ -9,7 +10,7 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
 const WRITE_BUFFER_BYTES = 1 << 20;
 const FIRST_WRITE_BUFFER_BYTES = 1 << 14;
 /** What a reader reads at once, unless told less (a merge of many runs gives each a share). */
-export const READ_CHUNK_BYTES = 1 << 20;
+const READ_CHUNK_BYTES = DEFAULT_TUNABLES.readChunkBytes;
 
 /**
  * Appends records to a file through a buffer of up to 1 MiB. The file is created at the first
@@ -144,6 +145,8 @@ export class RecordReader {
   private pos = 0;
   private filePos: number;
   private closed = false;
+  /** The bytes of the range; Infinity for a whole file. */
+  readonly bytesTotal: number;
 
   /**
    * With `files`, the file's descriptor is shared with other readers of the same file.
@@ -158,6 +161,14 @@ export class RecordReader {
   ) {
     this.fd = files ? files.acquire(path) : openSync(path, "r");
     this.filePos = start;
+    this.bytesTotal = end - start;
+  }
+
+  /** The bytes of the range handed out as records so far. */
+  get bytesRead(): number {
+    return this.closed
+      ? this.bytesTotal
+      : this.bytesTotal - (this.end - this.filePos) - (this.buf.length - this.pos);
   }
 
   next(): boolean {

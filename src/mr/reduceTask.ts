@@ -2,9 +2,17 @@ import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
-import { Counter, TaskCounters, checkedEmit, collectGarbage, createYielder } from "./context.js";
+import {
+  Counter,
+  TaskCounters,
+  checkedEmit,
+  collectGarbage,
+  createYielder,
+  type Progress,
+} from "./context.js";
 import { forEachGroup, openMerge } from "./merge.js";
 import { SharedFiles, type RecordRange } from "./records.js";
+import type { EngineTunables } from "./tunables.js";
 
 export interface ReduceTaskOptions {
   app: App;
@@ -13,9 +21,13 @@ export interface ReduceTaskOptions {
   inputs: readonly RecordRange[];
   /** The attempt's own file, under the output's `_temporary`; committing it is the caller's. */
   outputPath: string;
-  /** Where inputs merged ahead of the final merge go (when there are more than MERGE_FACTOR). */
+  /** Where inputs merged ahead of the final merge go (when there are more than the merge factor). */
   workDir: string;
+  /** The merge factor and read buffer sizes; default DEFAULT_TUNABLES. */
+  tunables?: Readonly<EngineTunables>;
   signal?: AbortSignal;
+  /** Its second half is set to the share of the merged input read. */
+  progress?: Progress;
 }
 
 /**
@@ -48,10 +60,12 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
   const merged = await openMerge(options.inputs, {
     dir: options.workDir,
     files: new SharedFiles(), // one descriptor a fetched file, not one a map output
+    tunables: options.tunables,
     pause,
     signal,
     onRewritten: (records) => counters.add(Counter.SPILLED_RECORDS, records),
   });
+  options.progress?.phase(0.5, 0.5, () => merged.shareRead());
   try {
     const seen = await forEachGroup(
       merged,

@@ -1,3 +1,4 @@
+import type { TaskKind } from "../types.js";
 import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
 import { ATTEMPT_COLUMNS, type AttemptRecord } from "./rows.js";
@@ -41,4 +42,16 @@ export function listRunningAttempts(db: Db, workerId?: number): AttemptRecord[] 
     db,
     `SELECT ${ATTEMPT_COLUMNS} FROM attempts WHERE state = 'RUNNING' AND (? IS NULL OR worker_id = ?) ORDER BY started_at`,
   ).all(workerId ?? null, workerId ?? null);
+}
+
+/** Per kind, the summed progress of the attempts that hold the job's RUNNING tasks. */
+export function sumRunningProgress(db: Db, jobId: number): Record<TaskKind, number> {
+  const rows = prepared<[number], { kind: TaskKind; progress: number }>(
+    db,
+    `SELECT t.kind AS kind, sum(a.progress) AS progress FROM tasks t JOIN attempts a ON a.id = t.attempt_id
+     WHERE t.job_id = ? AND t.state = 'RUNNING' GROUP BY t.kind`,
+  ).all(jobId);
+  const sums: Record<TaskKind, number> = { MAP: 0, REDUCE: 0 };
+  for (const { kind, progress } of rows) sums[kind] = progress;
+  return sums;
 }

@@ -10,6 +10,7 @@ export const EventType = {
   TASK_FAILED: "task-failed",
   ATTEMPT_SUPERSEDED: "attempt-superseded",
   WORKER_LOST: "worker-lost",
+  WORKER_STOPPED: "worker-stopped",
   ATTEMPT_ORPHANED: "attempt-orphaned",
   MAP_RERUN: "map-rerun",
   FETCH_FAILED: "fetch-failed",

@@ -7,11 +7,12 @@ import { FetchFailedError, UnrecoverableError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../grpc.js";
 import type { App } from "../mr/app.js";
-import { Counter } from "../mr/context.js";
+import { Counter, Progress } from "../mr/context.js";
 import { runMapTask } from "../mr/mapTask.js";
 import { temporaryPartPath } from "../mr/output.js";
 import type { RecordRange } from "../mr/records.js";
 import { runReduceTask } from "../mr/reduceTask.js";
+import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
 import { attemptDir } from "./dataDir.js";
 import { MapOutputs } from "./mapOutputs.js";
@@ -35,6 +36,8 @@ const SHUFFLE_CHANNEL_OPTIONS = { ...CHANNEL_OPTIONS, "grpc-node.flow_control_wi
 /** What a reduce's fetches have brought so far, by index into its map outputs. */
 interface Fetched {
   ranges: (RecordRange | undefined)[];
+  /** How many of `ranges` are set. */
+  count: number;
   /** The last error of each output not yet fetched. */
   errors: Map<number, string>;
   bytes: number;
@@ -107,7 +110,7 @@ class AppendFile {
 
 export interface TaskRunnerOptions {
   dataDir: string;
-  sortBufferBytes: number;
+  tunables: Readonly<EngineTunables>;
   apps: Readonly<Record<string, App>>;
 }
 
@@ -118,11 +121,14 @@ export class TaskRunner {
 
   constructor(private readonly options: TaskRunnerOptions) {
     // Small outputs in memory, up to one sort buffer's worth in all.
-    this.mapOutputs = new MapOutputs(options.dataDir, options.sortBufferBytes);
+    this.mapOutputs = new MapOutputs(options.dataDir, options.tunables.sortBufferBytes);
   }
 
-  /** Runs the attempt; map output stays in `mapOutputs`, reduce output in `_temporary`. */
-  async run(task: TaskAssignment, signal: AbortSignal): Promise<Counters> {
+  /**
+   * Runs the attempt, keeping `progress` up to date; map output stays in `mapOutputs`, reduce
+   * output in `_temporary`.
+   */
+  async run(task: TaskAssignment, signal: AbortSignal, progress = new Progress()): Promise<Counters> {
     const app = this.options.apps[task.app];
     // Retryable: another worker may offer it (a worker's queue lanes are those of its own apps).
     if (!app) throw new Error(`this worker does not offer app ${JSON.stringify(task.app)}`);
@@ -136,21 +142,24 @@ export class TaskRunner {
         reducers: task.reducers,
         ...this.mapOutputs.placeFor(task.attemptId),
         spillDir: dir,
-        sortBufferBytes: this.options.sortBufferBytes,
+        tunables: this.options.tunables,
         signal,
+        progress,
       });
       this.mapOutputs.add(task.attemptId, task.jobId, output);
       return counters;
     }
     try {
-      const { inputs, bytes } = await this.fetchInputs(task, dir, signal);
+      const { inputs, bytes } = await this.fetchInputs(task, dir, signal, progress);
       const counters = await runReduceTask({
         app,
         params: task.params,
         inputs,
         outputPath: temporaryPartPath(task.outputDir, task.attemptId, task.index),
         workDir: dir,
+        tunables: this.options.tunables,
         signal,
+        progress,
       });
       return { ...counters, [Counter.SHUFFLE_BYTES]: bytes };
     } finally {
@@ -189,9 +198,16 @@ export class TaskRunner {
     task: TaskAssignment,
     dir: string,
     signal: AbortSignal,
+    progress: Progress,
   ): Promise<{ inputs: RecordRange[]; bytes: number }> {
     mkdirSync(dir, { recursive: true });
-    const fetched: Fetched = { ranges: new Array(task.mapOutputs.length), errors: new Map(), bytes: 0 };
+    const fetched: Fetched = {
+      ranges: new Array(task.mapOutputs.length),
+      count: 0,
+      errors: new Map(),
+      bytes: 0,
+    };
+    progress.phase(0, 0.5, () => fetched.count / task.mapOutputs.length);
     let pending = task.mapOutputs.map((_, i) => i);
     let files = 0;
     for (let round = 1; pending.length > 0; round++) {
@@ -253,6 +269,7 @@ export class TaskRunner {
         await file.append(chunk.data);
         if (chunk.last) {
           fetched.ranges[i] = { path, start, end: file.bytes };
+          fetched.count++;
           fetched.bytes += file.bytes - start;
           start = file.bytes;
         }

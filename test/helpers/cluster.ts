@@ -3,8 +3,9 @@ import { openSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { DriverClient } from "../../src/cli/client.js";
-import { MR_BIN, spawnMr, type MrProcess } from "../../src/cli/processes.js";
+import type { DriverClient } from "../../src/cli/client.js";
+import { LocalCluster } from "../../src/cli/cluster.js";
+import { MR_BIN } from "../../src/cli/processes.js";
 import type * as pb from "../../src/gen/mapreduce.js";
 import { uniquePrefix } from "./tmp.js";
 
@@ -13,19 +14,7 @@ const run = promisify(execFile);
 /** The test-only apps, such as `faulty`. */
 export const FIXTURE_APPS = join(import.meta.dirname, "..", "fixtures", "apps");
 
-export interface Cluster {
-  dir: string;
-  driver: MrProcess;
-  workers: MrProcess[];
-  /** The environment for `mr` commands against this cluster (MR_DRIVER, MR_HOME). */
-  env: NodeJS.ProcessEnv;
-  client: DriverClient;
-  startDriver(): Promise<MrProcess>;
-  startWorker(): Promise<MrProcess>;
-  /** The worker process serving at `address`. */
-  workerAt(address: string): MrProcess;
-  stop(): Promise<void>;
-}
+export type Cluster = LocalCluster;
 
 export interface ClusterOptions {
   dir: string;
@@ -36,78 +25,28 @@ export interface ClusterOptions {
 }
 
 /**
- * A real driver and real workers, as child processes, in `dir`: the driver's database and
- * every process's log live there. The driver listens on a fixed free port so that a restarted
- * driver is found at the same address. Workers offer the fixture apps.
+ * The shared LocalCluster, set up for tests in `dir`: the driver's database and every
+ * process's log (at debug) live there, each worker has its own data directory, and workers
+ * offer the fixture apps.
  */
-export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+export function startCluster(options: ClusterOptions): Promise<Cluster> {
   const { dir } = options;
-  const env: NodeJS.ProcessEnv = { ...process.env, MR_HOME: join(dir, "home") };
-  delete env.MR_DRIVER;
-  delete env.MR_LOG_LEVEL;
-  // The processes log everything to their files; the CLI runs in `env` print as users see it.
-  const serverEnv = () => ({ ...env, MR_LOG_LEVEL: "debug" });
-  const prefix = uniquePrefix();
-  let driverPort = 0;
-  let starts = 0;
-  const log = (name: string) => openSync(join(dir, `${name}.log`), "a");
-  const cluster: Cluster = {
-    dir,
-    env,
-    driver: undefined as unknown as MrProcess,
-    client: undefined as unknown as DriverClient,
-    workers: [],
-    async startDriver() {
-      const args = ["driver", "--listen", `127.0.0.1:${driverPort}`, "--redis", options.redisUrl];
-      const driver = await spawnMr([...args, "--queue-prefix", prefix, ...(options.driverArgs ?? [])], {
-        env: serverEnv(),
-        stderr: log("driver"),
-      });
-      if (driverPort === 0) {
-        driverPort = Number(driver.address.split(":")[1]);
-        env.MR_DRIVER = driver.address;
-        cluster.client = new DriverClient(driver.address);
-      }
-      cluster.driver = driver;
-      return driver;
-    },
-    async startWorker() {
-      const n = ++starts;
-      const args = [
-        "worker",
-        "--port",
-        "0",
-        "--data-dir",
-        join(dir, `worker-${n}`),
-        "--apps-dir",
-        FIXTURE_APPS,
-      ];
-      const worker = await spawnMr([...args, ...(options.workerArgs ?? [])], {
-        env: serverEnv(),
-        stderr: log(`worker-${n}`),
-      });
-      cluster.workers.push(worker);
-      return worker;
-    },
-    workerAt(address) {
-      const worker = cluster.workers.find((candidate) => candidate.address === address);
-      if (!worker) throw new Error(`no worker of this cluster serves ${address}`);
-      return worker;
-    },
-    async stop() {
-      cluster.client?.close();
-      await Promise.all(cluster.workers.map((worker) => worker.stop()));
-      await cluster.driver?.stop();
-    },
-  };
-  try {
-    await cluster.startDriver();
-    for (let i = 0; i < options.workers; i++) await cluster.startWorker();
-  } catch (err) {
-    await cluster.stop(); // leave no process behind
-    throw err;
-  }
-  return cluster;
+  return LocalCluster.start({
+    redisUrl: options.redisUrl,
+    home: join(dir, "home"),
+    workers: options.workers,
+    queuePrefix: uniquePrefix(),
+    driverArgs: options.driverArgs,
+    workerArgs: (n) => [
+      "--data-dir",
+      join(dir, `worker-${n}`),
+      "--apps-dir",
+      FIXTURE_APPS,
+      ...(options.workerArgs ?? []),
+    ],
+    logTo: (name) => openSync(join(dir, `${name}.log`), "a"),
+    logLevel: "debug",
+  });
 }
 
 export interface MrResult {

@@ -1,0 +1,113 @@
+/**
+ * A whole cluster on this machine, as child processes: one driver and N workers on a Redis the
+ * caller gives. The one launcher of `mr demo`, the benchmarks and the tests.
+ */
+import { join } from "node:path";
+import { DriverClient } from "./client.js";
+import { spawnMr, type MrProcess } from "./processes.js";
+
+export interface LocalClusterOptions {
+  redisUrl: string;
+  /** MR_HOME of every process: the driver's database, the workers' default data directories. */
+  home: string;
+  /** Workers started at once; more may be started later. */
+  workers: number;
+  /** Key prefix of the queue in Redis; default one of this cluster's own. */
+  queuePrefix?: string;
+  /** The environment of the processes, before MR_HOME; default this process's. */
+  env?: NodeJS.ProcessEnv;
+  driverArgs?: readonly string[];
+  /** Arguments of the `n`th worker started (1, 2, …). */
+  workerArgs?: (n: number) => readonly string[];
+  /** Where a process's stderr (its JSON log) goes: `driver`, `worker-1`, …; default "ignore". */
+  logTo?: (name: string) => number | "ignore";
+  /** MR_LOG_LEVEL of the processes, not of `mr` commands run in `env`. */
+  logLevel?: string;
+}
+
+export class LocalCluster {
+  /** The driver as last started. */
+  driver!: MrProcess;
+  readonly workers: MrProcess[] = [];
+  /** A client of the driver; it follows the driver across restarts, at the same address. */
+  client!: DriverClient;
+  /** The environment for `mr` commands against this cluster: MR_DRIVER and MR_HOME. */
+  readonly env: NodeJS.ProcessEnv;
+  private driverPort = 0;
+  private started = 0;
+  private readonly queuePrefix: string;
+
+  private constructor(private readonly options: LocalClusterOptions) {
+    this.env = { ...(options.env ?? process.env), MR_HOME: options.home };
+    delete this.env.MR_DRIVER;
+    if (options.logLevel !== undefined) delete this.env.MR_LOG_LEVEL;
+    this.queuePrefix = options.queuePrefix ?? `mr-${process.pid}-${Date.now().toString(36)}`;
+  }
+
+  /** Starts the driver, then the workers one by one; on a failure, stops what it started. */
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const cluster = new LocalCluster(options);
+    try {
+      await cluster.startDriver();
+      for (let i = 0; i < options.workers; i++) await cluster.startWorker();
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** Starts the driver; after the first time, on the address it had, so that all find it again. */
+  async startDriver(): Promise<MrProcess> {
+    const args = ["driver", "--listen", `127.0.0.1:${this.driverPort}`, "--redis", this.options.redisUrl];
+    const driver = await spawnMr(
+      [...args, "--queue-prefix", this.queuePrefix, ...(this.options.driverArgs ?? [])],
+      {
+        env: this.processEnv(),
+        stderr: this.options.logTo?.("driver") ?? "ignore",
+      },
+    );
+    if (this.driverPort === 0) {
+      this.driverPort = Number(driver.address.slice(driver.address.lastIndexOf(":") + 1));
+      this.env.MR_DRIVER = driver.address;
+      this.client = new DriverClient(driver.address);
+    }
+    this.driver = driver;
+    return driver;
+  }
+
+  async startWorker(): Promise<MrProcess> {
+    const n = ++this.started;
+    const args = ["worker", "--port", "0", "--driver", this.env.MR_DRIVER!];
+    const worker = await spawnMr([...args, ...(this.options.workerArgs?.(n) ?? [])], {
+      env: this.processEnv(),
+      stderr: this.options.logTo?.(`worker-${n}`) ?? "ignore",
+    });
+    this.workers.push(worker);
+    return worker;
+  }
+
+  /** The worker process serving at `address`. */
+  workerAt(address: string): MrProcess {
+    const worker = this.workers.find((candidate) => candidate.address === address);
+    if (!worker) throw new Error(`no worker of this cluster serves ${address}`);
+    return worker;
+  }
+
+  /** Stops the workers (each drains), then the driver. */
+  async stop(): Promise<void> {
+    this.client?.close();
+    await Promise.all(this.workers.map((worker) => worker.stop()));
+    await this.driver?.stop();
+  }
+
+  /** Where the driver keeps its database. */
+  get dbPath(): string {
+    return join(this.options.home, "driver.db");
+  }
+
+  private processEnv(): NodeJS.ProcessEnv {
+    const { logLevel } = this.options;
+    return logLevel === undefined ? this.env : { ...this.env, MR_LOG_LEVEL: logLevel };
+  }
+}

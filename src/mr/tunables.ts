@@ -1,0 +1,61 @@
+/**
+ * The engine's tunables, with their defaults and limits in one place, as Hadoop keeps
+ * mapreduce.task.io.sort.mb and io.sort.factor. A process resolves them once (`resolveTunables`)
+ * and hands the frozen result to every task it runs.
+ */
+
+export interface EngineTunables {
+  /** Map output buffered per task before it is sorted and spilled, in bytes. Default 64 MiB. */
+  sortBufferBytes: number;
+  /**
+   * With a combiner, a buffered key's values are combined in place once there are this many,
+   * so that a frequent key cannot fill the buffer on its own. Default 64.
+   */
+  combineInBufferAt: number;
+  /** A full garbage collection follows a spill of a sort buffer at least this big, in bytes. Default 8 MiB. */
+  collectAfterSpillBytes: number;
+  /** The most sorted runs one merge reads at once (Hadoop's io.sort.factor). Default 100. */
+  mergeFactor: number;
+  /** What the readers of one merge hold in all, shared out between them, in bytes. Default 16 MiB. */
+  mergeReadBytes: number;
+  /** The most one read of a record file asks for, in bytes. Default 1 MiB. */
+  readChunkBytes: number;
+}
+
+const MiB = 1024 * 1024;
+
+export const DEFAULT_TUNABLES: Readonly<EngineTunables> = Object.freeze({
+  sortBufferBytes: 64 * MiB,
+  combineInBufferAt: 64,
+  collectAfterSpillBytes: 8 * MiB,
+  mergeFactor: 100,
+  mergeReadBytes: 16 * MiB,
+  readChunkBytes: MiB,
+});
+
+/** The least each tunable may be. */
+const MINIMUMS: Readonly<EngineTunables> = {
+  sortBufferBytes: 1,
+  combineInBufferAt: 2,
+  collectAfterSpillBytes: 0,
+  mergeFactor: 2,
+  mergeReadBytes: 64 * 1024,
+  readChunkBytes: 4096,
+};
+
+/**
+ * The defaults with `overrides` applied, checked and frozen. Throws a RangeError that names the
+ * tunable for a value that is not an integer at least its minimum.
+ */
+export function resolveTunables(overrides: Partial<EngineTunables> = {}): Readonly<EngineTunables> {
+  const tunables = { ...DEFAULT_TUNABLES };
+  for (const [name, value] of Object.entries(overrides) as [keyof EngineTunables, number | undefined][]) {
+    if (value === undefined) continue;
+    if (!(name in MINIMUMS)) throw new RangeError(`unknown engine tunable ${name}`);
+    if (!Number.isSafeInteger(value) || value < MINIMUMS[name]) {
+      throw new RangeError(`${name} must be an integer of at least ${MINIMUMS[name]}, got ${value}`);
+    }
+    tunables[name] = value;
+  }
+  return Object.freeze(tunables);
+}
