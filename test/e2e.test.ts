@@ -80,7 +80,8 @@ describe("a job through a real driver and real workers", () => {
       new RegExp(`${job.id}\\s+│ wordcount │ SUCCEEDED │ ${job.maps.total}/${job.maps.total}\\s+│ 5/5`),
     );
 
-    await cluster.driver.stop();
+    await cluster.driver.stop(); // SIGTERM: a clean stop, exit code 0
+    expect(cluster.driver.child.exitCode).toBe(0);
     await cluster.startDriver();
     const afterRestart = await mr(["jobs", "list", "--json"], env);
     expect(JSON.parse(afterRestart.stdout)).toEqual([

@@ -1,44 +1,52 @@
+/** JobEffects, the queue work that follows a commit, over an in-memory queue. */
+import { join } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import type { Dispatcher } from "../src/driver/dispatcher.js";
 import { JobEffects } from "../src/driver/jobEffects.js";
-import type { TaskQueue } from "../src/driver/queue.js";
-import type { Db } from "../src/store/db.js";
-import type { TaskRecord } from "../src/store/rows.js";
+import { openDb } from "../src/store/db.js";
+import { FakeQueue } from "./helpers/fakeQueue.js";
 import { task } from "./helpers/tasks.js";
+import { tempDir } from "./helpers/tmp.js";
+
+function effectsOver(queue: FakeQueue, onWake: () => void = () => undefined): JobEffects {
+  const db = openDb(join(tempDir(), "driver.db"));
+  return new JobEffects(db, queue, { wake: onWake }, pino({ level: "silent" }));
+}
 
 describe("job effects", () => {
   it("enqueues a big job in chunks, and wakes pollers after each, so its first tasks start at once", async () => {
+    const queue = new FakeQueue();
     const seen: string[] = [];
-    const queue = {
-      isConnected: () => true,
-      enqueue: async (tasks: readonly TaskRecord[]) => {
-        await Promise.resolve();
-        seen.push(`enqueue ${tasks[0]!.id}-${tasks.at(-1)!.id}`);
-      },
-    } as unknown as TaskQueue;
-    const dispatcher = { wake: () => seen.push("wake") } as unknown as Dispatcher;
-    const effects = new JobEffects({} as Db, queue, dispatcher, pino({ level: "silent" }));
+    const effects = effectsOver(queue, () => seen.push(`wake after ${queue.lanes.get("wordcount")!.length}`));
 
     await effects.applyQueueWork({ enqueue: Array.from({ length: 250 }, (_, i) => task(i)), drop: [] });
 
-    expect(seen).toEqual(["enqueue 0-99", "wake", "enqueue 100-199", "wake", "enqueue 200-249", "wake"]);
+    expect(seen).toEqual(["wake after 100", "wake after 200", "wake after 250"]);
   });
 
   it("leaves the chunks after one that fails to recovery, rather than failing each in turn", async () => {
-    let calls = 0;
-    const queue = {
-      isConnected: () => true,
-      enqueue: () => {
-        calls++;
-        return Promise.reject(new Error("READONLY You can't write against a read only replica."));
-      },
-    } as unknown as TaskQueue;
-    const dispatcher = { wake: () => undefined } as unknown as Dispatcher;
-    const effects = new JobEffects({} as Db, queue, dispatcher, pino({ level: "silent" }));
+    const queue = new FakeQueue();
+    queue.failEnqueue = new Error("READONLY You can't write against a read only replica.");
+    const effects = effectsOver(queue);
 
     await effects.applyQueueWork({ enqueue: Array.from({ length: 250 }, (_, i) => task(i)), drop: [] });
 
-    expect(calls).toBe(1);
+    expect(queue.enqueueCalls).toBe(1);
+  });
+
+  it("drops ended tasks' entries first, then puts handed-back ones at the head of their lane", async () => {
+    const queue = new FakeQueue();
+    await queue.enqueue([task(1), task(2), task(3)]);
+    const held = (await queue.fetch("t3", ["wordcount"]))!;
+    const effects = effectsOver(queue);
+
+    await effects.applyQueueWork({
+      enqueue: [],
+      drop: [{ ...task(2), state: "CANCELLED" }],
+      requeue: [{ task: task(held.taskId), token: "t3" }],
+    });
+
+    expect(queue.released).toEqual(["gone j1-m2-g0", "back j1-m1-g0"]);
+    expect(queue.lanes.get("wordcount")!.map((entry) => entry.taskId)).toEqual([1, 3]);
   });
 });

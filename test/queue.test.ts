@@ -2,16 +2,16 @@ import { pino } from "pino";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../src/cli/processes.js";
-import { TaskQueue, queueJobId } from "../src/driver/queue.js";
+import { BullmqTaskQueue, queueJobId } from "../src/driver/queue.js";
 import { task } from "./helpers/tasks.js";
 import { uniquePrefix } from "./helpers/tmp.js";
 
 const log = pino({ level: "silent" });
 const APPS = ["wordcount"];
-const open: TaskQueue[] = [];
+const open: BullmqTaskQueue[] = [];
 
-function openQueue(overrides: { lockDurationMs?: number; redisUrl?: string } = {}): TaskQueue {
-  const queue = TaskQueue.open(
+function openQueue(overrides: { lockDurationMs?: number; redisUrl?: string } = {}): BullmqTaskQueue {
+  const queue = BullmqTaskQueue.open(
     {
       redisUrl: overrides.redisUrl ?? inject("redisUrl"),
       prefix: uniquePrefix(),

@@ -13,7 +13,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { JobEffects } from "./jobEffects.js";
 import { createJobService } from "./jobService.js";
 import { LivenessMonitor } from "./livenessMonitor.js";
-import { TaskQueue } from "./queue.js";
+import { BullmqTaskQueue } from "./queue.js";
 import { extendRunningLeases, reconcileQueue, resumeAfterRestart } from "./recovery.js";
 import { createTaskService } from "./taskService.js";
 import { GroupCommit } from "../store/groupCommit.js";
@@ -27,7 +27,7 @@ export interface Driver {
 export async function startDriver(config: DriverConfig, log: Logger): Promise<Driver> {
   mkdirSync(dirname(config.dbPath), { recursive: true });
   const db = openDb(config.dbPath);
-  const queue = TaskQueue.open(
+  const queue = BullmqTaskQueue.open(
     {
       redisUrl: config.redisUrl,
       prefix: config.queuePrefix,

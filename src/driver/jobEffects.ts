@@ -27,7 +27,7 @@ export class JobEffects {
   constructor(
     private readonly db: Db,
     private readonly queue: TaskQueue,
-    private readonly dispatcher: Dispatcher,
+    private readonly dispatcher: Pick<Dispatcher, "wake">,
     private readonly log: Logger,
   ) {}
 

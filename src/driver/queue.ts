@@ -66,7 +66,26 @@ export function queueJobId(task: Pick<TaskRecord, "jobId" | "kind" | "index" | "
  */
 const EMPTY_LANE_LAST_MS = 250;
 
-export class TaskQueue {
+/**
+ * The queue as the rest of the driver uses it: BullmqTaskQueue below, or a fake in tests.
+ * SQLite stays the source of truth; the queue only says which runnable task to hand out next.
+ */
+export interface TaskQueue {
+  /** False while Redis is away: callers skip queue work, and recovery repairs it later. */
+  isConnected(): boolean;
+  /** Adds entries for these tasks under their current generation; an entry already there stays. */
+  enqueue(tasks: readonly QueuedTask[]): Promise<void>;
+  /** Takes the next runnable task of one of `apps`, locked under `token`; null when none is ready. */
+  fetch(token: string, apps: readonly string[], first?: number): Promise<QueueEntry | null>;
+  /** Lets go of an entry; see BullmqTaskQueue.release for what each outcome does. */
+  release(held: QueuedTask | QueueEntry, outcome: Release): Promise<void>;
+  /** Extends leases; returns the queue ids whose lock was already lost. */
+  extend(leases: readonly { task: QueuedTask; token: string }[]): Promise<string[]>;
+  /** Of these tasks, those whose entries the queue holds in no state at all. */
+  missing<T extends QueuedTask>(tasks: readonly T[]): Promise<T[]>;
+}
+
+export class BullmqTaskQueue implements TaskQueue {
   private readonly lanes = new Map<string, Lane>();
   /** Entries handed out by this process, so a report needs no lookup in Redis. */
   private readonly held = new Map<string, Job<TaskData>>();
@@ -79,10 +98,10 @@ export class TaskQueue {
     private readonly log: Logger,
   ) {}
 
-  static open(options: TaskQueueOptions, log: Logger): TaskQueue {
+  static open(options: TaskQueueOptions, log: Logger): BullmqTaskQueue {
     const connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     connection.on("error", (err) => log.warn({ err: err.message }, "redis connection error"));
-    return new TaskQueue(connection, options, log);
+    return new BullmqTaskQueue(connection, options, log);
   }
 
   /** Calls `listener` each time the connection to Redis becomes ready, now included if it is. */

@@ -15,8 +15,8 @@ import { status } from "@grpc/grpc-js";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { hasCode, toError } from "../errors.js";
-import type { AttemptStatus, TaskServiceClient } from "../gen/mapreduce.js";
-import { callUnary } from "../grpc.js";
+import type { AttemptStatus } from "../gen/mapreduce.js";
+import type { DriverCalls } from "./driverCalls.js";
 
 export const SessionState = {
   STARTING: "STARTING",
@@ -43,8 +43,6 @@ export interface SessionHooks {
   lost(): void;
 }
 
-/** One call to the driver, in ms; a long poll has its own. */
-export const CALL_TIMEOUT_MS = 10_000;
 const MAX_BACKOFF_MS = 5_000;
 
 export class WorkerSession {
@@ -58,7 +56,7 @@ export class WorkerSession {
   private readonly givingUp = new AbortController();
 
   constructor(
-    private readonly client: TaskServiceClient,
+    private readonly driver: DriverCalls,
     private readonly member: { address: string; apps: string[]; driver: string },
     private readonly hooks: SessionHooks,
     private readonly log: Logger,
@@ -122,11 +120,7 @@ export class WorkerSession {
     clearInterval(this.heartbeatTimer);
     if (this.current !== SessionState.LOST && this.id !== 0) {
       try {
-        await callUnary(
-          this.client.deregisterWorker.bind(this.client),
-          { workerId: this.id, reason },
-          CALL_TIMEOUT_MS,
-        );
+        await this.driver.deregisterWorker({ workerId: this.id, reason });
       } catch (err) {
         this.log.warn(
           { err: toError(err).message },
@@ -155,11 +149,7 @@ export class WorkerSession {
     let reply;
     try {
       reply = await this.retry("register", () =>
-        callUnary(
-          this.client.registerWorker.bind(this.client),
-          { address: this.member.address, apps: this.member.apps },
-          CALL_TIMEOUT_MS,
-        ),
+        this.driver.registerWorker({ address: this.member.address, apps: this.member.apps }),
       );
     } catch (err) {
       if (this.givingUp.signal.aborted) return; // stopped before the driver answered
@@ -180,11 +170,11 @@ export class WorkerSession {
     if (this.current !== SessionState.REGISTERED && this.current !== SessionState.DRAINING) return;
     const workerId = this.id;
     try {
-      const reply = await callUnary(
-        this.client.heartbeat.bind(this.client),
-        { workerId, attempts: this.hooks.attempts(), outputJobIds: this.hooks.outputJobIds() },
-        CALL_TIMEOUT_MS,
-      );
+      const reply = await this.driver.heartbeat({
+        workerId,
+        attempts: this.hooks.attempts(),
+        outputJobIds: this.hooks.outputJobIds(),
+      });
       if (reply.endedJobIds.length > 0) this.hooks.jobsEnded(reply.endedJobIds);
       if (reply.abortAttemptIds.length > 0) this.hooks.abort(reply.abortAttemptIds);
     } catch (err) {

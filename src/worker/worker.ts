@@ -4,23 +4,21 @@
  * the ShuffleService until it exits. On stop it drains: no new task is taken, running tasks
  * get `drainTimeoutMs` to finish and report, and the rest are handed back to the driver.
  */
-import { Server, status, type ClientUnaryCall } from "@grpc/grpc-js";
+import { Server, status } from "@grpc/grpc-js";
 import { rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { WorkerConfig } from "../config.js";
 import { FetchFailedError, hasCode, isUnrecoverable, toError } from "../errors.js";
-import { ShuffleServiceService, TaskServiceClient, type TaskAssignment } from "../gen/mapreduce.js";
-import { CHANNEL_OPTIONS, callUnary, credentials, listen, shutdown } from "../grpc.js";
+import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
+import { listen, shutdown } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Progress } from "../mr/context.js";
 import { TaskKind, type Counters } from "../types.js";
-import { CALL_TIMEOUT_MS, WorkerSession } from "./session.js";
+import { grpcDriverCalls, type DriverCalls } from "./driverCalls.js";
+import { WorkerSession } from "./session.js";
 import { createShuffleService } from "./shuffleServer.js";
 import { TaskRunner } from "./taskRunner.js";
-
-/** Longer than the driver's long poll, so the driver answers first. */
-const POLL_TIMEOUT_MS = 30_000;
 
 interface RunningAttempt {
   task: TaskAssignment;
@@ -29,14 +27,15 @@ interface RunningAttempt {
 }
 
 export class MrWorker {
-  private readonly client: TaskServiceClient;
+  private readonly driver: DriverCalls;
   private readonly runner: TaskRunner;
   private readonly session: WorkerSession;
   private readonly running = new Map<string, RunningAttempt>();
   /** Map attempts the driver accepted: the only output the shuffle service serves. */
   private readonly committed = new Set<string>();
   private slotsDone: Promise<unknown> = Promise.resolve();
-  private readonly pollCalls = new Set<ClientUnaryCall>();
+  /** Aborted on stop: cancels the long polls in flight. */
+  private readonly stopPolling = new AbortController();
   private stopped: Promise<void> | undefined;
 
   /**
@@ -76,11 +75,11 @@ export class MrWorker {
     private readonly log: Logger,
   ) {
     ({ server: this.server, address: this.address, dataDir: this.dataDir } = bound);
-    this.client = new TaskServiceClient(config.driver, credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.driver = grpcDriverCalls(config.driver);
     this.runner = new TaskRunner({ dataDir: this.dataDir, tunables: config.tunables, apps });
     const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
     this.session = new WorkerSession(
-      this.client,
+      this.driver,
       member,
       {
         attempts: () =>
@@ -125,7 +124,7 @@ export class MrWorker {
 
   private async drainAndClose(reason: string): Promise<void> {
     this.session.drain();
-    for (const call of this.pollCalls) call.cancel();
+    this.stopPolling.abort();
     const deadline = setTimeout(() => {
       this.log.warn(
         { running: [...this.running.keys()] },
@@ -139,7 +138,7 @@ export class MrWorker {
     this.session.giveUp();
     await this.session.deregister(reason);
     this.runner.close();
-    this.client.close();
+    this.driver.close();
     await shutdown(this.server, 1000);
     this.runner.discardAll();
     if (this.config.dataDir === undefined) {
@@ -175,18 +174,7 @@ export class MrWorker {
   }
 
   private async poll(workerId: number): Promise<TaskAssignment | undefined> {
-    let pollCall: ClientUnaryCall | undefined;
-    try {
-      const reply = await callUnary(
-        this.client.pollTask.bind(this.client),
-        { workerId },
-        POLL_TIMEOUT_MS,
-        (call) => this.pollCalls.add((pollCall = call)),
-      );
-      return reply.task;
-    } finally {
-      if (pollCall) this.pollCalls.delete(pollCall);
-    }
+    return (await this.driver.pollTask({ workerId }, this.stopPolling.signal)).task;
   }
 
   /** Runs a task and reports how it went; returns the task the driver handed back, if any. */
@@ -219,7 +207,7 @@ export class MrWorker {
           counters,
           next: !this.session.draining,
         };
-        next = (await callUnary(this.client.completeTask.bind(this.client), request, CALL_TIMEOUT_MS)).task;
+        next = (await this.driver.completeTask(request)).task;
       });
       if (!accepted) this.committed.delete(task.attemptId);
       this.log.debug({ ...ids, accepted }, "task reported");
@@ -247,9 +235,7 @@ export class MrWorker {
       fetchFailure,
       unrecoverable,
     };
-    await this.report("FailTask", task, () =>
-      callUnary(this.client.failTask.bind(this.client), request, CALL_TIMEOUT_MS),
-    );
+    await this.report("FailTask", task, () => this.driver.failTask(request));
   }
 
   /**
