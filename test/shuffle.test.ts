@@ -126,6 +126,7 @@ describe("the shuffle", () => {
     const batches = batchByAddress(
       outputs.map((_, i) => i),
       outputs,
+      100,
     );
     expect(batches.map((batch) => [outputs[batch[0]!]!.address, batch.length])).toEqual([
       ["b:1", 50],

@@ -64,6 +64,8 @@ export class MapOutputBuffer {
   private readonly spills: Spill[] = [];
   /** Pairs collected: MAP_OUTPUT_RECORDS. */
   records = 0;
+  /** The most the buffer held when it was drained (for a spill, or at the end), in estimated bytes. */
+  drainedBytes = 0;
 
   constructor(private readonly options: MapOutputBufferOptions) {}
 
@@ -153,6 +155,7 @@ export class MapOutputBuffer {
   private drain(): Group[] {
     const groups = [...this.groups.values()];
     this.groups = new Map();
+    this.drainedBytes = Math.max(this.drainedBytes, this.bytes);
     this.bytes = 0;
     return groups.sort((a, b) => a.partition - b.partition || compareKeys(a.key, b.key));
   }

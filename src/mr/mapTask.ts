@@ -1,6 +1,6 @@
 import type { Counters, Split } from "../types.js";
-import type { App } from "./app.js";
-import { Counter, TaskCounters, checkedEmit, type Progress } from "./context.js";
+import type { App, BlockMapper, Ctx, Emit } from "./app.js";
+import { Counter, TaskCounters, checkedEmit, collectGarbage, type Progress } from "./context.js";
 import { MapOutputBuffer, type Ranges } from "./mapOutputBuffer.js";
 import type { RecordRange } from "./records.js";
 import { readSplit, readSplitBlocks } from "./split.js";
@@ -65,38 +65,73 @@ export async function runMapTask(
     signal: options.signal,
   });
   const emit = checkedEmit("map", (key, value) => buffer.collect(key, value));
-
-  let inputRecords = 0;
-  let inputBytes = 0;
-  options.progress?.phase(0, 1, () => inputBytes / (split.end - split.start));
+  const read: InputRead = { records: 0, bytes: 0 };
+  options.progress?.phase(0, 1, () => read.bytes / (split.end - split.start));
   if (app.blockMapper) {
-    const mapper = app.blockMapper(ctx, { memoryBytes: tunables.sortBufferBytes / 4 });
-    await readSplitBlocks(
+    await mapBlocks(
+      app.blockMapper(ctx, { memoryBytes: tunables.sortBufferBytes / 4 }),
       split,
-      (block, offset) => {
-        inputRecords += countLines(block);
-        inputBytes += block.length;
-        mapper.block(block, offset, emit);
-      },
+      emit,
+      read,
       options.signal,
     );
-    mapper.end(emit);
   } else {
-    await readSplit(
-      split,
-      (offset, line, bytes) => {
-        inputRecords++;
-        inputBytes += bytes;
-        app.map({ file: split.file, offset, line }, emit, ctx);
-      },
-      options.signal,
-    );
+    await mapLines(app, ctx, split, emit, read, options.signal);
   }
-  counters.add(Counter.MAP_INPUT_RECORDS, inputRecords);
-  counters.add(Counter.MAP_INPUT_BYTES, inputBytes);
+  counters.add(Counter.MAP_INPUT_RECORDS, read.records);
+  counters.add(Counter.MAP_INPUT_BYTES, read.bytes);
   counters.add(Counter.MAP_OUTPUT_RECORDS, buffer.records);
   const { data, partitions } = await buffer.finish(options.path, options.memoryBytes ?? 0);
+  // The buffer's groups and the mapper's tables are garbage now, and most of the heap: give it
+  // back before the next task, or V8 grows the heap well past what any one task holds.
+  if (buffer.drainedBytes >= tunables.collectAfterSpillBytes) collectGarbage();
   return { counters: counters.values, output: { data, path: options.path, partitions } };
+}
+
+/** What a map has read of its split so far. */
+interface InputRead {
+  records: number;
+  bytes: number;
+}
+
+/** Feeds the split to a block mapper, then ends it; the mapper is unreachable once this returns. */
+async function mapBlocks(
+  mapper: BlockMapper,
+  split: Split,
+  emit: Emit,
+  read: InputRead,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  await readSplitBlocks(
+    split,
+    (block, offset) => {
+      read.records += countLines(block);
+      read.bytes += block.length;
+      mapper.block(block, offset, emit);
+    },
+    signal,
+  );
+  mapper.end(emit);
+}
+
+/** Calls the app's `map` on each line of the split. */
+async function mapLines(
+  app: App,
+  ctx: Ctx,
+  split: Split,
+  emit: Emit,
+  read: InputRead,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  await readSplit(
+    split,
+    (offset, line, bytes) => {
+      read.records++;
+      read.bytes += bytes;
+      app.map({ file: split.file, offset, line }, emit, ctx);
+    },
+    signal,
+  );
 }
 
 /** The lines of a block: its newlines, and one more for a last line that has none. */

@@ -1,6 +1,7 @@
 /**
  * The engine's tunables, with their defaults and limits in one place, as Hadoop keeps
- * mapreduce.task.io.sort.mb and io.sort.factor. A process resolves them once (`resolveTunables`)
+ * mapreduce.task.io.sort.mb, io.sort.factor and the shuffle's parallel copies: the map side's
+ * buffer, the merges, the reads, and a reduce's fetches. A process resolves them once (`resolveTunables`)
  * and hands the frozen result to every task it runs.
  */
 
@@ -20,6 +21,14 @@ export interface EngineTunables {
   mergeReadBytes: number;
   /** The most one read of a record file asks for, in bytes. Default 1 MiB. */
   readChunkBytes: number;
+  /** Fetch streams a reduce keeps open at once (Hadoop's parallel copies). Default 4. */
+  parallelFetches: number;
+  /** Map outputs one fetch stream carries at most. Default 100. */
+  fetchBatch: number;
+  /** Rounds of fetching before a missing map output is reported lost. Default 3. */
+  fetchTries: number;
+  /** The pause after round n of fetching is n times this, in ms. Default 300. */
+  fetchRetryMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -31,6 +40,10 @@ export const DEFAULT_TUNABLES: Readonly<EngineTunables> = Object.freeze({
   mergeFactor: 100,
   mergeReadBytes: 16 * MiB,
   readChunkBytes: MiB,
+  parallelFetches: 4,
+  fetchBatch: 100,
+  fetchTries: 3,
+  fetchRetryMs: 300,
 });
 
 /** The least each tunable may be. */
@@ -41,6 +54,10 @@ const MINIMUMS: Readonly<EngineTunables> = {
   mergeFactor: 2,
   mergeReadBytes: 64 * 1024,
   readChunkBytes: 4096,
+  parallelFetches: 1,
+  fetchBatch: 1,
+  fetchTries: 1,
+  fetchRetryMs: 0,
 };
 
 /**

@@ -174,7 +174,11 @@ export type AttemptEvent = keyof typeof ATTEMPT_TRANSITIONS;
 
 export const JOB_TRANSITIONS = {
   succeed: { from: JobState.RUNNING, to: JobState.SUCCEEDED, why: "its last reduce was committed" },
-  fail: { from: JobState.RUNNING, to: JobState.FAILED, why: "a task used up its failures or losses" },
+  fail: {
+    from: JobState.RUNNING,
+    to: JobState.FAILED,
+    why: "a task used up its failures or losses, or failed unrecoverably",
+  },
   cancel: { from: JobState.RUNNING, to: JobState.CANCELLED, why: "mr jobs cancel" },
 } as const;
 export type JobEvent = keyof typeof JOB_TRANSITIONS;

@@ -98,7 +98,7 @@ export class WorkerSession {
     this.log.warn({ workerId }, `${what}: ${toError(err).message}`);
     this.declaredLost();
     if (this.draining) return;
-    this.registering = this.register().finally(() => (this.registering = undefined));
+    this.registering = this.registerAgain().finally(() => (this.registering = undefined));
     return this.registering;
   }
 
@@ -158,6 +158,16 @@ export class WorkerSession {
     this.id = reply.workerId;
     this.heartbeatMs = reply.heartbeatMs || this.heartbeatMs;
     if (!this.draining) this.moveTo(SessionState.REGISTERED, `driver ${this.member.driver}`);
+  }
+
+  /** Registers again after a loss; a refusal is logged, and the next call that finds out tries again. */
+  private async registerAgain(): Promise<void> {
+    try {
+      await this.register();
+    } catch (err) {
+      this.log.error({ err: toError(err).message }, "could not register again; retrying");
+      await sleep(1000, undefined, { signal: this.givingUp.signal }).catch(() => undefined);
+    }
   }
 
   private declaredLost(): void {

@@ -17,19 +17,11 @@ import { TaskKind, type Counters } from "../types.js";
 import { attemptDir } from "./dataDir.js";
 import { MapOutputs } from "./mapOutputs.js";
 
-/** Fetch streams a reduce keeps open at once, as Hadoop's parallel copies. */
-const PARALLEL_FETCHES = 4;
-/** Map outputs one stream carries at most. */
-const FETCH_BATCH = 100;
-/** Rounds of fetching before a missing map output is reported lost, and the pause between them. */
-const FETCH_TRIES = 3;
-const FETCH_RETRY_MS = 300;
-
 /**
  * A shuffle channel lets the serving worker send 4 MiB before it must read a window update
  * from the reducer (HTTP/2's default is 64 KiB). The serving worker is usually busy with a task
  * that lets I/O run only now and then, so each window update would cost the reducer a wait for
- * its next turn. It is also the most a connection holds unread: 16 MiB for PARALLEL_FETCHES.
+ * its next turn. It is also the most a connection holds unread: 16 MiB for 4 parallel fetches.
  */
 const SHUFFLE_CHANNEL_OPTIONS = { ...CHANNEL_OPTIONS, "grpc-node.flow_control_window": 4 << 20 };
 
@@ -45,16 +37,20 @@ interface Fetched {
 
 /**
  * Groups outputs (indexes into `outputs`) by the worker that holds them, in batches of at most
- * FETCH_BATCH; the batches of different workers alternate, so that parallel streams spread
+ * `batchSize`; the batches of different workers alternate, so that parallel streams spread
  * over the workers.
  */
-export function batchByAddress(indexes: readonly number[], outputs: readonly MapOutput[]): number[][] {
+export function batchByAddress(
+  indexes: readonly number[],
+  outputs: readonly MapOutput[],
+  batchSize: number,
+): number[][] {
   const byAddress = new Map<string, number[][]>();
   for (const i of indexes) {
     const address = outputs[i]!.address;
     let batches = byAddress.get(address);
     if (!batches) byAddress.set(address, (batches = [[]]));
-    if (batches.at(-1)!.length === FETCH_BATCH) batches.push([]);
+    if (batches.at(-1)!.length === batchSize) batches.push([]);
     batches.at(-1)!.push(i);
   }
   const lists = [...byAddress.values()];
@@ -192,7 +188,7 @@ export class TaskRunner {
   /**
    * Copies partition `index` of every map output into `dir`: one stream per batch of outputs on
    * the same worker, a few streams at once. Outputs that could not be fetched are asked for
-   * again, up to FETCH_TRIES rounds; then the first of them is reported lost.
+   * again, up to `fetchTries` rounds; then the first of them is reported lost.
    */
   private async fetchInputs(
     task: TaskAssignment,
@@ -211,7 +207,8 @@ export class TaskRunner {
     let pending = task.mapOutputs.map((_, i) => i);
     let files = 0;
     for (let round = 1; pending.length > 0; round++) {
-      const batches = batchByAddress(pending, task.mapOutputs);
+      const { fetchBatch, parallelFetches, fetchTries, fetchRetryMs } = this.options.tunables;
+      const batches = batchByAddress(pending, task.mapOutputs, fetchBatch);
       let next = 0;
       const fetchSome = async (): Promise<void> => {
         while (next < batches.length) {
@@ -220,10 +217,10 @@ export class TaskRunner {
           await this.fetchBatch(task.mapOutputs, batch, task.index, path, fetched, signal);
         }
       };
-      await Promise.all(Array.from({ length: Math.min(PARALLEL_FETCHES, batches.length) }, fetchSome));
+      await Promise.all(Array.from({ length: Math.min(parallelFetches, batches.length) }, fetchSome));
       pending = pending.filter((i) => fetched.ranges[i] === undefined);
       if (pending.length === 0) break;
-      if (round >= FETCH_TRIES) {
+      if (round >= fetchTries) {
         const lost = task.mapOutputs[pending[0]!]!;
         throw new FetchFailedError(
           lost.mapIndex,
@@ -231,7 +228,7 @@ export class TaskRunner {
           `could not fetch map ${lost.mapIndex} (attempt ${lost.attemptId}) from ${lost.address}: ${fetched.errors.get(pending[0]!)}`,
         );
       }
-      await sleep(FETCH_RETRY_MS * round, undefined, { signal });
+      await sleep(fetchRetryMs * round, undefined, { signal });
     }
     return { inputs: fetched.ranges as RecordRange[], bytes: fetched.bytes };
   }

@@ -125,6 +125,8 @@ export class MrWorker {
   private async drainAndClose(reason: string): Promise<void> {
     this.session.drain();
     this.stopPolling.abort();
+    // With nothing to finish, nothing is worth waiting on the driver for (a registration, say).
+    if (this.running.size === 0) this.session.giveUp();
     const deadline = setTimeout(() => {
       this.log.warn(
         { running: [...this.running.keys()] },
