@@ -51,6 +51,12 @@ const driverSchema = z.object({
   pollWaitMs: positiveInt.default(5000),
   /** Split size when a submit names none, in bytes. Default 64 MiB. */
   defaultSplitSizeBytes: positiveInt.default(DEFAULT_SPLIT_SIZE_BYTES),
+  /** A file holding the secret of the client role (`mr submit`, `mr jobs …`). Default none. */
+  clientTokenFile: z.string().min(1).optional(),
+  /** A file holding the secret of the worker role. Default none. */
+  workerTokenFile: z.string().min(1).optional(),
+  /** Listen beyond loopback without secrets, knowingly. Default false. */
+  insecure: z.boolean().default(false),
 });
 export type DriverConfig = Readonly<z.infer<typeof driverSchema>>;
 
@@ -69,6 +75,8 @@ const workerSchema = z.object({
   appsDir: z.string().min(1).optional(),
   /** Map output buffered before a sort and spill, in bytes, per slot. Default 64 MiB. */
   sortBufferBytes: positiveInt.default(DEFAULT_TUNABLES.sortBufferBytes),
+  /** A file holding the secret of the worker role, for the driver and other workers. Default none. */
+  tokenFile: z.string().min(1).optional(),
   /** Tasks the worker runs at once, as Hadoop's task slots. Default 1. */
   slots: z.coerce.number().int().min(1).max(64).default(1),
   /**
@@ -112,7 +120,12 @@ export function resolveWorkerConfig(
   flags: Partial<Record<keyof WorkerConfig, unknown>>,
   env: Env,
 ): WorkerConfig {
-  const merged = { driver: env.MR_DRIVER, home: mrHome(env), ...definedOnly(flags) };
+  const merged = {
+    driver: env.MR_DRIVER,
+    home: mrHome(env),
+    tokenFile: env.MR_TOKEN_FILE,
+    ...definedOnly(flags),
+  };
   const config = parse(workerSchema, merged, "worker options");
   return Object.freeze({
     ...config,

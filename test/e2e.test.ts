@@ -5,7 +5,8 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { spawnMr } from "../src/cli/processes.js";
 import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
-import { committedOnce, startCluster, mr, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+import { withToken } from "../src/auth.js";
+import { committedOnce, startCluster, mr, tokenOf, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { countWords, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -143,7 +144,12 @@ describe("a job through a real driver and real workers", () => {
   it("gives each worker started with --port 0 a data directory of its own, gone when it stops", async () => {
     const dir = tempDir();
     cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
-    const env: NodeJS.ProcessEnv = { ...cluster.env, MR_DRIVER: cluster.driver.address };
+    // MR_TOKEN_FILE gives these workers their secret, as --token-file would.
+    const env: NodeJS.ProcessEnv = {
+      ...cluster.env,
+      MR_DRIVER: cluster.driver.address,
+      MR_TOKEN_FILE: cluster.tokenFiles!.worker,
+    };
     const workers = [
       await spawnMr(["worker", "--port", "0"], { env }),
       await spawnMr(["worker", "--port", "0"], { env }),
@@ -179,7 +185,11 @@ describe("a job through a real driver and real workers", () => {
       .filter((task) => task.kind === "MAP")
       .map((task) => task.attempts.find((attempt) => attempt.state === "SUCCEEDED")!.id);
     const worker = cluster.workers[0]!;
-    const shuffle = new ShuffleServiceClient(worker.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const shuffle = new ShuffleServiceClient(
+      worker.address,
+      credentials.createInsecure(),
+      withToken(CHANNEL_OPTIONS, tokenOf(cluster, "worker")),
+    );
     const dataDir = join(dir, "worker-1"); // the helper's --data-dir of its first worker
     try {
       const errors = async (): Promise<string[]> => {

@@ -7,7 +7,8 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { hasCode } from "../src/errors.js";
 import { TaskServiceClient, type TaskAssignment } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, callUnary, credentials } from "../src/grpc.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { withToken } from "../src/auth.js";
+import { startCluster, tokenOf, type Cluster } from "./helpers/cluster.js";
 import { tempDir } from "./helpers/tmp.js";
 
 let cluster: Cluster | undefined;
@@ -23,7 +24,11 @@ afterEach(async () => {
 async function setup(maps: number, driverArgs: string[] = []) {
   const dir = tempDir();
   cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0, driverArgs });
-  client = new TaskServiceClient(cluster.driver.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+  client = new TaskServiceClient(
+    cluster.driver.address,
+    credentials.createInsecure(),
+    withToken(CHANNEL_OPTIONS, tokenOf(cluster, "worker")),
+  );
   const tasks = client;
   const { workerId } = await callUnary(
     tasks.registerWorker.bind(tasks),

@@ -58,13 +58,14 @@ describe("a user app", () => {
 
     // One worker offers the app; the other does not, and must never be handed its tasks.
     cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+    const workerEnv = { ...cluster.env, MR_TOKEN_FILE: cluster.tokenFiles!.worker };
     const plain = await spawnMr(["worker", "--port", "0", "--data-dir", join(dir, "plain")], {
-      env: cluster.env,
+      env: workerEnv,
     });
     cluster.workers.push(plain);
     const offering = await spawnMr(
       ["worker", "--port", "0", "--data-dir", join(dir, "offering"), "--apps-dir", apps],
-      { env: cluster.env },
+      { env: workerEnv },
     );
     cluster.workers.push(offering);
 

@@ -1,3 +1,5 @@
+import { readTokenFile, withToken } from "../auth.js";
+import { driverAddress } from "../config.js";
 import type * as pb from "../gen/mapreduce.js";
 import { JobServiceClient } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, callUnary, credentials } from "../grpc.js";
@@ -8,8 +10,12 @@ const CALL_TIMEOUT_MS = 15_000;
 export class DriverClient {
   readonly raw: JobServiceClient;
 
-  constructor(readonly address: string) {
-    this.raw = new JobServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+  /** `token`: the client secret, sent with every call. */
+  constructor(
+    readonly address: string,
+    token?: string,
+  ) {
+    this.raw = new JobServiceClient(address, credentials.createInsecure(), withToken(CHANNEL_OPTIONS, token));
   }
 
   submitJob(request: pb.SubmitJobRequest): Promise<pb.Job> {
@@ -35,4 +41,21 @@ export class DriverClient {
   close(): void {
     this.raw.close();
   }
+}
+
+/** The `--token-file` option of every command that calls the driver. */
+export const TOKEN_FILE_OPTION = [
+  "--token-file <file>",
+  "a file holding the client secret (default $MR_TOKEN_FILE; none if unset)",
+] as const;
+
+/** A client of the driver that `--driver` or MR_DRIVER names, with the secret of `--token-file` or MR_TOKEN_FILE. */
+export function connectDriver(
+  flags: { driver?: string; tokenFile?: string },
+  env: NodeJS.ProcessEnv,
+): DriverClient {
+  const tokenFile = flags.tokenFile ?? env.MR_TOKEN_FILE;
+  const flag = flags.tokenFile === undefined ? "MR_TOKEN_FILE" : "--token-file";
+  const token = tokenFile === undefined ? undefined : readTokenFile(tokenFile, flag);
+  return new DriverClient(driverAddress(flags.driver, env), token);
 }

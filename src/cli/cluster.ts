@@ -2,8 +2,10 @@
  * A whole cluster on this machine, as child processes: one driver and N workers on a Redis the
  * caller gives. The one launcher of `mr demo`, the benchmarks and the tests.
  */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DriverClient } from "./client.js";
+import { connectDriver, type DriverClient } from "./client.js";
 import { spawnMr, type MrProcess } from "./processes.js";
 
 export interface LocalClusterOptions {
@@ -23,6 +25,11 @@ export interface LocalClusterOptions {
   logTo?: (name: string) => number | "ignore";
   /** MR_LOG_LEVEL of the processes, not of `mr` commands run in `env`. */
   logLevel?: string;
+  /**
+   * Secrets for both roles, made afresh in `home` (mode 0600): the driver asks for them, the
+   * workers send theirs, and `env` (MR_TOKEN_FILE) and `client` carry the client's. Default off.
+   */
+  tokens?: boolean;
 }
 
 export class LocalCluster {
@@ -36,11 +43,25 @@ export class LocalCluster {
   private driverPort = 0;
   private started = 0;
   private readonly queuePrefix: string;
+  /** The files of the two roles' secrets, when the cluster has them. */
+  readonly tokenFiles: { client: string; worker: string } | undefined;
 
   private constructor(private readonly options: LocalClusterOptions) {
     this.env = { ...(options.env ?? process.env), MR_HOME: options.home };
     delete this.env.MR_DRIVER;
+    delete this.env.MR_TOKEN_FILE;
     if (options.logLevel !== undefined) delete this.env.MR_LOG_LEVEL;
+    if (options.tokens) {
+      mkdirSync(options.home, { recursive: true });
+      this.tokenFiles = {
+        client: join(options.home, "client.token"),
+        worker: join(options.home, "worker.token"),
+      };
+      for (const file of Object.values(this.tokenFiles)) {
+        writeFileSync(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+      }
+      this.env.MR_TOKEN_FILE = this.tokenFiles.client;
+    }
     this.queuePrefix = options.queuePrefix ?? `mr-${process.pid}-${Date.now().toString(36)}`;
   }
 
@@ -60,6 +81,9 @@ export class LocalCluster {
   /** Starts the driver; after the first time, on the address it had, so that all find it again. */
   async startDriver(): Promise<MrProcess> {
     const args = ["driver", "--listen", `127.0.0.1:${this.driverPort}`, "--redis", this.options.redisUrl];
+    if (this.tokenFiles) {
+      args.push("--client-token-file", this.tokenFiles.client, "--worker-token-file", this.tokenFiles.worker);
+    }
     const driver = await spawnMr(
       [...args, "--queue-prefix", this.queuePrefix, ...(this.options.driverArgs ?? [])],
       {
@@ -70,7 +94,7 @@ export class LocalCluster {
     if (this.driverPort === 0) {
       this.driverPort = Number(driver.address.slice(driver.address.lastIndexOf(":") + 1));
       this.env.MR_DRIVER = driver.address;
-      this.client = new DriverClient(driver.address);
+      this.client = connectDriver({ driver: driver.address }, this.env);
     }
     this.driver = driver;
     return driver;
@@ -79,6 +103,7 @@ export class LocalCluster {
   async startWorker(): Promise<MrProcess> {
     const n = ++this.started;
     const args = ["worker", "--port", "0", "--driver", this.env.MR_DRIVER!];
+    if (this.tokenFiles) args.push("--token-file", this.tokenFiles.worker);
     const worker = await spawnMr([...args, ...(this.options.workerArgs?.(n) ?? [])], {
       env: this.processEnv(),
       stderr: this.options.logTo?.(`worker-${n}`) ?? "ignore",

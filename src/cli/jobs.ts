@@ -1,19 +1,18 @@
 /** `mr jobs …` and `mr workers …`: reading and steering what the driver holds. */
 import type { Command } from "commander";
-import { driverAddress } from "../config.js";
 import { JobState } from "../types.js";
-import { DriverClient } from "./client.js";
+import { TOKEN_FILE_OPTION, connectDriver, type DriverClient } from "./client.js";
 import { UsageError } from "./errors.js";
 import { jobDetailJson, jobDetailText, jobJson, jobsTable, workerJson, workersTable } from "./format.js";
 import { parseJobId, parsePositiveInt } from "./options.js";
 import { reportOutcome, waitWithProgress } from "./submit.js";
 
 async function withClient<T>(
-  flag: string | undefined,
+  flags: { driver?: string; tokenFile?: string },
   env: NodeJS.ProcessEnv,
   use: (client: DriverClient) => Promise<T>,
 ) {
-  const client = new DriverClient(driverAddress(flag, env));
+  const client = connectDriver(flags, env);
   try {
     return await use(client);
   } finally {
@@ -32,11 +31,12 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .command("list")
     .description("jobs, newest first")
     .option(...driverOption)
+    .option(...TOKEN_FILE_OPTION)
     .option("--state <state>", "only jobs in this state: running, succeeded, failed or cancelled")
     .option("--limit <n>", "at most this many jobs (default 50)", parsePositiveInt("--limit"))
     .option("--json", "print JSON")
     .action((options: { driver?: string; state?: string; limit?: number; json?: boolean }) =>
-      withClient(options.driver, env, async (client) => {
+      withClient(options, env, async (client) => {
         const state = options.state?.toUpperCase() ?? "";
         if (state !== "" && !Object.hasOwn(JobState, state)) {
           throw new UsageError(
@@ -55,9 +55,10 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .description("a job's tasks, attempts, counters and events")
     .argument("<JOB_ID>", "the job", parseJobId)
     .option(...driverOption)
+    .option(...TOKEN_FILE_OPTION)
     .option("--json", "print JSON")
     .action((jobId: number, options: { driver?: string; json?: boolean }) =>
-      withClient(options.driver, env, async (client) => {
+      withClient(options, env, async (client) => {
         const detail = await client.getJob(jobId);
         console.log(options.json ? JSON.stringify(jobDetailJson(detail), null, 2) : jobDetailText(detail));
       }),
@@ -68,8 +69,9 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .description("follow a job with progress bars; exit 0 on success, 1 on failure or cancel")
     .argument("<JOB_ID>", "the job", parseJobId)
     .option(...driverOption)
+    .option(...TOKEN_FILE_OPTION)
     .action((jobId: number, options: { driver?: string }) =>
-      withClient(options.driver, env, async (client) => {
+      withClient(options, env, async (client) => {
         reportOutcome(await waitWithProgress(client, jobId));
       }),
     );
@@ -79,8 +81,9 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .description("cancel a running job")
     .argument("<JOB_ID>", "the job", parseJobId)
     .option(...driverOption)
+    .option(...TOKEN_FILE_OPTION)
     .action((jobId: number, options: { driver?: string }) =>
-      withClient(options.driver, env, async (client) => {
+      withClient(options, env, async (client) => {
         const job = await client.cancelJob(jobId);
         console.log(`job ${job.id} ${job.state}`);
       }),
@@ -92,9 +95,10 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .command("list")
     .description("each worker's address, state, last heartbeat and running attempts")
     .option(...driverOption)
+    .option(...TOKEN_FILE_OPTION)
     .option("--json", "print JSON")
     .action((options: { driver?: string; json?: boolean }) =>
-      withClient(options.driver, env, async (client) => {
+      withClient(options, env, async (client) => {
         const { workers } = await client.listWorkers();
         if (options.json) console.log(JSON.stringify(workers.map(workerJson), null, 2));
         else if (workers.length === 0) console.log("no workers");

@@ -35,6 +35,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "how often the queue is checked against SQLite and repaired (default 5000)",
       parsePositiveInt("--reconcile-interval"),
     )
+    .option("--client-token-file <file>", "a file holding the secret clients must send (default none)")
+    .option("--worker-token-file <file>", "a file holding the secret workers must send (default none)")
+    .option("--insecure", "listen beyond loopback without secrets, knowingly")
     .action(async (options: Record<string, unknown>) => {
       const config = resolveDriverConfig(
         {
@@ -46,6 +49,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           maxAttempts: options.maxAttempts,
           leaseMs: options.lease,
           reconcileMs: options.reconcileInterval,
+          clientTokenFile: options.clientTokenFile,
+          workerTokenFile: options.workerTokenFile,
+          insecure: options.insecure,
         },
         env,
       );
@@ -61,6 +67,10 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .description("run a worker: it pulls tasks from the driver and serves its map output to reducers")
     .requiredOption("--port <n>", "port of this worker's shuffle service (0 picks a free one)")
     .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
+    .option(
+      "--token-file <file>",
+      "a file holding the worker secret, for the driver and other workers (default $MR_TOKEN_FILE)",
+    )
     .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>, the port bound)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
     .option(
@@ -89,6 +99,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           appsDir: options.appsDir,
           slots: options.slots,
           drainTimeoutMs: options.drainTimeout,
+          tokenFile: options.tokenFile,
         },
         env,
       );

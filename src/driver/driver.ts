@@ -3,8 +3,9 @@ import { Server } from "@grpc/grpc-js";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
+import { TokenCheck, isLoopback, readTokenFile } from "../auth.js";
 import type { DriverConfig } from "../config.js";
-import { toError } from "../errors.js";
+import { InvalidArgumentError, toError } from "../errors.js";
 import { JobServiceService, TaskServiceService } from "../gen/mapreduce.js";
 import { listen, shutdown } from "../grpc.js";
 import { openDb } from "../store/db.js";
@@ -24,7 +25,39 @@ export interface Driver {
   close(): Promise<void>;
 }
 
+/**
+ * The secrets of the two roles, from their files: both or neither, and not the same one. A
+ * driver that listens beyond loopback needs them, unless it is told `insecure`.
+ */
+function readDriverTokens(config: DriverConfig, log: Logger): TokenCheck {
+  const { clientTokenFile, workerTokenFile } = config;
+  if ((clientTokenFile === undefined) !== (workerTokenFile === undefined)) {
+    throw new InvalidArgumentError(
+      "give both --client-token-file and --worker-token-file, or neither (each role has its own secret)",
+    );
+  }
+  const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
+  if (clientTokenFile === undefined || workerTokenFile === undefined) {
+    if (!isLoopback(host) && !config.insecure) {
+      throw new InvalidArgumentError(
+        `listening on ${config.listen} lets anyone who reaches it run jobs and report tasks (give --client-token-file and --worker-token-file, or --insecure if that is intended)`,
+      );
+    }
+    log.warn({ listen: config.listen }, "no secrets: any process that reaches the driver may call it");
+    return new TokenCheck({}, log);
+  }
+  const client = readTokenFile(clientTokenFile, "--client-token-file");
+  const worker = readTokenFile(workerTokenFile, "--worker-token-file");
+  if (client === worker) {
+    throw new InvalidArgumentError(
+      "the client and worker secrets are the same (give each role its own, so a client cannot act as a worker)",
+    );
+  }
+  return new TokenCheck({ client, worker }, log);
+}
+
 export async function startDriver(config: DriverConfig, log: Logger): Promise<Driver> {
+  const tokens = readDriverTokens(config, log);
   mkdirSync(dirname(config.dbPath), { recursive: true });
   const db = openDb(config.dbPath);
   const queue = BullmqTaskQueue.open(
@@ -80,8 +113,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   };
   const server = new Server();
   const deps = { db, commits, queue, dispatcher, effects, config, log };
-  server.addService(JobServiceService, createJobService(deps));
-  server.addService(TaskServiceService, createTaskService(deps));
+  server.addService(JobServiceService, tokens.guard(JobServiceService, createJobService(deps), "client"));
+  server.addService(TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
   let address: string;
   try {
     address = await listen(server, config.listen);

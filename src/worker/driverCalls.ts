@@ -2,6 +2,7 @@
  * The calls a worker makes to the driver's TaskService, as one interface: the session and the
  * task slots speak to the driver only through it, so tests can hand them a fake driver.
  */
+import { withToken } from "../auth.js";
 import type * as pb from "../gen/mapreduce.js";
 import { TaskServiceClient } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, callUnary, credentials } from "../grpc.js";
@@ -22,9 +23,13 @@ export const CALL_TIMEOUT_MS = 10_000;
 /** Longer than the driver's long poll, so the driver answers first. */
 const POLL_TIMEOUT_MS = 30_000;
 
-/** DriverCalls over gRPC to the driver at `address`. */
-export function grpcDriverCalls(address: string): DriverCalls {
-  const client = new TaskServiceClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+/** DriverCalls over gRPC to the driver at `address`, with the worker secret if there is one. */
+export function grpcDriverCalls(address: string, token: string | undefined): DriverCalls {
+  const client = new TaskServiceClient(
+    address,
+    credentials.createInsecure(),
+    withToken(CHANNEL_OPTIONS, token),
+  );
   return {
     registerWorker: (request) => callUnary(client.registerWorker.bind(client), request, CALL_TIMEOUT_MS),
     pollTask: async (request, signal) => {

@@ -3,6 +3,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { withToken } from "../auth.js";
 import { FetchFailedError, UnrecoverableError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../grpc.js";
@@ -107,6 +108,8 @@ class AppendFile {
 export interface TaskRunnerOptions {
   dataDir: string;
   tunables: Readonly<EngineTunables>;
+  /** The worker secret, which other workers' shuffle services ask for. */
+  token?: string;
   apps: Readonly<Record<string, App>>;
 }
 
@@ -285,7 +288,11 @@ export class TaskRunner {
   private shuffleClient(address: string): ShuffleServiceClient {
     let client = this.shuffleClients.get(address);
     if (!client) {
-      client = new ShuffleServiceClient(address, credentials.createInsecure(), SHUFFLE_CHANNEL_OPTIONS);
+      client = new ShuffleServiceClient(
+        address,
+        credentials.createInsecure(),
+        withToken(SHUFFLE_CHANNEL_OPTIONS, this.options.token),
+      );
       this.shuffleClients.set(address, client);
     }
     return client;

@@ -8,6 +8,7 @@ import { Server, status } from "@grpc/grpc-js";
 import { rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { TokenCheck, readTokenFile } from "../auth.js";
 import type { WorkerConfig } from "../config.js";
 import { FetchFailedError, hasCode, isUnrecoverable, toError } from "../errors.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
@@ -48,11 +49,13 @@ export class MrWorker {
     apps: Readonly<Record<string, App>>,
     log: Logger,
   ): Promise<MrWorker> {
+    const token =
+      config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile, "--token-file");
     const server = new Server();
     const address = await listen(server, `${config.host}:${config.port}`);
     const port = address.slice(address.lastIndexOf(":") + 1);
     const dataDir = config.dataDir ?? join(config.home, `worker-${port}`);
-    const worker = new MrWorker(config, { server, address, dataDir }, apps, log);
+    const worker = new MrWorker(config, { server, address, dataDir, token }, apps, log);
     try {
       await worker.begin();
     } catch (err) {
@@ -63,6 +66,8 @@ export class MrWorker {
   }
 
   private readonly server: Server;
+  /** The worker secret: sent to the driver and to other workers, asked of reducers. */
+  private readonly token: string | undefined;
   /** The address reducers fetch from. */
   readonly address: string;
   /** Where this worker keeps map output. */
@@ -70,13 +75,19 @@ export class MrWorker {
 
   private constructor(
     private readonly config: WorkerConfig,
-    bound: { server: Server; address: string; dataDir: string },
+    bound: { server: Server; address: string; dataDir: string; token: string | undefined },
     apps: Readonly<Record<string, App>>,
     private readonly log: Logger,
   ) {
     ({ server: this.server, address: this.address, dataDir: this.dataDir } = bound);
-    this.driver = grpcDriverCalls(config.driver);
-    this.runner = new TaskRunner({ dataDir: this.dataDir, tunables: config.tunables, apps });
+    this.token = bound.token;
+    this.driver = grpcDriverCalls(config.driver, bound.token);
+    this.runner = new TaskRunner({
+      dataDir: this.dataDir,
+      tunables: config.tunables,
+      apps,
+      token: bound.token,
+    });
     const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
     this.session = new WorkerSession(
       this.driver,
@@ -100,13 +111,12 @@ export class MrWorker {
   private async begin(): Promise<void> {
     // Output of an earlier run belongs to attempts the driver no longer counts on this worker for.
     this.runner.discardAll();
-    this.server.addService(
-      ShuffleServiceService,
-      createShuffleService(
-        (attemptId) => (this.committed.has(attemptId) ? this.runner.mapOutputs.get(attemptId) : undefined),
-        this.log,
-      ),
+    const shuffle = createShuffleService(
+      (attemptId) => (this.committed.has(attemptId) ? this.runner.mapOutputs.get(attemptId) : undefined),
+      this.log,
     );
+    const tokens = new TokenCheck(this.token === undefined ? {} : { worker: this.token }, this.log);
+    this.server.addService(ShuffleServiceService, tokens.guard(ShuffleServiceService, shuffle, "worker"));
     await this.session.start();
     this.slotsDone = Promise.all(Array.from({ length: this.config.slots }, () => this.runSlot()));
   }

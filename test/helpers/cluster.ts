@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { openSync } from "node:fs";
+import { openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -22,6 +22,8 @@ export interface ClusterOptions {
   workers: number;
   driverArgs?: string[];
   workerArgs?: string[];
+  /** Secrets for both roles; default on, so that every test runs as a deployment should. */
+  tokens?: boolean;
 }
 
 /**
@@ -46,7 +48,13 @@ export function startCluster(options: ClusterOptions): Promise<Cluster> {
     ],
     logTo: (name) => openSync(join(dir, `${name}.log`), "a"),
     logLevel: "debug",
+    tokens: options.tokens ?? true,
   });
+}
+
+/** The secret of `role` in a cluster started with tokens. */
+export function tokenOf(cluster: Cluster, role: "client" | "worker"): string {
+  return readFileSync(cluster.tokenFiles![role], "utf8").trim();
 }
 
 export interface MrResult {

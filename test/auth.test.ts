@@ -1,0 +1,160 @@
+/**
+ * Secrets, through real processes: each role's calls need that role's secret, and nothing else
+ * gets in. (Every other cluster test runs with secrets on, too.)
+ */
+import { status } from "@grpc/grpc-js";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { withToken } from "../src/auth.js";
+import { hasCode } from "../src/errors.js";
+import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
+import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
+import { mr, startCluster, tokenOf, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+
+let cluster: Cluster;
+let dir: string;
+let wrongToken: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "mr-auth-"));
+  cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+  wrongToken = join(dir, "wrong.token");
+  writeFileSync(wrongToken, "0123456789abcdef0123456789abcdef\n");
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** `mr ARGS…` against the cluster, with MR_TOKEN_FILE set to `tokenFile`, or unset. */
+function mrWith(tokenFile: string | undefined, ...args: string[]) {
+  const env = { ...cluster.env, MR_TOKEN_FILE: tokenFile };
+  if (tokenFile === undefined) delete env.MR_TOKEN_FILE;
+  return mr(args, env);
+}
+
+async function fetchShuffle(token: string | undefined): Promise<unknown> {
+  const shuffle = new ShuffleServiceClient(
+    cluster.workers[0]!.address,
+    credentials.createInsecure(),
+    withToken(CHANNEL_OPTIONS, token),
+  );
+  try {
+    for await (const chunk of shuffle.fetchPartition({
+      attemptIds: ["a0"],
+      partition: 0,
+    }) as AsyncIterable<Chunk>) {
+      void chunk;
+    }
+    return undefined;
+  } catch (err) {
+    return err;
+  } finally {
+    shuffle.close();
+  }
+}
+
+describe("secrets", () => {
+  it("let a client with the client secret in, by MR_TOKEN_FILE or --token-file, and run a job", async () => {
+    const input = join(dir, "in.txt");
+    writeFileSync(input, "a b a\n");
+    const submitted = await mrWith(
+      undefined,
+      "submit",
+      "--token-file",
+      cluster.tokenFiles!.client,
+      "--app",
+      "wordcount",
+      "--reducers",
+      "1",
+      "--output",
+      join(dir, "out"),
+      "--json",
+      input,
+    );
+    expect(submitted.code).toBe(0);
+    const job = JSON.parse(submitted.stdout);
+    expect((await waitForJobEnd(cluster.client, job.id)).job!.state).toBe("SUCCEEDED");
+    expect((await mrWith(cluster.tokenFiles!.client, "jobs", "list")).code).toBe(0);
+  });
+
+  it("refuse a client with no secret, or a wrong one, in one line that says what to do", async () => {
+    const none = await mrWith(undefined, "jobs", "list");
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe(
+      "mr: no token for the client role (give the client secret with --token-file or MR_TOKEN_FILE)\n",
+    );
+    const wrong = await mrWith(wrongToken, "workers", "list");
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^mr: a wrong token for the client role/);
+  });
+
+  it("do not let the worker secret submit or cancel jobs", async () => {
+    const submitted = await mrWith(
+      cluster.tokenFiles!.worker,
+      "submit",
+      "--app",
+      "wordcount",
+      "--reducers",
+      "1",
+      "--output",
+      join(dir, "never"),
+      join(dir, "in.txt"),
+    );
+    expect(submitted.code).toBe(1);
+    expect(submitted.stderr).toMatch(/a wrong token for the client role/);
+    expect((await mrWith(cluster.tokenFiles!.worker, "jobs", "cancel", "1")).stderr).toMatch(/wrong token/);
+  });
+
+  it("do not let the client secret register a worker", async () => {
+    const env = { ...cluster.env, MR_TOKEN_FILE: cluster.tokenFiles!.client };
+    const worker = await mr(["worker", "--port", "0", "--data-dir", join(dir, "intruder")], env);
+    expect(worker.code).toBe(1);
+    expect(worker.stderr).toMatch(/^mr: a wrong token for the worker role/);
+    const { workers } = await cluster.client.listWorkers();
+    expect(workers).toHaveLength(1);
+  });
+
+  it("guard a worker's map output: only the worker secret may fetch it", async () => {
+    expect(hasCode(await fetchShuffle(undefined), status.UNAUTHENTICATED)).toBe(true);
+    expect(hasCode(await fetchShuffle(tokenOf(cluster, "client")), status.UNAUTHENTICATED)).toBe(true);
+    expect(await fetchShuffle(tokenOf(cluster, "worker"))).toBeUndefined();
+  });
+
+  it("are logged as refusals, counted, and never written to the log themselves", () => {
+    const log = readFileSync(join(dir, "driver.log"), "utf8");
+    expect(log).toMatch(/"refused":\d+.*refused a call with no token/);
+    expect(log).toMatch(/refused a call with a wrong token/);
+    for (const role of ["client", "worker"] as const) expect(log).not.toContain(tokenOf(cluster, role));
+    expect(log).not.toContain("0123456789abcdef0123456789abcdef");
+  });
+});
+
+describe("a driver", () => {
+  const start = (...args: string[]) =>
+    mr(["driver", "--db", join(dir, "other.db"), "--redis", inject("redisUrl"), ...args], cluster.env);
+
+  it("refuses to listen beyond loopback without secrets, before it binds anything", async () => {
+    const refused = await start("--listen", "0.0.0.0:0");
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^mr: listening on 0\.0\.0\.0:0 lets anyone who reaches it run jobs .*--insecure if that is intended\)\n$/,
+    );
+  });
+
+  it("refuses one secret without the other, the same secret for both roles, and a file without one", async () => {
+    const { client, worker } = cluster.tokenFiles!;
+    expect((await start("--client-token-file", client)).stderr).toMatch(/give both --client-token-file/);
+    expect((await start("--client-token-file", client, "--worker-token-file", client)).stderr).toMatch(
+      /the client and worker secrets are the same/,
+    );
+    const empty = join(dir, "empty.token");
+    writeFileSync(empty, "\n");
+    expect((await start("--client-token-file", empty, "--worker-token-file", worker)).stderr).toMatch(
+      /--client-token-file: .*empty\.token holds no secret of at least 16 characters/,
+    );
+  });
+});
