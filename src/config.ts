@@ -57,6 +57,10 @@ const driverSchema = z.object({
   workerTokenFile: z.string().min(1).optional(),
   /** Listen beyond loopback without secrets, knowingly. Default false. */
   insecure: z.boolean().default(false),
+  /** PEM files of TLS: this driver's certificate and key, and the CA its clients' must come from. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  tlsCa: z.string().min(1).optional(),
 });
 export type DriverConfig = Readonly<z.infer<typeof driverSchema>>;
 
@@ -77,6 +81,10 @@ const workerSchema = z.object({
   sortBufferBytes: positiveInt.default(DEFAULT_TUNABLES.sortBufferBytes),
   /** A file holding the secret of the worker role, for the driver and other workers. Default none. */
   tokenFile: z.string().min(1).optional(),
+  /** PEM files of TLS: this worker's certificate and key, and the CA the others' come from. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  tlsCa: z.string().min(1).optional(),
   /** Tasks the worker runs at once, as Hadoop's task slots. Default 1. */
   slots: z.coerce.number().int().min(1).max(64).default(1),
   /**
@@ -110,6 +118,9 @@ export function resolveDriverConfig(
 ): DriverConfig {
   const merged = {
     redisUrl: env.MR_REDIS_URL,
+    tlsCert: env.MR_TLS_CERT,
+    tlsKey: env.MR_TLS_KEY,
+    tlsCa: env.MR_TLS_CA,
     dbPath: join(mrHome(env), "driver.db"),
     ...definedOnly(flags),
   };
@@ -124,6 +135,9 @@ export function resolveWorkerConfig(
     driver: env.MR_DRIVER,
     home: mrHome(env),
     tokenFile: env.MR_TOKEN_FILE,
+    tlsCert: env.MR_TLS_CERT,
+    tlsKey: env.MR_TLS_KEY,
+    tlsCa: env.MR_TLS_CA,
     ...definedOnly(flags),
   };
   const config = parse(workerSchema, merged, "worker options");

@@ -31,12 +31,17 @@ export function unary<Req, Res>(
   };
 }
 
-/** Binds a server on `host:port` (port 0 picks one) and returns the bound address. */
-export async function listen(server: Server, address: string): Promise<string> {
+/**
+ * Binds a server on `host:port` (port 0 picks one), plaintext unless given TLS credentials,
+ * and returns the bound address.
+ */
+export async function listen(
+  server: Server,
+  address: string,
+  serverCredentials = ServerCredentials.createInsecure(),
+): Promise<string> {
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) =>
-      err ? reject(err) : resolve(bound),
-    ),
+    server.bindAsync(address, serverCredentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
   return `${address.slice(0, address.lastIndexOf(":"))}:${port}`;
 }

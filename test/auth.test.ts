@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { withToken } from "../src/auth.js";
+import { withoutPassword } from "../src/driver/driver.js";
 import { hasCode } from "../src/errors.js";
 import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
@@ -156,5 +157,12 @@ describe("a driver", () => {
     expect((await start("--client-token-file", empty, "--worker-token-file", worker)).stderr).toMatch(
       /--client-token-file: .*empty\.token holds no secret of at least 16 characters/,
     );
+  });
+});
+
+describe("the driver's log", () => {
+  it("leaves a Redis password out of the URL it logs", () => {
+    expect(withoutPassword("redis://:hunter2hunter2@127.0.0.1:6379")).toBe("redis://:***@127.0.0.1:6379");
+    expect(withoutPassword("redis://127.0.0.1:6379")).toBe("redis://127.0.0.1:6379");
   });
 });

@@ -184,7 +184,7 @@ describe("the mr command", () => {
     const result = await mr(["jobs", "list", "--driver", address], cluster.env);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      `mr: cannot reach the driver at ${address} (start it with 'mr driver', or set MR_DRIVER)\n`,
+      `mr: cannot reach the driver at ${address} (start it with 'mr driver', or set MR_DRIVER; a driver that serves TLS needs --tls-ca)\n`,
     );
     const viaEnv = await mr(["workers", "list"], { ...cluster.env, MR_DRIVER: address });
     expect(viaEnv.stderr).toContain(`cannot reach the driver at ${address}`);

@@ -1,8 +1,10 @@
+import type { Command } from "commander";
 import { readTokenFile, withToken } from "../auth.js";
 import { driverAddress } from "../config.js";
 import type * as pb from "../gen/mapreduce.js";
 import { JobServiceClient } from "../gen/mapreduce.js";
-import { CHANNEL_OPTIONS, callUnary, credentials } from "../grpc.js";
+import { CHANNEL_OPTIONS, callUnary } from "../grpc.js";
+import { channelCredentials, readTls, tlsFiles, type Tls } from "../tls.js";
 
 const CALL_TIMEOUT_MS = 15_000;
 
@@ -10,12 +12,13 @@ const CALL_TIMEOUT_MS = 15_000;
 export class DriverClient {
   readonly raw: JobServiceClient;
 
-  /** `token`: the client secret, sent with every call. */
+  /** `token`: the client secret, sent with every call; `tls`: TLS to the driver. */
   constructor(
     readonly address: string,
     token?: string,
+    tls?: Tls,
   ) {
-    this.raw = new JobServiceClient(address, credentials.createInsecure(), withToken(CHANNEL_OPTIONS, token));
+    this.raw = new JobServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
   }
 
   submitJob(request: pb.SubmitJobRequest): Promise<pb.Job> {
@@ -43,19 +46,39 @@ export class DriverClient {
   }
 }
 
-/** The `--token-file` option of every command that calls the driver. */
-export const TOKEN_FILE_OPTION = [
-  "--token-file <file>",
-  "a file holding the client secret (default $MR_TOKEN_FILE; none if unset)",
-] as const;
+/** The flags of every command that calls the driver. */
+export interface DriverFlags {
+  driver?: string;
+  tokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
 
-/** A client of the driver that `--driver` or MR_DRIVER names, with the secret of `--token-file` or MR_TOKEN_FILE. */
-export function connectDriver(
-  flags: { driver?: string; tokenFile?: string },
-  env: NodeJS.ProcessEnv,
-): DriverClient {
+/** Adds the flags of a command that calls the driver: where it is, the secret, and TLS. */
+export function addDriverOptions(command: Command): Command {
+  return command
+    .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
+    .option("--token-file <file>", "a file holding the client secret (default $MR_TOKEN_FILE; none if unset)")
+    .option(
+      "--tls-ca <file>",
+      "speak TLS, trusting the driver's certificate if this CA signed it (default $MR_TLS_CA)",
+    )
+    .option(
+      "--tls-cert <file>",
+      "this client's certificate, for a driver that asks for one (default $MR_TLS_CERT)",
+    )
+    .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)");
+}
+
+/**
+ * A client of the driver that `--driver` or MR_DRIVER names, with the secret of `--token-file`
+ * or MR_TOKEN_FILE, over TLS if the flags or MR_TLS_* give it.
+ */
+export function connectDriver(flags: DriverFlags, env: NodeJS.ProcessEnv): DriverClient {
   const tokenFile = flags.tokenFile ?? env.MR_TOKEN_FILE;
   const flag = flags.tokenFile === undefined ? "MR_TOKEN_FILE" : "--token-file";
   const token = tokenFile === undefined ? undefined : readTokenFile(tokenFile, flag);
-  return new DriverClient(driverAddress(flags.driver, env), token);
+  const tls = readTls(tlsFiles({ cert: flags.tlsCert, key: flags.tlsKey, ca: flags.tlsCa }, env));
+  return new DriverClient(driverAddress(flags.driver, env), token, tls);
 }

@@ -30,6 +30,11 @@ export interface LocalClusterOptions {
    * workers send theirs, and `env` (MR_TOKEN_FILE) and `client` carry the client's. Default off.
    */
   tokens?: boolean;
+  /**
+   * TLS for every connection: the driver and the workers serve this certificate and ask for
+   * one the CA signed; `env` (MR_TLS_*) and `client` use it too. Default none.
+   */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 export class LocalCluster {
@@ -49,7 +54,7 @@ export class LocalCluster {
   private constructor(private readonly options: LocalClusterOptions) {
     this.env = { ...(options.env ?? process.env), MR_HOME: options.home };
     delete this.env.MR_DRIVER;
-    delete this.env.MR_TOKEN_FILE;
+    for (const name of ["MR_TOKEN_FILE", "MR_TLS_CERT", "MR_TLS_KEY", "MR_TLS_CA"]) delete this.env[name];
     if (options.logLevel !== undefined) delete this.env.MR_LOG_LEVEL;
     if (options.tokens) {
       mkdirSync(options.home, { recursive: true });
@@ -61,6 +66,13 @@ export class LocalCluster {
         writeFileSync(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
       }
       this.env.MR_TOKEN_FILE = this.tokenFiles.client;
+    }
+    if (options.tls) {
+      Object.assign(this.env, {
+        MR_TLS_CERT: options.tls.cert,
+        MR_TLS_KEY: options.tls.key,
+        MR_TLS_CA: options.tls.ca,
+      });
     }
     this.queuePrefix = options.queuePrefix ?? `mr-${process.pid}-${Date.now().toString(36)}`;
   }

@@ -23,8 +23,13 @@ export function reportError(thrown: unknown, context: { driver?: string }, env: 
   if (env.MR_LOG_LEVEL === "debug") console.error(err);
   if (err instanceof JobDidNotSucceed) return ExitCode.FAILURE;
   if (hasCode(thrown, status.UNAVAILABLE) && context.driver !== undefined && !err.message.includes("Redis")) {
+    const tlsError = /Last error: (?:Error: )?([^.]*(?:certificate|SSL|TLS|handshake)[^.]*)/i.exec(
+      (thrown as { details?: string }).details ?? "",
+    );
     console.error(
-      `mr: cannot reach the driver at ${context.driver} (start it with 'mr driver', or set MR_DRIVER)`,
+      tlsError
+        ? `mr: TLS with the driver at ${context.driver} failed: ${tlsError[1]} (give --tls-ca, --tls-cert and --tls-key that it accepts)`
+        : `mr: cannot reach the driver at ${context.driver} (start it with 'mr driver', or set MR_DRIVER; a driver that serves TLS needs --tls-ca)`,
     );
     return ExitCode.FAILURE;
   }

@@ -1,14 +1,14 @@
 /** `mr jobs …` and `mr workers …`: reading and steering what the driver holds. */
 import type { Command } from "commander";
 import { JobState } from "../types.js";
-import { TOKEN_FILE_OPTION, connectDriver, type DriverClient } from "./client.js";
+import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { UsageError } from "./errors.js";
 import { jobDetailJson, jobDetailText, jobJson, jobsTable, workerJson, workersTable } from "./format.js";
 import { parseJobId, parsePositiveInt } from "./options.js";
 import { reportOutcome, waitWithProgress } from "./submit.js";
 
 async function withClient<T>(
-  flags: { driver?: string; tokenFile?: string },
+  flags: DriverFlags,
   env: NodeJS.ProcessEnv,
   use: (client: DriverClient) => Promise<T>,
 ) {
@@ -22,16 +22,8 @@ async function withClient<T>(
 
 export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void {
   const jobs = program.command("jobs").description("list, inspect, wait on and cancel jobs");
-  const driverOption = [
-    "--driver <host:port>",
-    "the driver (default $MR_DRIVER or 127.0.0.1:50051)",
-  ] as const;
-
-  jobs
-    .command("list")
+  addDriverOptions(jobs.command("list"))
     .description("jobs, newest first")
-    .option(...driverOption)
-    .option(...TOKEN_FILE_OPTION)
     .option("--state <state>", "only jobs in this state: running, succeeded, failed or cancelled")
     .option("--limit <n>", "at most this many jobs (default 50)", parsePositiveInt("--limit"))
     .option("--json", "print JSON")
@@ -50,12 +42,9 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
       }),
     );
 
-  jobs
-    .command("show")
+  addDriverOptions(jobs.command("show"))
     .description("a job's tasks, attempts, counters and events")
     .argument("<JOB_ID>", "the job", parseJobId)
-    .option(...driverOption)
-    .option(...TOKEN_FILE_OPTION)
     .option("--json", "print JSON")
     .action((jobId: number, options: { driver?: string; json?: boolean }) =>
       withClient(options, env, async (client) => {
@@ -64,24 +53,18 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
       }),
     );
 
-  jobs
-    .command("wait")
+  addDriverOptions(jobs.command("wait"))
     .description("follow a job with progress bars; exit 0 on success, 1 on failure or cancel")
     .argument("<JOB_ID>", "the job", parseJobId)
-    .option(...driverOption)
-    .option(...TOKEN_FILE_OPTION)
     .action((jobId: number, options: { driver?: string }) =>
       withClient(options, env, async (client) => {
         reportOutcome(await waitWithProgress(client, jobId));
       }),
     );
 
-  jobs
-    .command("cancel")
+  addDriverOptions(jobs.command("cancel"))
     .description("cancel a running job")
     .argument("<JOB_ID>", "the job", parseJobId)
-    .option(...driverOption)
-    .option(...TOKEN_FILE_OPTION)
     .action((jobId: number, options: { driver?: string }) =>
       withClient(options, env, async (client) => {
         const job = await client.cancelJob(jobId);
@@ -89,13 +72,9 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
       }),
     );
 
-  program
-    .command("workers")
-    .description("workers known to the driver")
-    .command("list")
+  const workers = program.command("workers").description("workers known to the driver");
+  addDriverOptions(workers.command("list"))
     .description("each worker's address, state, last heartbeat and running attempts")
-    .option(...driverOption)
-    .option(...TOKEN_FILE_OPTION)
     .option("--json", "print JSON")
     .action((options: { driver?: string; json?: boolean }) =>
       withClient(options, env, async (client) => {

@@ -38,6 +38,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option("--client-token-file <file>", "a file holding the secret clients must send (default none)")
     .option("--worker-token-file <file>", "a file holding the secret workers must send (default none)")
     .option("--insecure", "listen beyond loopback without secrets, knowingly")
+    .option("--tls-cert <file>", "serve TLS with this certificate (PEM; default $MR_TLS_CERT)")
+    .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)")
+    .option("--tls-ca <file>", "ask every client for a certificate this CA signed (default $MR_TLS_CA)")
     .action(async (options: Record<string, unknown>) => {
       const config = resolveDriverConfig(
         {
@@ -52,6 +55,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           clientTokenFile: options.clientTokenFile,
           workerTokenFile: options.workerTokenFile,
           insecure: options.insecure,
+          tlsCert: options.tlsCert,
+          tlsKey: options.tlsKey,
+          tlsCa: options.tlsCa,
         },
         env,
       );
@@ -70,6 +76,15 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option(
       "--token-file <file>",
       "a file holding the worker secret, for the driver and other workers (default $MR_TOKEN_FILE)",
+    )
+    .option(
+      "--tls-cert <file>",
+      "this worker's certificate, served and shown to others (default $MR_TLS_CERT)",
+    )
+    .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)")
+    .option(
+      "--tls-ca <file>",
+      "the CA that signed the driver's and other workers' certificates (default $MR_TLS_CA)",
     )
     .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>, the port bound)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
@@ -100,6 +115,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           slots: options.slots,
           drainTimeoutMs: options.drainTimeout,
           tokenFile: options.tokenFile,
+          tlsCert: options.tlsCert,
+          tlsKey: options.tlsKey,
+          tlsCa: options.tlsCa,
         },
         env,
       );

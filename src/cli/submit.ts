@@ -7,7 +7,7 @@ import { holdsFinishedJob } from "../mr/output.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
-import { TOKEN_FILE_OPTION, connectDriver, type DriverClient } from "./client.js";
+import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
 import { jobJson } from "./format.js";
 import { collectParam, parseBytes, parsePositiveInt } from "./options.js";
@@ -40,16 +40,11 @@ function addJobOptions(command: Command): Command {
 }
 
 export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): void {
-  addJobOptions(program.command("submit").description("submit a job to the driver"))
-    .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
-    .option(...TOKEN_FILE_OPTION)
+  addDriverOptions(addJobOptions(program.command("submit").description("submit a job to the driver")))
     .option("--wait", "follow the job with progress bars; exit 0 only if it succeeds")
     .option("--json", "print the job as JSON")
     .action(
-      async (
-        inputs: string[],
-        options: JobOptions & { driver?: string; tokenFile?: string; wait?: boolean; json?: boolean },
-      ) => {
+      async (inputs: string[], options: JobOptions & DriverFlags & { wait?: boolean; json?: boolean }) => {
         const client = connectDriver(options, env);
         try {
           let job = await client.submitJob({

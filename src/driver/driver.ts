@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { TokenCheck, isLoopback, readTokenFile } from "../auth.js";
 import type { DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
+import { readTls, serverCredentials } from "../tls.js";
 import { JobServiceService, TaskServiceService } from "../gen/mapreduce.js";
 import { listen, shutdown } from "../grpc.js";
 import { openDb } from "../store/db.js";
@@ -58,6 +59,8 @@ function readDriverTokens(config: DriverConfig, log: Logger): TokenCheck {
 
 export async function startDriver(config: DriverConfig, log: Logger): Promise<Driver> {
   const tokens = readDriverTokens(config, log);
+  const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
+  const credentials = serverCredentials(tls);
   mkdirSync(dirname(config.dbPath), { recursive: true });
   const db = openDb(config.dbPath);
   const queue = BullmqTaskQueue.open(
@@ -117,13 +120,21 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   server.addService(TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
   let address: string;
   try {
-    address = await listen(server, config.listen);
+    address = await listen(server, config.listen, credentials);
   } catch (err) {
     await stopBackground();
     db.close();
     throw err;
   }
-  log.info({ address, db: config.dbPath, redis: config.redisUrl }, "driver listening");
+  log.info(
+    {
+      address,
+      db: config.dbPath,
+      redis: withoutPassword(config.redisUrl),
+      tls: tls === undefined ? "off" : tls.ca ? "mutual" : "on",
+    },
+    "driver listening",
+  );
   return {
     address,
     async close() {
@@ -133,4 +144,16 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
       db.close();
     },
   };
+}
+
+/** A Redis URL fit for a log: its password, if it has one, left out. */
+export function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === "") return url;
+    parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(a redis URL)";
+  }
 }

@@ -5,7 +5,8 @@
 import { withToken } from "../auth.js";
 import type * as pb from "../gen/mapreduce.js";
 import { TaskServiceClient } from "../gen/mapreduce.js";
-import { CHANNEL_OPTIONS, callUnary, credentials } from "../grpc.js";
+import { CHANNEL_OPTIONS, callUnary } from "../grpc.js";
+import { channelCredentials, type Tls } from "../tls.js";
 
 export interface DriverCalls {
   registerWorker(request: pb.RegisterWorkerRequest): Promise<pb.RegisterWorkerResponse>;
@@ -23,13 +24,13 @@ export const CALL_TIMEOUT_MS = 10_000;
 /** Longer than the driver's long poll, so the driver answers first. */
 const POLL_TIMEOUT_MS = 30_000;
 
-/** DriverCalls over gRPC to the driver at `address`, with the worker secret if there is one. */
-export function grpcDriverCalls(address: string, token: string | undefined): DriverCalls {
-  const client = new TaskServiceClient(
-    address,
-    credentials.createInsecure(),
-    withToken(CHANNEL_OPTIONS, token),
-  );
+/** DriverCalls over gRPC to the driver at `address`, with the worker secret and TLS if given. */
+export function grpcDriverCalls(
+  address: string,
+  token: string | undefined,
+  tls: Tls | undefined,
+): DriverCalls {
+  const client = new TaskServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
   return {
     registerWorker: (request) => callUnary(client.registerWorker.bind(client), request, CALL_TIMEOUT_MS),
     pollTask: async (request, signal) => {

@@ -4,9 +4,10 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { withToken } from "../auth.js";
+import { channelCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, UnrecoverableError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
-import { CHANNEL_OPTIONS, credentials } from "../grpc.js";
+import { CHANNEL_OPTIONS } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
 import { runMapTask } from "../mr/mapTask.js";
@@ -110,6 +111,8 @@ export interface TaskRunnerOptions {
   tunables: Readonly<EngineTunables>;
   /** The worker secret, which other workers' shuffle services ask for. */
   token?: string;
+  /** TLS to other workers' shuffle services. */
+  tls?: Tls;
   apps: Readonly<Record<string, App>>;
 }
 
@@ -290,7 +293,7 @@ export class TaskRunner {
     if (!client) {
       client = new ShuffleServiceClient(
         address,
-        credentials.createInsecure(),
+        channelCredentials(this.options.tls),
         withToken(SHUFFLE_CHANNEL_OPTIONS, this.options.token),
       );
       this.shuffleClients.set(address, client);

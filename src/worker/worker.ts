@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { TokenCheck, readTokenFile } from "../auth.js";
 import type { WorkerConfig } from "../config.js";
+import { readTls, serverCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, hasCode, isUnrecoverable, toError } from "../errors.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
 import { listen, shutdown } from "../grpc.js";
@@ -51,11 +52,12 @@ export class MrWorker {
   ): Promise<MrWorker> {
     const token =
       config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile, "--token-file");
+    const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
     const server = new Server();
-    const address = await listen(server, `${config.host}:${config.port}`);
+    const address = await listen(server, `${config.host}:${config.port}`, serverCredentials(tls));
     const port = address.slice(address.lastIndexOf(":") + 1);
     const dataDir = config.dataDir ?? join(config.home, `worker-${port}`);
-    const worker = new MrWorker(config, { server, address, dataDir, token }, apps, log);
+    const worker = new MrWorker(config, { server, address, dataDir, token, tls }, apps, log);
     try {
       await worker.begin();
     } catch (err) {
@@ -75,18 +77,25 @@ export class MrWorker {
 
   private constructor(
     private readonly config: WorkerConfig,
-    bound: { server: Server; address: string; dataDir: string; token: string | undefined },
+    bound: {
+      server: Server;
+      address: string;
+      dataDir: string;
+      token: string | undefined;
+      tls: Tls | undefined;
+    },
     apps: Readonly<Record<string, App>>,
     private readonly log: Logger,
   ) {
     ({ server: this.server, address: this.address, dataDir: this.dataDir } = bound);
     this.token = bound.token;
-    this.driver = grpcDriverCalls(config.driver, bound.token);
+    this.driver = grpcDriverCalls(config.driver, bound.token, bound.tls);
     this.runner = new TaskRunner({
       dataDir: this.dataDir,
       tunables: config.tunables,
       apps,
       token: bound.token,
+      tls: bound.tls,
     });
     const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
     this.session = new WorkerSession(

@@ -24,6 +24,8 @@ export interface ClusterOptions {
   workerArgs?: string[];
   /** Secrets for both roles; default on, so that every test runs as a deployment should. */
   tokens?: boolean;
+  /** TLS for every connection (see LocalClusterOptions). */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 /**
@@ -49,6 +51,7 @@ export function startCluster(options: ClusterOptions): Promise<Cluster> {
     logTo: (name) => openSync(join(dir, `${name}.log`), "a"),
     logLevel: "debug",
     tokens: options.tokens ?? true,
+    tls: options.tls,
   });
 }
 
