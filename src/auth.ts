@@ -74,6 +74,11 @@ export function withToken<T extends object>(options: T, token: string | undefine
 
 const digest = (secret: string): Buffer => createHash("sha256").update(secret).digest();
 
+/** True when two secrets are equal, in a time that does not tell how much of them matched. */
+export function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(digest(a), digest(b));
+}
+
 /**
  * Checks the secret of each call against the one of the role a service serves. With no secret
  * for a role, its calls go unchecked (a loopback-only setup).

@@ -55,8 +55,12 @@ const driverSchema = z.object({
   clientTokenFile: z.string().min(1).optional(),
   /** A file holding the secret of the worker role. Default none. */
   workerTokenFile: z.string().min(1).optional(),
-  /** Listen beyond loopback without secrets, knowingly. Default false. */
+  /** Listen beyond loopback without secrets or roots, knowingly. Default false. */
   insecure: z.boolean().default(false),
+  /** Directories under which job inputs may be, after symbolic links; none: anywhere. */
+  inputRoots: z.array(z.string().min(1)).default([]),
+  /** Directories under which job outputs may be written, after symbolic links; none: anywhere. */
+  outputRoots: z.array(z.string().min(1)).default([]),
   /** PEM files of TLS: this driver's certificate and key, and the CA its clients' must come from. */
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
@@ -81,6 +85,8 @@ const workerSchema = z.object({
   sortBufferBytes: positiveInt.default(DEFAULT_TUNABLES.sortBufferBytes),
   /** A file holding the secret of the worker role, for the driver and other workers. Default none. */
   tokenFile: z.string().min(1).optional(),
+  /** Serve map output beyond loopback without a secret, knowingly. Default false. */
+  insecure: z.boolean().default(false),
   /** PEM files of TLS: this worker's certificate and key, and the CA the others' come from. */
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),

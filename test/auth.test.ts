@@ -47,6 +47,8 @@ async function fetchShuffle(token: string | undefined): Promise<unknown> {
     for await (const chunk of shuffle.fetchPartition({
       attemptIds: ["a0"],
       partition: 0,
+      jobId: 1,
+      shuffleKey: "",
     }) as AsyncIterable<Chunk>) {
       void chunk;
     }
@@ -146,6 +148,24 @@ describe("a driver", () => {
     );
   });
 
+  it("refuses to listen beyond loopback with secrets but without input and output roots", async () => {
+    const { client, worker } = cluster.tokenFiles!;
+    const refused = await start(
+      "--listen",
+      "0.0.0.0:0",
+      "--client-token-file",
+      client,
+      "--worker-token-file",
+      worker,
+      "--output-root",
+      dir,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^mr: listening on 0\.0\.0\.0:0 without --input-root lets any client name any file .*--insecure if that is intended\)\n$/,
+    );
+  });
+
   it("refuses one secret without the other, the same secret for both roles, and a file without one", async () => {
     const { client, worker } = cluster.tokenFiles!;
     expect((await start("--client-token-file", client)).stderr).toMatch(/give both --client-token-file/);
@@ -156,6 +176,17 @@ describe("a driver", () => {
     writeFileSync(empty, "\n");
     expect((await start("--client-token-file", empty, "--worker-token-file", worker)).stderr).toMatch(
       /--client-token-file: .*empty\.token holds no secret of at least 16 characters/,
+    );
+  });
+});
+
+describe("a worker", () => {
+  it("refuses to serve map output beyond loopback without the worker secret, before it binds anything", async () => {
+    const { MR_TOKEN_FILE: _, ...env } = cluster.env;
+    const refused = await mr(["worker", "--port", "0", "--host", "0.0.0.0"], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^mr: serving map output on 0\.0\.0\.0 lets anyone who reaches it read it \(give --token-file, or --insecure if that is intended\)\n$/,
     );
   });
 });

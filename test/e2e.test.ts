@@ -6,7 +6,15 @@ import { spawnMr } from "../src/cli/processes.js";
 import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
 import { withToken } from "../src/auth.js";
-import { committedOnce, startCluster, mr, tokenOf, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+import {
+  committedOnce,
+  startCluster,
+  mr,
+  shuffleKeyOf,
+  tokenOf,
+  waitForJobEnd,
+  type Cluster,
+} from "./helpers/cluster.js";
 import { countWords, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -191,10 +199,16 @@ describe("a job through a real driver and real workers", () => {
       withToken(CHANNEL_OPTIONS, tokenOf(cluster, "worker")),
     );
     const dataDir = join(dir, "worker-1"); // the helper's --data-dir of its first worker
+    const shuffleKey = shuffleKeyOf(cluster, job.id);
     try {
       const errors = async (): Promise<string[]> => {
         const found: string[] = [];
-        const stream = shuffle.fetchPartition({ attemptIds: mapAttempts, partition: 0 });
+        const stream = shuffle.fetchPartition({
+          attemptIds: mapAttempts,
+          partition: 0,
+          jobId: job.id,
+          shuffleKey,
+        });
         for await (const chunk of stream as AsyncIterable<Chunk>) if (chunk.error) found.push(chunk.error);
         return found;
       };
@@ -203,7 +217,9 @@ describe("a job through a real driver and real workers", () => {
         await sleep(100);
         left = await errors();
       }
-      expect(left).toEqual(mapAttempts.map((id) => `attempt ${id} has no committed output on this worker`));
+      expect(left).toEqual(
+        mapAttempts.map((id) => `attempt ${id} has no committed output of job ${job.id} on this worker`),
+      );
       expect(readdirSync(dataDir).filter((name) => name.endsWith(".out"))).toEqual([]);
     } finally {
       shuffle.close();

@@ -25,7 +25,7 @@ class FakeDriver implements DriverCalls {
     await Promise.resolve();
     if (this.unreachable) throw grpcError(status.UNAVAILABLE, "connection refused");
     this.registrations.push(request);
-    return { workerId: this.nextId++, heartbeatMs: 10 };
+    return { workerId: this.nextId++, heartbeatMs: 10, inputRoots: [], outputRoots: [] };
   }
 
   async pollTask(): Promise<pb.PollTaskResponse> {

@@ -13,6 +13,7 @@ import { listen, shutdown } from "../src/grpc.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runMapTask } from "../src/mr/mapTask.js";
 import { resolveTunables } from "../src/mr/tunables.js";
+import { Roots } from "../src/roots.js";
 import { TaskKind } from "../src/types.js";
 import { attemptDir } from "../src/worker/dataDir.js";
 import { MapOutputs } from "../src/worker/mapOutputs.js";
@@ -21,6 +22,7 @@ import { TaskRunner, batchByAddress } from "../src/worker/taskRunner.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const log = pino({ level: "silent" });
+const SHUFFLE_KEY = "5".repeat(32);
 const servers: Server[] = [];
 const SEVEN = ["one", "two", "three", "four", "five", "six", "seven"];
 const THREE = ["one", "red", "blue"];
@@ -52,7 +54,7 @@ async function shuffleWorker(
       ...store.placeFor(attemptId),
       spillDir: attemptDir(dataDir, attemptId),
     });
-    store.add(attemptId, 1, output);
+    store.add(attemptId, { jobId: 1, shuffleKey: SHUFFLE_KEY }, output);
     committed.add(attemptId);
     outputs.push({ mapIndex: m, attemptId, address: "" });
   }
@@ -81,6 +83,7 @@ function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment 
     split: undefined,
     mapOutputs,
     outputDir,
+    shuffleKey: SHUFFLE_KEY,
   };
 }
 
@@ -95,6 +98,7 @@ describe("the shuffle", () => {
       dataDir: tempDir(),
       tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
       apps: BUILTIN_APPS,
+      roots: () => Roots.NONE,
     });
     try {
       const mapOutputs = [...one.outputs, ...two.outputs].sort((a, b) => a.mapIndex - b.mapIndex);
@@ -143,6 +147,7 @@ describe("the shuffle", () => {
       dataDir: tempDir(),
       tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
       apps: BUILTIN_APPS,
+      roots: () => Roots.NONE,
     });
     try {
       const failure = await runner
@@ -150,7 +155,34 @@ describe("the shuffle", () => {
         .catch((err: unknown) => err);
       expect(failure).toBeInstanceOf(FetchFailedError);
       expect((failure as FetchFailedError).mapIndex).toBe(42);
-      expect((failure as FetchFailedError).message).toMatch(/has no committed output on this worker/);
+      expect((failure as FetchFailedError).message).toMatch(
+        /has no committed output of job 1 on this worker/,
+      );
+    } finally {
+      runner.close();
+    }
+  });
+
+  it("serves a job's map output only to a fetch that names the job and shows its shuffle key", async () => {
+    const worker = await shuffleWorker(0, 3, 1);
+    const runner = new TaskRunner({
+      dataDir: tempDir(),
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchTries: 1 }),
+      apps: BUILTIN_APPS,
+      roots: () => Roots.NONE,
+    });
+    const fetchAs = (task: Partial<TaskAssignment>): Promise<unknown> =>
+      runner
+        .run({ ...reduceTask(tempDir(), worker.outputs), ...task }, new AbortController().signal)
+        .catch((err: unknown) => err);
+    try {
+      const otherJob = await fetchAs({ jobId: 2 }); // another job's reduce, with its own key
+      expect(otherJob).toBeInstanceOf(FetchFailedError);
+      expect((otherJob as Error).message).toMatch(/has no committed output of job 2 on this worker/);
+      const guessed = await fetchAs({ shuffleKey: "0".repeat(32) });
+      expect(guessed).toBeInstanceOf(FetchFailedError);
+      expect((guessed as Error).message).toMatch(/has no committed output of job 1 on this worker/);
+      expect(await fetchAs({})).toMatchObject({ REDUCE_OUTPUT_RECORDS: 6 }); // one two three red blue shared
     } finally {
       runner.close();
     }
@@ -178,6 +210,7 @@ describe("the shuffle", () => {
         dataDir: tempDir(),
         tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
         apps: BUILTIN_APPS,
+        roots: () => Roots.NONE,
       });
       try {
         const mapOutputs = [{ mapIndex: 0, attemptId, address }];
@@ -206,7 +239,11 @@ describe("map outputs", () => {
     expect(store.placeFor("a0000000000000002").memoryBytes).toBe(0.5 * MiB); // a1 may still need its MiB
     store.discard("a0000000000000001"); // it failed: what it had set aside is free again
     expect(store.placeFor("a0000000000000003").memoryBytes).toBe(MiB);
-    store.add("a0000000000000002", 1, { data: Buffer.alloc(100), path: "", partitions: [[0, 100]] });
+    store.add(
+      "a0000000000000002",
+      { jobId: 1, shuffleKey: SHUFFLE_KEY },
+      { data: Buffer.alloc(100), path: "", partitions: [[0, 100]] },
+    );
     expect(store.placeFor("a0000000000000004").memoryBytes).toBe(0.5 * MiB - 100); // a2 holds what it used, no more
   });
 });

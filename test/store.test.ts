@@ -1,5 +1,5 @@
 /** The store's own machinery: migrations, group commit, and the counters query. */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { completeAttempt, submitJob } from "../src/driver/scheduler.js";
@@ -11,6 +11,9 @@ import { getJob } from "../src/store/jobs.js";
 import { getTask } from "../src/store/tasks.js";
 import { claim, setupScheduler as setup, submitRequest as request } from "./helpers/scheduler.js";
 import { tempDir } from "./helpers/tmp.js";
+
+/** The migrations this mr knows. */
+const KNOWN = readdirSync(MIGRATIONS_DIR).filter((name) => name.endsWith(".sql")).length;
 
 describe("migrations", () => {
   it("apply once; a second run changes nothing", () => {
@@ -32,7 +35,7 @@ describe("migrations", () => {
     ]);
     db.close();
     const again = openDb(join(dir, "a.db"));
-    expect(again.prepare("SELECT count(*) FROM schema_migrations").pluck().get()).toBe(2);
+    expect(again.prepare("SELECT count(*) FROM schema_migrations").pluck().get()).toBe(KNOWN);
     again.close();
   });
 
@@ -43,7 +46,9 @@ describe("migrations", () => {
       "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future', 0)",
     ).run();
     db.close();
-    expect(() => openDb(join(dir, "a.db"))).toThrow(/schema version 99 is newer than this mr knows \(2\)/);
+    expect(() => openDb(join(dir, "a.db"))).toThrow(
+      new RegExp(`schema version 99 is newer than this mr knows \\(${KNOWN}\\)`),
+    );
   });
 
   it("apply new files in order, each with its ledger row", () => {
@@ -58,6 +63,28 @@ describe("migrations", () => {
     writeFileSync(join(migrations, "0003_bad.sql"), "ALTER TABLE nope ADD COLUMN z INTEGER;");
     expect(() => migrate(db, migrations)).toThrow();
     expect(db.prepare("SELECT max(version) FROM schema_migrations").pluck().get()).toBe(2);
+  });
+
+  it("give jobs from before shuffle keys each a random key of their own", () => {
+    const dir = tempDir();
+    const before = join(dir, "migrations");
+    mkdirSync(before);
+    for (const name of readdirSync(MIGRATIONS_DIR).filter((file) => file < "0003")) {
+      copyFileSync(join(MIGRATIONS_DIR, name), join(before, name));
+    }
+    const db = openDb(join(dir, "a.db"), before);
+    const insert = db.prepare(
+      `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total, submitted_at)
+       VALUES ('wordcount', 'RUNNING', '[]', ?, 1, 1, '{}', 0, 0)`,
+    );
+    insert.run("/out/1");
+    insert.run("/out/2");
+    migrate(db, MIGRATIONS_DIR);
+    const keys = db.prepare("SELECT shuffle_key FROM jobs ORDER BY id").pluck().all() as string[];
+    expect(keys).toHaveLength(2);
+    for (const key of keys) expect(key).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[0]).not.toBe(keys[1]);
+    db.close();
   });
 });
 

@@ -133,7 +133,7 @@ describe.skipIf(skipReason !== "")(`mutual TLS${skipReason}`, () => {
         withToken(CHANNEL_OPTIONS, tokenOf(cluster, "worker")),
       );
       try {
-        const stream = shuffle.fetchPartition({ attemptIds: ["a0"], partition: 0 });
+        const stream = shuffle.fetchPartition({ attemptIds: ["a0"], partition: 0, jobId: 1, shuffleKey: "" });
         for await (const chunk of stream as AsyncIterable<Chunk>) void chunk;
         return undefined;
       } catch (err) {

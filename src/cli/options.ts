@@ -56,6 +56,11 @@ export function collectParam(value: string, params: Record<string, string> = {})
   return { ...params, [value.slice(0, at)]: value.slice(at + 1) };
 }
 
+/** A repeatable flag, such as `--input-root A --input-root B`, into a list. */
+export function collect(value: string, values: string[] = []): string[] {
+  return [...values, value];
+}
+
 /** `mr jobs show 12`: a job id. */
 export function parseJobId(value: string): number {
   return parsePositiveInt("JOB_ID")(value);

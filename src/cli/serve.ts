@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { createLogger } from "../log.js";
 import { loadApps } from "../worker/apps.js";
-import { onShutdownSignal, parseNonNegativeInt, parsePositiveInt } from "./options.js";
+import { collect, onShutdownSignal, parseNonNegativeInt, parsePositiveInt } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -37,7 +37,17 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     )
     .option("--client-token-file <file>", "a file holding the secret clients must send (default none)")
     .option("--worker-token-file <file>", "a file holding the secret workers must send (default none)")
-    .option("--insecure", "listen beyond loopback without secrets, knowingly")
+    .option(
+      "--input-root <dir>",
+      "jobs may read inputs only under this directory (repeatable; default anywhere, loopback only)",
+      collect,
+    )
+    .option(
+      "--output-root <dir>",
+      "jobs may write outputs only under this directory (repeatable; default anywhere, loopback only)",
+      collect,
+    )
+    .option("--insecure", "listen beyond loopback without secrets or roots, knowingly")
     .option("--tls-cert <file>", "serve TLS with this certificate (PEM; default $MR_TLS_CERT)")
     .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)")
     .option("--tls-ca <file>", "ask every client for a certificate this CA signed (default $MR_TLS_CA)")
@@ -55,6 +65,8 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           clientTokenFile: options.clientTokenFile,
           workerTokenFile: options.workerTokenFile,
           insecure: options.insecure,
+          inputRoots: options.inputRoot,
+          outputRoots: options.outputRoot,
           tlsCert: options.tlsCert,
           tlsKey: options.tlsKey,
           tlsCa: options.tlsCa,
@@ -72,11 +84,16 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .command("worker")
     .description("run a worker: it pulls tasks from the driver and serves its map output to reducers")
     .requiredOption("--port <n>", "port of this worker's shuffle service (0 picks a free one)")
+    .option(
+      "--host <address>",
+      "the address to serve map output on, which reducers on other hosts reach (default 127.0.0.1)",
+    )
     .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
     .option(
       "--token-file <file>",
       "a file holding the worker secret, for the driver and other workers (default $MR_TOKEN_FILE)",
     )
+    .option("--insecure", "serve map output beyond loopback without a secret, knowingly")
     .option(
       "--tls-cert <file>",
       "this worker's certificate, served and shown to others (default $MR_TLS_CERT)",
@@ -107,6 +124,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       const config = resolveWorkerConfig(
         {
           port: options.port,
+          host: options.host,
           driver: driverAddress(options.driver as string | undefined, env),
           dataDir: options.dataDir,
           sortBufferBytes:
@@ -115,6 +133,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           slots: options.slots,
           drainTimeoutMs: options.drainTimeout,
           tokenFile: options.tokenFile,
+          insecure: options.insecure,
           tlsCert: options.tlsCert,
           tlsKey: options.tlsKey,
           tlsCa: options.tlsCa,

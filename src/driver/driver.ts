@@ -6,6 +6,8 @@ import type { Logger } from "pino";
 import { TokenCheck, isLoopback, readTokenFile } from "../auth.js";
 import type { DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
+import { LIMITS } from "../limits.js";
+import { Roots } from "../roots.js";
 import { readTls, serverCredentials } from "../tls.js";
 import { JobServiceService, TaskServiceService } from "../gen/mapreduce.js";
 import { listen, shutdown } from "../grpc.js";
@@ -37,9 +39,8 @@ function readDriverTokens(config: DriverConfig, log: Logger): TokenCheck {
       "give both --client-token-file and --worker-token-file, or neither (each role has its own secret)",
     );
   }
-  const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
   if (clientTokenFile === undefined || workerTokenFile === undefined) {
-    if (!isLoopback(host) && !config.insecure) {
+    if (!listensOnLoopback(config) && !config.insecure) {
       throw new InvalidArgumentError(
         `listening on ${config.listen} lets anyone who reaches it run jobs and report tasks (give --client-token-file and --worker-token-file, or --insecure if that is intended)`,
       );
@@ -57,8 +58,37 @@ function readDriverTokens(config: DriverConfig, log: Logger): TokenCheck {
   return new TokenCheck({ client, worker }, log);
 }
 
+/**
+ * The directories jobs may read and write, as real paths. A driver that listens beyond
+ * loopback needs both kinds, unless it is told `insecure`; without them, jobs may touch any
+ * file the workers' user can, which the log says.
+ */
+function readRoots(config: DriverConfig, log: Logger): Roots {
+  const roots = Roots.resolve(config.inputRoots, config.outputRoots);
+  if (roots.input.length > 0 && roots.output.length > 0) {
+    log.info({ inputRoots: roots.input, outputRoots: roots.output }, "jobs confined to their roots");
+    return roots;
+  }
+  const missing = roots.input.length === 0 ? "--input-root" : "--output-root";
+  if (!listensOnLoopback(config) && !config.insecure) {
+    throw new InvalidArgumentError(
+      `listening on ${config.listen} without ${missing} lets any client name any file the workers can reach (give --input-root and --output-root, or --insecure if that is intended)`,
+    );
+  }
+  log.warn(
+    { inputRoots: roots.input, outputRoots: roots.output },
+    `no ${missing}: jobs may ${missing === "--input-root" ? "read" : "write"} any path the workers' user can`,
+  );
+  return roots;
+}
+
+function listensOnLoopback(config: DriverConfig): boolean {
+  return isLoopback(config.listen.slice(0, config.listen.lastIndexOf(":")));
+}
+
 export async function startDriver(config: DriverConfig, log: Logger): Promise<Driver> {
   const tokens = readDriverTokens(config, log);
+  const roots = readRoots(config, log);
   const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
   const credentials = serverCredentials(tls);
   mkdirSync(dirname(config.dbPath), { recursive: true });
@@ -76,7 +106,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   );
   const commits = new GroupCommit(db);
   const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log);
-  const effects = new JobEffects(db, queue, dispatcher, log);
+  const effects = new JobEffects(db, queue, dispatcher, log, roots);
   const liveness = new LivenessMonitor(db, effects, config, log);
   resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
   // A job that ended just before the last driver stopped may still lack its _SUCCESS.
@@ -114,8 +144,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     liveness.stop();
     await queue.close();
   };
-  const server = new Server();
-  const deps = { db, commits, queue, dispatcher, effects, config, log };
+  const server = new Server({ "grpc.max_receive_message_length": LIMITS.driverMessageBytes });
+  const deps = { db, commits, queue, dispatcher, effects, config, roots, log };
   server.addService(JobServiceService, tokens.guard(JobServiceService, createJobService(deps), "client"));
   server.addService(TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
   let address: string;

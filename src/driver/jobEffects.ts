@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import { toError } from "../errors.js";
+import { InvalidArgumentError, toError } from "../errors.js";
 import { markOutputSucceeded, removeTemporaryOutput } from "../mr/output.js";
+import { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";
 import { markOutputFinished } from "../store/jobs.js";
 import { inTransaction } from "../store/prepared.js";
@@ -29,6 +30,8 @@ export class JobEffects {
     private readonly queue: TaskQueue,
     private readonly dispatcher: Pick<Dispatcher, "wake">,
     private readonly log: Logger,
+    /** The output roots: an output directory changed to lead outside them is left alone. */
+    private readonly roots = Roots.NONE,
   ) {}
 
   /** Carries out a state change's queue work (drops first: a task dropped may be enqueued anew), then the output's. */
@@ -68,13 +71,20 @@ export class JobEffects {
 
   /**
    * A job that ended leaves `_SUCCESS`, or at least no `_temporary`; then the job is marked so.
-   * A driver that stops before that finishes the output when it starts again.
+   * A driver that stops before that finishes the output when it starts again. An output
+   * directory that now leads outside the output roots is not touched.
    */
   finishOutput(job: JobRecord): void {
     if (job.state === JobState.RUNNING) return;
     try {
-      if (job.state === JobState.SUCCEEDED) markOutputSucceeded(job.outputDir);
-      else removeTemporaryOutput(job.outputDir);
+      try {
+        this.roots.checkOutput(job.outputDir);
+        if (job.state === JobState.SUCCEEDED) markOutputSucceeded(job.outputDir);
+        else removeTemporaryOutput(job.outputDir);
+      } catch (err) {
+        if (!(err instanceof InvalidArgumentError)) throw err;
+        this.log.error({ jobId: job.id, err: err.message }, "left the output directory as it is");
+      }
       inTransaction(this.db, () => markOutputFinished(this.db, job.id));
     } catch (err) {
       this.log.error({ jobId: job.id, err: toError(err).message }, "could not finish the output directory");

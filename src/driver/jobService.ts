@@ -1,21 +1,20 @@
 /** JobService: what the `mr` client calls. */
 import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { readdirSync, statSync, type Stats } from "node:fs";
-import { isAbsolute, join } from "node:path";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
-import { InvalidArgumentError, NotFoundError, UnavailableError, toError, toStatus } from "../errors.js";
+import type { Roots } from "../roots.js";
+import { InvalidArgumentError, NotFoundError, UnavailableError, toStatus } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
-import { holdsFinishedJob } from "../mr/output.js";
 import type { Db } from "../store/db.js";
 import { getJob, listJobs } from "../store/jobs.js";
 import { listWorkers } from "../store/workers.js";
 import { JobState, TERMINAL_JOB_STATES, WorkerState } from "../types.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
-import { cancelJob, submitJob, type SubmitRequest } from "./scheduler.js";
+import { cancelJob, submitJob } from "./scheduler.js";
+import { validateSubmit } from "./submitCheck.js";
 import { jobDetailMessage, jobMessage, workerMessage } from "./views.js";
 
 export interface JobServiceDeps {
@@ -23,10 +22,10 @@ export interface JobServiceDeps {
   queue: TaskQueue;
   effects: JobEffects;
   config: DriverConfig;
+  roots: Roots;
   log: Logger;
 }
 
-const MAX_REDUCERS = 10_000;
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 
@@ -34,10 +33,10 @@ const MAX_PAGE = 1000;
 const WATCH_INTERVAL_MS = 100;
 
 export function createJobService(deps: JobServiceDeps): UntypedServiceImplementation {
-  const { db, queue, effects, config, log } = deps;
+  const { db, queue, effects, config, roots, log } = deps;
 
   const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
-    const request = validateSubmit(req, config, availableApps(db));
+    const request = validateSubmit(req, config, roots, availableApps(db));
     if (!queue.isConnected()) {
       throw new UnavailableError(
         `the driver cannot reach Redis at ${config.redisUrl} (start Redis, then submit again)`,
@@ -154,78 +153,4 @@ function availableApps(db: Db): string[] {
     .filter((worker) => worker.state === WorkerState.ALIVE)
     .flatMap((worker) => worker.apps);
   return [...new Set([...Object.keys(BUILTIN_APPS), ...offered])];
-}
-
-/** Checks a submit field by field; each error names the field and what to do. */
-export function validateSubmit(
-  req: pb.SubmitJobRequest,
-  config: DriverConfig,
-  apps: string[],
-): SubmitRequest {
-  if (!apps.includes(req.app)) {
-    throw new InvalidArgumentError(
-      `app: unknown app ${JSON.stringify(req.app)} (available: ${apps.join(", ")}; a worker offers more with --apps-dir)`,
-    );
-  }
-  if (!Number.isInteger(req.reducers) || req.reducers < 1 || req.reducers > MAX_REDUCERS) {
-    throw new InvalidArgumentError(
-      `reducers: must be an integer from 1 to ${MAX_REDUCERS}, got ${req.reducers}`,
-    );
-  }
-  if (req.splitSizeBytes < 0) {
-    throw new InvalidArgumentError(`split_size_bytes: must be positive, got ${req.splitSizeBytes}`);
-  }
-  if (!isAbsolute(req.outputDir)) {
-    throw new InvalidArgumentError(
-      `output_dir: must be an absolute path, got ${JSON.stringify(req.outputDir)}`,
-    );
-  }
-  if (holdsFinishedJob(req.outputDir)) {
-    throw new InvalidArgumentError(
-      `output directory ${req.outputDir} already holds a finished job's output (choose another --output, or remove it)`,
-    );
-  }
-  if (req.inputs.length === 0) throw new InvalidArgumentError("inputs: give at least one input file");
-  if (req.app === "grep") checkGrepPattern(req.params.pattern);
-  return {
-    app: req.app,
-    inputs: req.inputs.flatMap(statInput),
-    outputDir: req.outputDir,
-    reducers: req.reducers,
-    splitSizeBytes: req.splitSizeBytes || config.defaultSplitSizeBytes,
-    params: req.params,
-  };
-}
-
-function checkGrepPattern(pattern: string | undefined): void {
-  if (!pattern) throw new InvalidArgumentError("params: grep needs a pattern (add --param pattern=REGEX)");
-  try {
-    new RegExp(pattern, "u");
-  } catch (err) {
-    throw new InvalidArgumentError(
-      `params: pattern is not a valid regular expression: ${toError(err).message}`,
-    );
-  }
-}
-
-/** An input file, or the regular files directly inside an input directory, with their sizes. */
-function statInput(path: string): { path: string; size: number }[] {
-  if (!isAbsolute(path))
-    throw new InvalidArgumentError(`inputs: must be absolute paths, got ${JSON.stringify(path)}`);
-  let stats: Stats;
-  try {
-    stats = statSync(path);
-  } catch {
-    throw new InvalidArgumentError(
-      `input not found: ${path} (check the path; inputs are read by the workers)`,
-    );
-  }
-  if (stats.isFile()) return [{ path, size: stats.size }];
-  if (!stats.isDirectory()) throw new InvalidArgumentError(`input is not a file: ${path}`);
-  return readdirSync(path)
-    .filter((name) => !name.startsWith(".") && !name.startsWith("_"))
-    .sort()
-    .map((name) => join(path, name))
-    .filter((file) => statSync(file).isFile())
-    .map((file) => ({ path: file, size: statSync(file).size }));
 }

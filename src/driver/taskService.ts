@@ -6,6 +6,7 @@ import { FailedPreconditionError, InvalidArgumentError, toError } from "../error
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { commitPartFile } from "../mr/output.js";
+import type { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";
 import type { GroupCommit } from "../store/groupCommit.js";
 import type { JobRecord, TaskRecord } from "../store/rows.js";
@@ -26,11 +27,12 @@ export interface TaskServiceDeps {
   dispatcher: Dispatcher;
   effects: JobEffects;
   config: DriverConfig;
+  roots: Roots;
   log: Logger;
 }
 
 export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplementation {
-  const { db, commits, queue, dispatcher, effects, config, log } = deps;
+  const { db, commits, queue, dispatcher, effects, config, roots, log } = deps;
 
   const registerWorkerHandler = (req: pb.RegisterWorkerRequest): pb.RegisterWorkerResponse => {
     if (!/^[\w.-]+:\d{1,5}$/.test(req.address)) {
@@ -38,7 +40,12 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     }
     const workerId = registerWorker(db, { address: req.address, apps: req.apps }, Date.now());
     log.info({ workerId, address: req.address }, "worker registered");
-    return { workerId, heartbeatMs: config.heartbeatMs };
+    return {
+      workerId,
+      heartbeatMs: config.heartbeatMs,
+      inputRoots: [...roots.input],
+      outputRoots: [...roots.output],
+    };
   };
 
   const pollTask = async (
@@ -139,6 +146,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
   const commitOutput = (task: TaskRecord, job: JobRecord, attemptId: string): void => {
     if (task.kind !== TaskKind.REDUCE) return;
     try {
+      roots.checkOutput(job.outputDir);
       commitPartFile(job.outputDir, attemptId, task.index);
     } catch (err) {
       throw new FailedPreconditionError(`${toError(err).message} (report the attempt as failed)`, {
@@ -260,5 +268,6 @@ function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb
         : undefined,
     mapOutputs,
     outputDir: job.outputDir,
+    shuffleKey: job.shuffleKey,
   };
 }

@@ -182,6 +182,12 @@ export interface RegisterWorkerRequest {
 export interface RegisterWorkerResponse {
   workerId: number;
   heartbeatMs: number;
+  /**
+   * The driver's --input-root and --output-root directories, as real paths: the worker checks
+   * every input it opens and every output it writes against them. Empty: anywhere.
+   */
+  inputRoots: string[];
+  outputRoots: string[];
 }
 
 export interface DeregisterWorkerRequest {
@@ -224,6 +230,11 @@ export interface TaskAssignment {
   /** For a reduce: one entry per map task. */
   mapOutputs: MapOutput[];
   outputDir: string;
+  /**
+   * The job's shuffle key: a map's worker serves its output only to a fetch that shows it, so
+   * only workers given a task of the job can read the job's map output.
+   */
+  shuffleKey: string;
 }
 
 export interface TaskAssignment_ParamsEntry {
@@ -309,9 +320,12 @@ export interface FailTaskResponse {
 }
 
 export interface FetchPartitionRequest {
-  /** At most 1,000 map attempts. */
+  /** At most 1,000 map attempts, all of job_id. */
   attemptIds: string[];
   partition: number;
+  jobId: number;
+  /** The job's shuffle key, from the reduce's TaskAssignment. */
+  shuffleKey: string;
 }
 
 export interface Chunk {
@@ -2559,7 +2573,7 @@ export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
 };
 
 function createBaseRegisterWorkerResponse(): RegisterWorkerResponse {
-  return { workerId: 0, heartbeatMs: 0 };
+  return { workerId: 0, heartbeatMs: 0, inputRoots: [], outputRoots: [] };
 }
 
 export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
@@ -2569,6 +2583,12 @@ export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
     }
     if (message.heartbeatMs !== 0) {
       writer.uint32(16).int32(message.heartbeatMs);
+    }
+    for (const v of message.inputRoots) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.outputRoots) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -2602,6 +2622,22 @@ export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
             message.heartbeatMs = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inputRoots.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.outputRoots.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2626,6 +2662,16 @@ export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
         : isSet(object.heartbeat_ms)
         ? globalThis.Number(object.heartbeat_ms)
         : 0,
+      inputRoots: globalThis.Array.isArray(object?.inputRoots)
+        ? object.inputRoots.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.input_roots)
+        ? object.input_roots.map((e: any) => globalThis.String(e))
+        : [],
+      outputRoots: globalThis.Array.isArray(object?.outputRoots)
+        ? object.outputRoots.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.output_roots)
+        ? object.output_roots.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2637,6 +2683,12 @@ export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
     if (message.heartbeatMs !== 0) {
       obj.heartbeatMs = Math.round(message.heartbeatMs);
     }
+    if (message.inputRoots?.length) {
+      obj.inputRoots = message.inputRoots;
+    }
+    if (message.outputRoots?.length) {
+      obj.outputRoots = message.outputRoots;
+    }
     return obj;
   },
 
@@ -2647,6 +2699,8 @@ export const RegisterWorkerResponse: MessageFns<RegisterWorkerResponse> = {
     const message = createBaseRegisterWorkerResponse();
     message.workerId = object.workerId ?? 0;
     message.heartbeatMs = object.heartbeatMs ?? 0;
+    message.inputRoots = object.inputRoots?.map((e) => e) || [];
+    message.outputRoots = object.outputRoots?.map((e) => e) || [];
     return message;
   },
 };
@@ -3015,6 +3069,7 @@ function createBaseTaskAssignment(): TaskAssignment {
     split: undefined,
     mapOutputs: [],
     outputDir: "",
+    shuffleKey: "",
   };
 }
 
@@ -3052,6 +3107,9 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     }
     if (message.outputDir !== "") {
       writer.uint32(90).string(message.outputDir);
+    }
+    if (message.shuffleKey !== "") {
+      writer.uint32(98).string(message.shuffleKey);
     }
     return writer;
   },
@@ -3160,6 +3218,14 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
             message.outputDir = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.shuffleKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3218,6 +3284,11 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
         : isSet(object.output_dir)
         ? globalThis.String(object.output_dir)
         : "",
+      shuffleKey: isSet(object.shuffleKey)
+        ? globalThis.String(object.shuffleKey)
+        : isSet(object.shuffle_key)
+        ? globalThis.String(object.shuffle_key)
+        : "",
     };
   },
 
@@ -3262,6 +3333,9 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     if (message.outputDir !== "") {
       obj.outputDir = message.outputDir;
     }
+    if (message.shuffleKey !== "") {
+      obj.shuffleKey = message.shuffleKey;
+    }
     return obj;
   },
 
@@ -3289,6 +3363,7 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     message.split = (object.split !== undefined && object.split !== null) ? Split.fromPartial(object.split) : undefined;
     message.mapOutputs = object.mapOutputs?.map((e) => MapOutput.fromPartial(e)) || [];
     message.outputDir = object.outputDir ?? "";
+    message.shuffleKey = object.shuffleKey ?? "";
     return message;
   },
 };
@@ -4447,7 +4522,7 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
 };
 
 function createBaseFetchPartitionRequest(): FetchPartitionRequest {
-  return { attemptIds: [], partition: 0 };
+  return { attemptIds: [], partition: 0, jobId: 0, shuffleKey: "" };
 }
 
 export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
@@ -4457,6 +4532,12 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
     }
     if (message.partition !== 0) {
       writer.uint32(16).int32(message.partition);
+    }
+    if (message.jobId !== 0) {
+      writer.uint32(24).int64(message.jobId);
+    }
+    if (message.shuffleKey !== "") {
+      writer.uint32(34).string(message.shuffleKey);
     }
     return writer;
   },
@@ -4490,6 +4571,22 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
             message.partition = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.jobId = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.shuffleKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4510,6 +4607,16 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
         ? object.attempt_ids.map((e: any) => globalThis.String(e))
         : [],
       partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
+      jobId: isSet(object.jobId)
+        ? globalThis.Number(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.Number(object.job_id)
+        : 0,
+      shuffleKey: isSet(object.shuffleKey)
+        ? globalThis.String(object.shuffleKey)
+        : isSet(object.shuffle_key)
+        ? globalThis.String(object.shuffle_key)
+        : "",
     };
   },
 
@@ -4521,6 +4628,12 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
     if (message.partition !== 0) {
       obj.partition = Math.round(message.partition);
     }
+    if (message.jobId !== 0) {
+      obj.jobId = Math.round(message.jobId);
+    }
+    if (message.shuffleKey !== "") {
+      obj.shuffleKey = message.shuffleKey;
+    }
     return obj;
   },
 
@@ -4531,6 +4644,8 @@ export const FetchPartitionRequest: MessageFns<FetchPartitionRequest> = {
     const message = createBaseFetchPartitionRequest();
     message.attemptIds = object.attemptIds?.map((e) => e) || [];
     message.partition = object.partition ?? 0;
+    message.jobId = object.jobId ?? 0;
+    message.shuffleKey = object.shuffleKey ?? "";
     return message;
   },
 };

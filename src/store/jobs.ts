@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { JobState, TaskKind, TaskState, type Split } from "../types.js";
 import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
@@ -15,15 +16,17 @@ export interface NewJob {
 }
 
 /**
- * createJob. Expects: a validated request. Inserts the job (RUNNING), one PENDING map task per
- * split and R reduce tasks, WAITING for the maps (a job with no map releases them at once).
+ * createJob. Expects: a validated request. Inserts the job (RUNNING, with a random shuffle key),
+ * one PENDING map task per split and R reduce tasks, WAITING for the maps (a job with no map
+ * releases them at once).
  * Returns the job's id. Run it inside the transaction that also records the submit event.
  */
 export function createJob(db: Db, job: NewJob): number {
   const { lastInsertRowid } = prepared(
     db,
-    `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total, submitted_at)
-     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total,
+                       submitted_at, shuffle_key)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.app,
     JSON.stringify(job.inputs),
@@ -33,6 +36,7 @@ export function createJob(db: Db, job: NewJob): number {
     JSON.stringify(job.params),
     job.splits.length,
     job.now,
+    randomBytes(16).toString("hex"),
   );
   const jobId = Number(lastInsertRowid);
   const insertTask = prepared(

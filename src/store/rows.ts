@@ -16,6 +16,8 @@ export interface JobRecord {
   error: string | null;
   submittedAt: number;
   finishedAt: number | null;
+  /** The capability a fetch of the job's map output must show; never sent to clients. */
+  shuffleKey: string;
 }
 
 export interface TaskRecord {
@@ -65,7 +67,8 @@ export interface EventRecord {
 
 export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
-  reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt`;
+  reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
+  shuffle_key AS shuffleKey`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app, kind, idx AS "index", state, generation, file,
   start_byte AS startByte, end_byte AS endByte, attempt_id AS attemptId,

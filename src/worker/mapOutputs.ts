@@ -1,5 +1,13 @@
 import { rmSync } from "node:fs";
 import type { MapOutput } from "../mr/mapTask.js";
+
+/** Whose output it is: the job, and the shuffle key a fetch of it must show. */
+export interface OutputOwner {
+  jobId: number;
+  shuffleKey: string;
+}
+
+export type HeldOutput = MapOutput & OutputOwner;
 import { clearAttemptFiles, mapOutputPath } from "./dataDir.js";
 
 /** The largest map output kept in memory: a writer's whole buffer. */
@@ -11,7 +19,7 @@ const MAX_OUTPUT_IN_MEMORY_BYTES = 1 << 20;
  * drops every output when it starts or registers again anyway. Outputs go once their job ends.
  */
 export class MapOutputs {
-  private readonly outputs = new Map<string, MapOutput & { jobId: number }>();
+  private readonly outputs = new Map<string, HeldOutput>();
   private bytesInMemory = 0;
   /** What each running map may keep in memory, from its placement until it is added or discarded. */
   private readonly reserved = new Map<string, number>();
@@ -36,9 +44,9 @@ export class MapOutputs {
     return { path: mapOutputPath(this.dataDir, attemptId), memoryBytes };
   }
 
-  add(attemptId: string, jobId: number, output: MapOutput): void {
+  add(attemptId: string, owner: OutputOwner, output: MapOutput): void {
     this.release(attemptId);
-    this.outputs.set(attemptId, { ...output, jobId });
+    this.outputs.set(attemptId, { ...output, ...owner });
     this.bytesInMemory += output.data?.length ?? 0;
   }
 
@@ -55,7 +63,7 @@ export class MapOutputs {
     return attemptIds;
   }
 
-  get(attemptId: string): MapOutput | undefined {
+  get(attemptId: string): HeldOutput | undefined {
     return this.outputs.get(attemptId);
   }
 

@@ -16,6 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { hasCode, toError } from "../errors.js";
 import type { AttemptStatus } from "../gen/mapreduce.js";
+import { Roots } from "../roots.js";
 import type { DriverCalls } from "./driverCalls.js";
 
 export const SessionState = {
@@ -49,6 +50,7 @@ export class WorkerSession {
   private current: SessionState = SessionState.STARTING;
   private id = 0;
   private heartbeatMs = 1000;
+  private confinement = Roots.NONE;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** A registration under way, which every caller that finds this worker lost waits for. */
   private registering: Promise<void> | undefined;
@@ -69,6 +71,11 @@ export class WorkerSession {
   /** The id the driver knows this worker by; it changes when the worker registers again. */
   get workerId(): number {
     return this.id;
+  }
+
+  /** The directories jobs may read and write, as the driver gave them at registration. */
+  get roots(): Roots {
+    return this.confinement;
   }
 
   /** True once the worker is stopping: slots take no new task. */
@@ -157,6 +164,7 @@ export class WorkerSession {
     }
     this.id = reply.workerId;
     this.heartbeatMs = reply.heartbeatMs || this.heartbeatMs;
+    this.confinement = Roots.of(reply.inputRoots, reply.outputRoots);
     if (!this.draining) this.moveTo(SessionState.REGISTERED, `driver ${this.member.driver}`);
   }
 

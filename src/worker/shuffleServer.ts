@@ -6,7 +6,9 @@ import { closeSync, openSync, readSync } from "node:fs";
 import type { Logger } from "pino";
 import { toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
+import { sameSecret } from "../auth.js";
 import type { MapOutput } from "../mr/mapTask.js";
+import type { HeldOutput } from "./mapOutputs.js";
 
 /** The most a chunk carries, in bytes. */
 export const CHUNK_BYTES = 1 << 20;
@@ -17,11 +19,14 @@ type FetchCall = ServerWritableStream<pb.FetchPartitionRequest, pb.Chunk>;
 
 /**
  * Serves partitions of committed map attempts only: the output of an attempt the driver
- * refused, or has not accepted yet, is never read by a reducer. One request carries many
- * attempts, so a reduce over a thousand small maps opens a few streams, not a thousand.
+ * refused, or has not accepted yet, is never read by a reducer. Each attempt is found by id
+ * among the outputs this worker holds, never by a path, and is served only to a fetch that
+ * names its job and shows the job's shuffle key, which only workers given a task of the job
+ * have. One request carries many attempts, so a reduce over a thousand small maps opens a few
+ * streams, not a thousand.
  */
 export function createShuffleService(
-  committedOutput: (attemptId: string) => MapOutput | undefined,
+  committedOutput: (attemptId: string) => HeldOutput | undefined,
   log: Logger,
 ): UntypedServiceImplementation {
   const fetchPartition = (call: FetchCall): void => {
@@ -59,20 +64,23 @@ function checkRequest(attemptIds: readonly string[], partition: number): string 
  */
 async function streamPartitions(
   call: FetchCall,
-  committedOutput: (attemptId: string) => MapOutput | undefined,
+  committedOutput: (attemptId: string) => HeldOutput | undefined,
 ): Promise<void> {
-  const { attemptIds, partition } = call.request;
+  const { attemptIds, partition, jobId, shuffleKey } = call.request;
+  const owned = (output: HeldOutput | undefined): HeldOutput | undefined =>
+    output?.jobId === jobId && sameSecret(output.shuffleKey, shuffleKey) ? output : undefined;
   for (const [output, attemptId] of attemptIds.entries()) {
     if (call.cancelled) return;
     const send = async (chunk: Omit<pb.Chunk, "output">): Promise<void> => {
       if (!call.write({ output, ...chunk })) await once(call, "drain");
     };
-    const mapOutput = committedOutput(attemptId);
+    // Another job's attempt, or a wrong key, reads as an attempt this worker does not hold.
+    const mapOutput = owned(committedOutput(attemptId));
     const range = mapOutput?.partitions[partition];
     if (mapOutput === undefined || range === undefined) {
       const error =
         mapOutput === undefined
-          ? `attempt ${attemptId} has no committed output on this worker`
+          ? `attempt ${attemptId} has no committed output of job ${jobId} on this worker`
           : `attempt ${attemptId} has no partition ${partition} (it wrote ${mapOutput.partitions.length})`;
       await send({ data: Buffer.alloc(0), last: true, error });
       continue;

@@ -16,6 +16,7 @@ import type { RecordRange } from "../mr/records.js";
 import { runReduceTask } from "../mr/reduceTask.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
+import type { Roots } from "../roots.js";
 import { attemptDir } from "./dataDir.js";
 import { MapOutputs } from "./mapOutputs.js";
 
@@ -114,6 +115,8 @@ export interface TaskRunnerOptions {
   /** TLS to other workers' shuffle services. */
   tls?: Tls;
   apps: Readonly<Record<string, App>>;
+  /** The directories jobs may read and write, as the driver last gave them. */
+  roots: () => Roots;
 }
 
 export class TaskRunner {
@@ -137,10 +140,11 @@ export class TaskRunner {
     const dir = attemptDir(this.options.dataDir, task.attemptId);
     if (task.kind === TaskKind.MAP) {
       if (!task.split) throw new UnrecoverableError("a map task came without its split");
+      const file = confined(() => this.options.roots().checkInput(task.split!.file));
       const { counters, output } = await runMapTask({
         app,
         params: task.params,
-        split: task.split,
+        split: { ...task.split, file },
         reducers: task.reducers,
         ...this.mapOutputs.placeFor(task.attemptId),
         spillDir: dir,
@@ -148,9 +152,10 @@ export class TaskRunner {
         signal,
         progress,
       });
-      this.mapOutputs.add(task.attemptId, task.jobId, output);
+      this.mapOutputs.add(task.attemptId, { jobId: task.jobId, shuffleKey: task.shuffleKey }, output);
       return counters;
     }
+    confined(() => this.options.roots().checkOutput(task.outputDir));
     try {
       const { inputs, bytes } = await this.fetchInputs(task, dir, signal, progress);
       const counters = await runReduceTask({
@@ -220,7 +225,7 @@ export class TaskRunner {
         while (next < batches.length) {
           const batch = batches[next++]!;
           const path = join(dir, `in-${files++}`);
-          await this.fetchBatch(task.mapOutputs, batch, task.index, path, fetched, signal);
+          await this.fetchBatch(task, batch, path, fetched, signal);
         }
       };
       await Promise.all(Array.from({ length: Math.min(parallelFetches, batches.length) }, fetchSome));
@@ -244,16 +249,18 @@ export class TaskRunner {
    * whole gets its range of the file. An output that does not, gets its error instead.
    */
   private async fetchBatch(
-    outputs: readonly MapOutput[],
+    task: TaskAssignment,
     batch: readonly number[],
-    partition: number,
     path: string,
     fetched: Fetched,
     signal: AbortSignal,
   ): Promise<void> {
+    const { mapOutputs: outputs, index: partition } = task;
     const stream = this.shuffleClient(outputs[batch[0]!]!.address).fetchPartition({
       attemptIds: batch.map((i) => outputs[i]!.attemptId),
       partition,
+      jobId: task.jobId,
+      shuffleKey: task.shuffleKey,
     });
     const cancel = (): void => stream.cancel();
     signal.addEventListener("abort", cancel, { once: true });
@@ -299,5 +306,17 @@ export class TaskRunner {
       this.shuffleClients.set(address, client);
     }
     return client;
+  }
+}
+
+/**
+ * Runs a check of the roots: a path outside them (changed since the submit, or never checked)
+ * fails the attempt and its job at once, since no retry can make it allowed.
+ */
+function confined<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    throw new UnrecoverableError(toError(err).message, { cause: err });
   }
 }

@@ -8,10 +8,11 @@ import { Server, status } from "@grpc/grpc-js";
 import { rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { TokenCheck, readTokenFile } from "../auth.js";
+import { TokenCheck, isLoopback, readTokenFile } from "../auth.js";
 import type { WorkerConfig } from "../config.js";
 import { readTls, serverCredentials, type Tls } from "../tls.js";
-import { FetchFailedError, hasCode, isUnrecoverable, toError } from "../errors.js";
+import { FetchFailedError, InvalidArgumentError, hasCode, isUnrecoverable, toError } from "../errors.js";
+import { LIMITS } from "../limits.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
 import { listen, shutdown } from "../grpc.js";
 import type { App } from "../mr/app.js";
@@ -52,8 +53,13 @@ export class MrWorker {
   ): Promise<MrWorker> {
     const token =
       config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile, "--token-file");
+    if (token === undefined && !isLoopback(config.host) && !config.insecure) {
+      throw new InvalidArgumentError(
+        `serving map output on ${config.host} lets anyone who reaches it read it (give --token-file, or --insecure if that is intended)`,
+      );
+    }
     const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
-    const server = new Server();
+    const server = new Server({ "grpc.max_receive_message_length": LIMITS.shuffleMessageBytes });
     const address = await listen(server, `${config.host}:${config.port}`, serverCredentials(tls));
     const port = address.slice(address.lastIndexOf(":") + 1);
     const dataDir = config.dataDir ?? join(config.home, `worker-${port}`);
@@ -96,6 +102,7 @@ export class MrWorker {
       apps,
       token: bound.token,
       tls: bound.tls,
+      roots: () => this.session.roots,
     });
     const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
     this.session = new WorkerSession(

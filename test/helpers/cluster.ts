@@ -1,3 +1,4 @@
+import Database from "better-sqlite3";
 import { execFile } from "node:child_process";
 import { openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -58,6 +59,17 @@ export function startCluster(options: ClusterOptions): Promise<Cluster> {
 /** The secret of `role` in a cluster started with tokens. */
 export function tokenOf(cluster: Cluster, role: "client" | "worker"): string {
   return readFileSync(cluster.tokenFiles![role], "utf8").trim();
+}
+
+/** A job's shuffle key, read from the driver's database as only the driver and workers know it. */
+export function shuffleKeyOf(cluster: Cluster, jobId: number): string {
+  const db = new Database(cluster.dbPath, { readonly: true });
+  try {
+    const row = db.prepare("SELECT shuffle_key AS key FROM jobs WHERE id = ?").get(jobId) as { key: string };
+    return row.key;
+  } finally {
+    db.close();
+  }
 }
 
 export interface MrResult {

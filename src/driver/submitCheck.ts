@@ -1,0 +1,146 @@
+/**
+ * The check of a submit, field by field, before anything is stored: each refusal names the
+ * field, the limit or root it breaks, and what to do. Paths come back as the real paths the
+ * workers will use, so that two spellings of one directory are one directory.
+ */
+import { opendirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { DriverConfig } from "../config.js";
+import { InvalidArgumentError, toError } from "../errors.js";
+import type * as pb from "../gen/mapreduce.js";
+import { LIMITS } from "../limits.js";
+import { holdsFinishedJob } from "../mr/output.js";
+import { checkPath, type Roots } from "../roots.js";
+import type { SubmitRequest } from "./scheduler.js";
+
+export function validateSubmit(
+  req: pb.SubmitJobRequest,
+  config: DriverConfig,
+  roots: Roots,
+  apps: readonly string[],
+): SubmitRequest {
+  if (!apps.includes(req.app)) {
+    const app = req.app.length > 64 ? `${req.app.slice(0, 64)}…` : req.app;
+    throw new InvalidArgumentError(
+      `app: unknown app ${JSON.stringify(app)} (available: ${apps.join(", ")}; a worker offers more with --apps-dir)`,
+    );
+  }
+  if (!Number.isInteger(req.reducers) || req.reducers < 1 || req.reducers > LIMITS.reducers) {
+    throw new InvalidArgumentError(
+      `reducers: must be an integer from 1 to ${LIMITS.reducers}, got ${req.reducers}`,
+    );
+  }
+  if (!Number.isSafeInteger(req.splitSizeBytes) || req.splitSizeBytes < 0) {
+    throw new InvalidArgumentError(`split_size_bytes: must be positive, got ${req.splitSizeBytes}`);
+  }
+  checkParams(req.params);
+  if (req.app === "grep") checkGrepPattern(req.params.pattern);
+  const outputDir = roots.checkOutput(req.outputDir);
+  if (holdsFinishedJob(outputDir)) {
+    throw new InvalidArgumentError(
+      `output directory ${outputDir} already holds a finished job's output (choose another --output, or remove it)`,
+    );
+  }
+  const inputs = expandInputs(req.inputs, roots);
+  const splitSizeBytes = req.splitSizeBytes || config.defaultSplitSizeBytes;
+  const maps = inputs.reduce((sum, { size }) => sum + Math.ceil(size / splitSizeBytes), 0);
+  if (maps > LIMITS.maps) {
+    const least = Math.ceil(inputs.reduce((sum, { size }) => sum + size, 0) / LIMITS.maps);
+    throw new InvalidArgumentError(
+      `split_size_bytes: ${splitSizeBytes} bytes cuts the inputs into ${maps} maps, more than the ${LIMITS.maps} a job may have (give --split-size ${least} or more)`,
+    );
+  }
+  return { app: req.app, inputs, outputDir, reducers: req.reducers, splitSizeBytes, params: req.params };
+}
+
+function checkParams(params: Readonly<Record<string, string>>): void {
+  const entries = Object.entries(params);
+  if (entries.length > LIMITS.params) {
+    throw new InvalidArgumentError(`params: at most ${LIMITS.params} params, got ${entries.length}`);
+  }
+  let bytes = 0;
+  for (const [name, value] of entries) {
+    if (!/^[\w.-]+$/.test(name) || Buffer.byteLength(name) > LIMITS.paramNameBytes) {
+      throw new InvalidArgumentError(
+        `params: a name is letters, digits, _, . or -, at most ${LIMITS.paramNameBytes} bytes, got ${JSON.stringify(name.slice(0, 64))}`,
+      );
+    }
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  if (bytes > LIMITS.paramBytes) {
+    throw new InvalidArgumentError(
+      `params: at most ${LIMITS.paramBytes} bytes in all, got ${bytes} (pass large data as an input file)`,
+    );
+  }
+}
+
+function checkGrepPattern(pattern: string | undefined): void {
+  if (!pattern) throw new InvalidArgumentError("params: grep needs a pattern (add --param pattern=REGEX)");
+  try {
+    new RegExp(pattern, "u");
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `params: pattern is not a valid regular expression: ${toError(err).message}`,
+    );
+  }
+}
+
+/**
+ * The input files with their sizes: each input that is a file, and the regular files directly
+ * inside each input that is a directory (but for hidden and `_` names), all as real paths
+ * inside the input roots.
+ */
+function expandInputs(paths: readonly string[], roots: Roots): { path: string; size: number }[] {
+  if (paths.length === 0) throw new InvalidArgumentError("inputs: give at least one input file");
+  if (paths.length > LIMITS.inputs) {
+    throw new InvalidArgumentError(
+      `inputs: at most ${LIMITS.inputs} inputs, got ${paths.length} (name their directory instead)`,
+    );
+  }
+  const files: { path: string; size: number }[] = [];
+  let bytes = 0;
+  const add = (path: string, size: number): void => {
+    bytes += Buffer.byteLength(path);
+    if (files.length === LIMITS.inputFiles || bytes > LIMITS.inputPathBytes) {
+      throw new InvalidArgumentError(
+        `inputs: a job may read at most ${LIMITS.inputFiles} files, whose paths take ${LIMITS.inputPathBytes} bytes in all (split the job, or merge small files)`,
+      );
+    }
+    files.push({ path, size });
+  };
+  for (const path of paths) {
+    checkPath(path, "inputs");
+    const real = roots.checkInput(path);
+    const stats = statSync(real);
+    if (stats.isFile()) add(real, stats.size);
+    else if (!stats.isDirectory()) throw new InvalidArgumentError(`input is not a file: ${path}`);
+    else for (const file of listDirectory(real, roots)) add(file.path, file.size);
+  }
+  return files;
+}
+
+/** The regular files directly in `dir`, sorted, read one entry at a time up to the limit. */
+function listDirectory(dir: string, roots: Roots): { path: string; size: number }[] {
+  const names: string[] = [];
+  const handle = opendirSync(dir);
+  try {
+    for (let entry = handle.readSync(); entry !== null; entry = handle.readSync()) {
+      if (entry.name.startsWith(".") || entry.name.startsWith("_")) continue;
+      if (names.length === LIMITS.inputFiles) {
+        throw new InvalidArgumentError(
+          `inputs: ${dir} holds more than ${LIMITS.inputFiles} files, more than a job may read (split the job, or merge small files)`,
+        );
+      }
+      names.push(entry.name);
+    }
+  } finally {
+    handle.closeSync();
+  }
+  const files: { path: string; size: number }[] = [];
+  for (const name of names.sort()) {
+    const real = roots.checkInput(join(dir, name));
+    const stats = statSync(real);
+    if (stats.isFile()) files.push({ path: real, size: stats.size });
+  }
+  return files;
+}
