@@ -26,6 +26,11 @@ export class FailedPreconditionError extends MrError {
   override readonly code = status.FAILED_PRECONDITION;
 }
 
+/** The caller holds as much of something as it may (open streams); it may retry after letting some go. */
+export class ResourceExhaustedError extends MrError {
+  override readonly code = status.RESOURCE_EXHAUSTED;
+}
+
 /** A dependency (Redis) is down; the caller may retry later. */
 export class UnavailableError extends MrError {
   override readonly code = status.UNAVAILABLE;

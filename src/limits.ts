@@ -25,6 +25,12 @@ export const LIMITS = Object.freeze({
   paramBytes: 64 << 10,
   /** Apps one worker may offer. */
   appsPerWorker: 256,
+  /** Distinct counters an app may count in one attempt (ctx.count). */
+  userCounters: 100,
+  /** Bytes of a counter's name. */
+  counterNameBytes: 128,
+  /** Bytes of an attempt's error kept; a longer one is cut. */
+  errorBytes: 8 << 10,
   /** Bytes of any request the driver receives; a submit near the limits above fits. */
   driverMessageBytes: 4 << 20,
   /** Bytes of a request a worker's shuffle service receives. */

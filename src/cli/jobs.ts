@@ -1,5 +1,6 @@
 /** `mr jobs …` and `mr workers …`: reading and steering what the driver holds. */
 import type { Command } from "commander";
+import type * as pb from "../gen/mapreduce.js";
 import { JobState } from "../types.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { UsageError } from "./errors.js";
@@ -35,7 +36,15 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
             `--state must be running, succeeded, failed or cancelled, got ${JSON.stringify(options.state)}`,
           );
         }
-        const { jobs: page } = await client.listJobs({ state, limit: options.limit ?? 50, pageToken: "" });
+        // The driver ends a page early when its jobs are big: follow its token to the limit.
+        const limit = options.limit ?? 50;
+        const page: pb.Job[] = [];
+        let pageToken = "";
+        do {
+          const reply = await client.listJobs({ state, limit: limit - page.length, pageToken });
+          page.push(...reply.jobs);
+          pageToken = reply.nextPageToken;
+        } while (pageToken !== "" && page.length < limit);
         if (options.json) console.log(JSON.stringify(page.map(jobJson), null, 2));
         else if (page.length === 0) console.log("no jobs");
         else console.log(jobsTable(page));

@@ -3,8 +3,16 @@ import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/g
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
 import type { Roots } from "../roots.js";
-import { InvalidArgumentError, NotFoundError, UnavailableError, toStatus } from "../errors.js";
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+  toStatus,
+} from "../errors.js";
+import { Job } from "../gen/mapreduce.js";
 import type * as pb from "../gen/mapreduce.js";
+import { LIMITS } from "../limits.js";
 import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import type { Db } from "../store/db.js";
@@ -34,6 +42,7 @@ const WATCH_INTERVAL_MS = 100;
 
 export function createJobService(deps: JobServiceDeps): UntypedServiceImplementation {
   const { db, queue, effects, config, roots, log } = deps;
+  const watches = new OpenWatches();
 
   const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
     const request = validateSubmit(req, config, roots, availableApps(db));
@@ -67,11 +76,18 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
       limit: limit + 1,
       beforeId,
     });
-    const page = jobs.slice(0, limit);
-    return {
-      jobs: page.map((job) => jobMessage(db, job)),
-      nextPageToken: jobs.length > limit ? String(page.at(-1)!.id) : "",
-    };
+    // A page ends early rather than grow past listReplyBytes: jobs with long input lists and
+    // params would otherwise make a reply bigger than a client takes.
+    const page: pb.Job[] = [];
+    let bytes = 0;
+    for (const job of jobs.slice(0, limit)) {
+      const message = jobMessage(db, job);
+      bytes += Job.encode(message).finish().length;
+      if (page.length > 0 && bytes > LIMITS.listReplyBytes) break;
+      page.push(message);
+    }
+    const more = jobs.length > page.length;
+    return { jobs: page, nextPageToken: more ? String(page.at(-1)!.id) : "" };
   };
 
   const cancel = async (req: pb.CancelJobRequest): Promise<pb.Job> => {
@@ -83,8 +99,10 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
 
   const watch = (call: ServerWritableStream<pb.WatchJobRequest, pb.Job>): void => {
     let job;
+    let release: () => void;
     try {
       job = mustGetJob(db, call.request.jobId);
+      release = watches.open(peerHost(call.getPeer()));
     } catch (err) {
       call.emit(
         "error",
@@ -95,14 +113,24 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     const jobId = job.id;
     let pending: NodeJS.Timeout | undefined;
     let sentAt = 0;
+    /** Set while the client has not read what was sent: snapshots wait, rather than pile up. */
+    let unread = false;
+    let closed = false;
     const send = (): void => {
+      if (closed) return;
       clearTimeout(pending);
       pending = undefined;
-      sentAt = Date.now();
       const now = getJob(db, jobId)!;
-      call.write(jobMessage(db, now));
-      if (TERMINAL_JOB_STATES.includes(now.state)) stop();
+      const ended = TERMINAL_JOB_STATES.includes(now.state);
+      if (unread && !ended) return;
+      sentAt = Date.now();
+      unread = !call.write(jobMessage(db, now));
+      if (ended) stop();
     };
+    call.on("drain", () => {
+      unread = false;
+      send();
+    });
     // A busy job changes hundreds of times a second: snapshots go out at most every
     // WATCH_INTERVAL_MS, each with the latest state; the job's end goes out at once.
     const changed = (): void => {
@@ -113,17 +141,18 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     const unsubscribe = effects.onJobChanged(jobId, changed);
     // A change that no handler here saw (a retry's backoff, a lease expiring) still shows within a second.
     const timer = setInterval(send, 1000);
-    const stop = (): void => {
+    const cleanUp = (): void => {
+      closed = true;
       unsubscribe();
       clearInterval(timer);
       clearTimeout(pending);
+      release();
+    };
+    const stop = (): void => {
+      cleanUp();
       call.end();
     };
-    call.on("cancelled", () => {
-      unsubscribe();
-      clearInterval(timer);
-      clearTimeout(pending);
-    });
+    call.on("cancelled", cleanUp);
     send();
   };
 
@@ -139,6 +168,44 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     watchJob: watch,
     listWorkers: unary(log, "ListWorkers", workers),
   };
+}
+
+/**
+ * The WatchJob streams open, by client host: each holds timers and a listener, so one client
+ * may hold only so many, and all clients together only so many more.
+ */
+class OpenWatches {
+  private readonly byHost = new Map<string, number>();
+  private total = 0;
+
+  /** Counts a stream from `host`, or refuses it; returns what to call, once, when it ends. */
+  open(host: string): () => void {
+    const held = this.byHost.get(host) ?? 0;
+    if (held >= LIMITS.watchesPerClient || this.total >= LIMITS.watches) {
+      throw new ResourceExhaustedError(
+        held >= LIMITS.watchesPerClient
+          ? `${host} already watches ${held} jobs, as many as one client may (end some mr jobs wait, then try again)`
+          : `the driver already serves ${this.total} watches, as many as it may (try again later)`,
+      );
+    }
+    this.byHost.set(host, held + 1);
+    this.total++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.total--;
+      const left = (this.byHost.get(host) ?? 1) - 1;
+      if (left === 0) this.byHost.delete(host);
+      else this.byHost.set(host, left);
+    };
+  }
+}
+
+/** The host of a gRPC peer, such as `ipv4:127.0.0.1:50312` or `[::1]:50312`. */
+function peerHost(peer: string): string {
+  const address = peer.replace(/^ipv[46]:/, "");
+  return address.slice(0, Math.max(0, address.lastIndexOf(":"))) || address;
 }
 
 function mustGetJob(db: Db, jobId: number) {

@@ -6,6 +6,8 @@ import { FailedPreconditionError, InvalidArgumentError, toError } from "../error
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { commitPartFile } from "../mr/output.js";
+import { APP_NAME, LIMITS } from "../limits.js";
+import { Counter } from "../mr/context.js";
 import type { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";
 import type { GroupCommit } from "../store/groupCommit.js";
@@ -35,9 +37,12 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
   const { db, commits, queue, dispatcher, effects, config, roots, log } = deps;
 
   const registerWorkerHandler = (req: pb.RegisterWorkerRequest): pb.RegisterWorkerResponse => {
-    if (!/^[\w.-]+:\d{1,5}$/.test(req.address)) {
-      throw new InvalidArgumentError(`address must be HOST:PORT, got ${JSON.stringify(req.address)}`);
+    if (!/^[\w.-]{1,253}:\d{1,5}$/.test(req.address)) {
+      throw new InvalidArgumentError(
+        `address must be HOST:PORT, got ${JSON.stringify(req.address.slice(0, 300))}`,
+      );
     }
+    checkApps(req.apps);
     const workerId = registerWorker(db, { address: req.address, apps: req.apps }, Date.now());
     log.info({ workerId, address: req.address }, "worker registered");
     return {
@@ -102,6 +107,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
    * its queue entry is fetched first, so that the commit and the claim share one transaction.
    */
   const completeTask = async (req: pb.CompleteTaskRequest): Promise<pb.CompleteTaskResponse> => {
+    checkCounters(req.counters);
     const worker = req.next ? getWorker(db, req.workerId) : undefined;
     const fetched = worker?.state === WorkerState.ALIVE ? await dispatcher.fetch(worker.apps) : undefined;
     let outcome;
@@ -155,7 +161,9 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     }
   };
 
-  const failTask = async (req: pb.FailTaskRequest): Promise<pb.FailTaskResponse> => {
+  const failTask = async (reported: pb.FailTaskRequest): Promise<pb.FailTaskResponse> => {
+    // An error is stored with the attempt and shown in its job's history: kept to a readable size.
+    const req = { ...reported, error: cut(reported.error || "unknown error", LIMITS.errorBytes) };
     if (req.fetchFailure) return fetchFailed(req, req.fetchFailure);
     const failure = await commits.run(() =>
       failAttempt(
@@ -163,7 +171,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
         {
           attemptId: req.attemptId,
           workerId: req.workerId,
-          error: req.error || "unknown error",
+          error: req.error,
           unrecoverable: req.unrecoverable,
         },
         config,
@@ -250,6 +258,43 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     completeTask: unary(log, "CompleteTask", completeTask),
     failTask: unary(log, "FailTask", failTask),
   };
+}
+
+/** The apps a worker offers name queue lanes: a documented pattern, and not too many. */
+function checkApps(apps: readonly string[]): void {
+  if (apps.length > LIMITS.appsPerWorker) {
+    throw new InvalidArgumentError(
+      `apps: a worker may offer at most ${LIMITS.appsPerWorker} apps, got ${apps.length}`,
+    );
+  }
+  const bad = apps.find((app) => !APP_NAME.test(app));
+  if (bad !== undefined) {
+    throw new InvalidArgumentError(
+      `apps: ${JSON.stringify(bad.slice(0, 80))} is not an app name (a letter, then up to 63 letters, digits, _ or -)`,
+    );
+  }
+}
+
+/** The counters an attempt reports: as many and as long as an app may make (see TaskCounters). */
+function checkCounters(counters: Readonly<Record<string, number>>): void {
+  const names = Object.keys(counters);
+  if (names.length > Object.keys(Counter).length + LIMITS.userCounters) {
+    throw new InvalidArgumentError(`counters: too many counters (${names.length})`);
+  }
+  const bad = names.find((name) => Buffer.byteLength(name) > LIMITS.counterNameBytes);
+  if (bad !== undefined) {
+    throw new InvalidArgumentError(`counters: a name may have at most ${LIMITS.counterNameBytes} bytes`);
+  }
+}
+
+/** `text`, cut to at most `bytes` bytes of UTF-8 with a note that it was. */
+export function cut(text: string, bytes: number): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  const kept = Buffer.from(text)
+    .subarray(0, bytes - 32)
+    .toString("utf8")
+    .replace(/\uFFFD$/, "");
+  return `${kept}… (${Buffer.byteLength(text) - Buffer.byteLength(kept)} more bytes cut)`;
 }
 
 function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb.TaskAssignment {

@@ -1,5 +1,6 @@
 import v8 from "node:v8";
 import vm from "node:vm";
+import { LIMITS } from "../limits.js";
 import type { Counters } from "../types.js";
 import type { Ctx, Emit } from "./app.js";
 
@@ -24,6 +25,7 @@ export const USER_COUNTER_PREFIX = "app.";
 
 export class TaskCounters {
   readonly values: Counters = {};
+  private userCounters = 0;
 
   add(name: string, n = 1): void {
     this.values[name] = (this.values[name] ?? 0) + n;
@@ -35,7 +37,20 @@ export class TaskCounters {
       count: (name, n = 1) => {
         if (!Number.isFinite(n))
           throw new TypeError(`ctx.count(${JSON.stringify(name)}, n): n must be a number`);
-        this.add(USER_COUNTER_PREFIX + name, n);
+        const counter = USER_COUNTER_PREFIX + name;
+        if (this.values[counter] === undefined) {
+          if (Buffer.byteLength(counter) > LIMITS.counterNameBytes) {
+            throw new TypeError(
+              `ctx.count(name): a counter's name may have at most ${LIMITS.counterNameBytes - USER_COUNTER_PREFIX.length} bytes`,
+            );
+          }
+          if (++this.userCounters > LIMITS.userCounters) {
+            throw new TypeError(
+              `ctx.count(${JSON.stringify(name.slice(0, 40))}): an attempt may count at most ${LIMITS.userCounters} counters (count kinds, not items)`,
+            );
+          }
+        }
+        this.add(counter, n);
       },
     };
   }

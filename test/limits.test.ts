@@ -1,0 +1,204 @@
+/**
+ * The limits on what one request may make the driver do, through a real driver: each refusal
+ * is clear, arrives at once, leaves the connection usable, and stores nothing.
+ */
+import { status, type ClientReadableStream } from "@grpc/grpc-js";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { hasCode } from "../src/errors.js";
+import type * as pb from "../src/gen/mapreduce.js";
+import { LIMITS } from "../src/limits.js";
+import { TaskCounters } from "../src/mr/context.js";
+import { cut } from "../src/driver/taskService.js";
+import { grpcDriverCalls } from "../src/worker/driverCalls.js";
+import { mr, startCluster, tokenOf, type Cluster } from "./helpers/cluster.js";
+
+let cluster: Cluster;
+let dir: string;
+let book: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "mr-limits-"));
+  book = join(dir, "book.txt");
+  writeFileSync(book, "a b a\n");
+  cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const request = (fields: Partial<pb.SubmitJobRequest>): pb.SubmitJobRequest => ({
+  app: "wordcount",
+  inputs: [book],
+  outputDir: join(dir, "out", String(Math.random()).slice(2)),
+  reducers: 1,
+  splitSizeBytes: 0,
+  params: {},
+  ...fields,
+});
+
+/** Submits, expecting a refusal with `code`; returns its message. */
+async function refused(
+  fields: Partial<pb.SubmitJobRequest>,
+  code = status.INVALID_ARGUMENT,
+): Promise<string> {
+  const err = await cluster.client.submitJob(request(fields)).then(
+    () => new Error("accepted"),
+    (thrown: unknown) => thrown,
+  );
+  expect(hasCode(err, code), String(err)).toBe(true);
+  return (err as Error).message;
+}
+
+async function jobCount(): Promise<number> {
+  return (await cluster.client.listJobs({ state: "", limit: 1000, pageToken: "" })).jobs.length;
+}
+
+describe("a submit", () => {
+  it("that would make more maps than a job may have is refused, saying which --split-size would do", async () => {
+    const before = await jobCount();
+    const big = join(dir, "big.txt");
+    writeFileSync(big, "x".repeat(LIMITS.maps * 2 + 10));
+    expect(await refused({ inputs: [big], splitSizeBytes: 1 })).toContain(
+      `cuts the inputs into ${LIMITS.maps * 2 + 10} maps, more than the ${LIMITS.maps} a job may have (give --split-size 3 or more)`,
+    );
+    expect(await jobCount()).toBe(before); // nothing half-created
+  });
+
+  it("with too many inputs, or a directory of too many files, is refused", async () => {
+    expect(await refused({ inputs: Array.from({ length: LIMITS.inputs + 1 }, () => book) })).toContain(
+      `at most ${LIMITS.inputs} inputs`,
+    );
+    const many = join(dir, "many");
+    mkdirSync(many);
+    for (let i = 0; i <= LIMITS.inputFiles; i++) writeFileSync(join(many, `f${i}`), "");
+    expect(await refused({ inputs: [many] })).toContain(`holds more than ${LIMITS.inputFiles} files`);
+  });
+
+  it("with too many or too large params is refused", async () => {
+    const params = Object.fromEntries(Array.from({ length: LIMITS.params + 1 }, (_, i) => [`p${i}`, "v"]));
+    expect(await refused({ params })).toContain(`at most ${LIMITS.params} params`);
+    expect(await refused({ params: { big: "x".repeat(3_500_000) } })).toContain(
+      `at most ${LIMITS.paramBytes} bytes in all`,
+    );
+    expect(await refused({ params: { "a b": "v" } })).toContain("a name is letters, digits");
+  });
+
+  it("with a path no worker could use is refused at once: a NUL byte, 100 KB, a name too long", async () => {
+    expect(await refused({ outputDir: join(dir, "a\0b") })).toContain("a path may not hold a NUL byte");
+    expect(await refused({ outputDir: `/${"d/".repeat(50_000)}` })).toContain(
+      `a path may have at most ${LIMITS.pathBytes} bytes`,
+    );
+    expect(await refused({ inputs: [`/${"n".repeat(300)}`] })).toContain(
+      "each name in a path may have at most 255",
+    );
+    expect(await jobCount()).toBeGreaterThanOrEqual(0); // the same connection still answers
+  });
+
+  it("bigger than the driver takes is refused whole, and the connection goes on", async () => {
+    const message = await refused(
+      { inputs: [`/${"x".repeat(LIMITS.driverMessageBytes)}`] },
+      status.RESOURCE_EXHAUSTED,
+    );
+    expect(message).toMatch(/larger than max/);
+    expect(await jobCount()).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe("ListJobs", () => {
+  it("ends a page early rather than send more than it may, and the rest follows by its token", async () => {
+    const params = { big: "p".repeat(60_000) };
+    const ids: number[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await cluster.client.submitJob(request({ params }))).id);
+    const first = await cluster.client.listJobs({ state: "", limit: 50, pageToken: "" });
+    expect(first.jobs.length).toBeLessThan(20);
+    expect(first.nextPageToken).not.toBe("");
+    const second = await cluster.client.listJobs({ state: "", limit: 50, pageToken: first.nextPageToken });
+    const listed = [...first.jobs, ...second.jobs].map((job) => job.id);
+    expect(listed.slice(0, 20)).toEqual(ids.reverse());
+    // mr jobs list follows the tokens up to its --limit.
+    const cli = await mr(["jobs", "list", "--limit", "20", "--json"], cluster.env);
+    expect((JSON.parse(cli.stdout) as unknown[]).length).toBe(20);
+  });
+});
+
+describe("WatchJob", () => {
+  it("lets one client hold only so many streams, and frees each as it ends", async () => {
+    const job = await cluster.client.submitJob(request({})); // no worker: it stays RUNNING
+    const open = (): Promise<{ stream: ClientReadableStream<pb.Job>; error?: unknown }> =>
+      new Promise((resolve) => {
+        const stream = cluster.client.raw.watchJob({ jobId: job.id });
+        stream.once("data", () => resolve({ stream }));
+        stream.once("error", (error) => resolve({ stream, error }));
+      });
+    const streams = [];
+    for (let i = 0; i < LIMITS.watchesPerClient; i++) streams.push(await open());
+    expect(streams.every(({ error }) => error === undefined)).toBe(true);
+    const over = await open();
+    expect(hasCode(over.error, status.RESOURCE_EXHAUSTED)).toBe(true);
+    expect((over.error as Error).message).toContain(`already watches ${LIMITS.watchesPerClient} jobs`);
+    streams.pop()!.stream.cancel();
+    let again = await open();
+    for (let i = 0; i < 50 && again.error !== undefined; i++) again = await open(); // the cancel lands
+    expect(again.error).toBeUndefined();
+    for (const { stream } of [...streams, again]) stream.cancel();
+    await cluster.client.cancelJob(job.id);
+  });
+});
+
+describe("a worker", () => {
+  const driver = () => grpcDriverCalls(cluster.driver.address, tokenOf(cluster, "worker"), undefined);
+
+  it("offering an app name that is no name, or too many apps, is refused at registration", async () => {
+    const calls = driver();
+    try {
+      const register = (apps: string[]) =>
+        calls.registerWorker({ address: "127.0.0.1:1", apps }).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      const colon = await register(["a:b"]);
+      expect(hasCode(colon, status.INVALID_ARGUMENT)).toBe(true);
+      expect((colon as Error).message).toContain(`"a:b" is not an app name`);
+      const many = await register(Array.from({ length: LIMITS.appsPerWorker + 1 }, (_, i) => `app${i}`));
+      expect((many as Error).message).toContain(`at most ${LIMITS.appsPerWorker} apps`);
+      expect((await cluster.client.listWorkers()).workers).toEqual([]);
+    } finally {
+      calls.close();
+    }
+  });
+
+  it("reporting counters no app could make is refused", async () => {
+    const calls = driver();
+    try {
+      const err = await calls
+        .completeTask({ workerId: 1, attemptId: "a0", counters: { ["n".repeat(200)]: 1 }, next: false })
+        .catch((thrown: unknown) => thrown);
+      expect(hasCode(err, status.INVALID_ARGUMENT)).toBe(true);
+    } finally {
+      calls.close();
+    }
+  });
+});
+
+describe("an app", () => {
+  it("may count only so many counters, with names of a bounded length", () => {
+    const ctx = new TaskCounters().ctx({});
+    for (let i = 0; i < LIMITS.userCounters; i++) ctx.count(`c${i}`);
+    ctx.count("c0"); // an existing counter always counts
+    expect(() => ctx.count("one-too-many")).toThrow(`at most ${LIMITS.userCounters} counters`);
+    expect(() => new TaskCounters().ctx({}).count("x".repeat(200))).toThrow(
+      "a counter's name may have at most",
+    );
+  });
+
+  it("has a long error cut to a readable size, saying how much was cut", () => {
+    const error = cut("é".repeat(10_000), LIMITS.errorBytes);
+    expect(Buffer.byteLength(error)).toBeLessThanOrEqual(LIMITS.errorBytes);
+    expect(error).toMatch(/^é+… \(\d+ more bytes cut\)$/);
+  });
+});
