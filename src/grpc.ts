@@ -3,6 +3,10 @@ import {
   Server,
   ServerCredentials,
   credentials,
+  status,
+  type MethodDefinition,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
   type CallOptions,
   type ClientUnaryCall,
   type sendUnaryData,
@@ -10,7 +14,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { toStatus } from "./errors.js";
+import { toError, toStatus } from "./errors.js";
 
 /**
  * Adapts an async handler to grpc-js: its result is the reply, and whatever it throws goes
@@ -44,6 +48,54 @@ export async function listen(
     server.bindAsync(address, serverCredentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
   return `${address.slice(0, address.lastIndexOf(":"))}:${port}`;
+}
+
+/** A request that did not decode, in place of the message, so its handler is never called. */
+class Undecodable {
+  constructor(readonly why: string) {}
+}
+
+/**
+ * Adds a service whose requests that do not decode are refused with INVALID_ARGUMENT, naming
+ * why, rather than grpc-js's INTERNAL: a caller's bad bytes are its own error, not the
+ * server's, and no handler sees them.
+ */
+export function addService(
+  server: Server,
+  definition: ServiceDefinition,
+  implementation: UntypedServiceImplementation,
+): void {
+  const tolerant: Record<string, MethodDefinition<unknown, unknown>> = {};
+  const checked: UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(definition)) {
+    tolerant[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes) as unknown;
+        } catch (err) {
+          return new Undecodable(
+            `${method.path}: the request is not a valid message (${toError(err).message})`,
+          );
+        }
+      },
+    };
+    const handler = implementation[name] as (call: unknown, callback?: unknown) => void;
+    const refusal = (request: unknown) =>
+      request instanceof Undecodable ? { code: status.INVALID_ARGUMENT, details: request.why } : undefined;
+    checked[name] = method.responseStream
+      ? (call: { request: unknown; emit(event: "error", error: object): void }) => {
+          const refused = refusal(call.request);
+          if (refused) call.emit("error", refused);
+          else handler(call);
+        }
+      : (call: { request: unknown }, callback: (error: object | null) => void) => {
+          const refused = refusal(call.request);
+          if (refused) callback(refused);
+          else handler(call, callback);
+        };
+  }
+  server.addService(tolerant, checked);
 }
 
 /** Stops accepting calls, gives open calls `graceMs` to finish, then cuts them off. */

@@ -10,7 +10,7 @@ import { LIMITS } from "../limits.js";
 import { Roots } from "../roots.js";
 import { readTls, serverCredentials } from "../tls.js";
 import { JobServiceService, TaskServiceService } from "../gen/mapreduce.js";
-import { listen, shutdown } from "../grpc.js";
+import { addService, listen, shutdown } from "../grpc.js";
 import { openDb } from "../store/db.js";
 import { listJobsWithOutputToFinish } from "../store/jobs.js";
 import { Dispatcher } from "./dispatcher.js";
@@ -146,8 +146,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   };
   const server = new Server({ "grpc.max_receive_message_length": LIMITS.driverMessageBytes });
   const deps = { db, commits, queue, dispatcher, effects, config, roots, log };
-  server.addService(JobServiceService, tokens.guard(JobServiceService, createJobService(deps), "client"));
-  server.addService(TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
+  addService(server, JobServiceService, tokens.guard(JobServiceService, createJobService(deps), "client"));
+  addService(server, TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
   let address: string;
   try {
     address = await listen(server, config.listen, credentials);

@@ -14,7 +14,7 @@ import { readTls, serverCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, InvalidArgumentError, hasCode, isUnrecoverable, toError } from "../errors.js";
 import { LIMITS } from "../limits.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
-import { listen, shutdown } from "../grpc.js";
+import { addService, listen, shutdown } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Progress } from "../mr/context.js";
 import { TaskKind, type Counters } from "../types.js";
@@ -132,7 +132,7 @@ export class MrWorker {
       this.log,
     );
     const tokens = new TokenCheck(this.token === undefined ? {} : { worker: this.token }, this.log);
-    this.server.addService(ShuffleServiceService, tokens.guard(ShuffleServiceService, shuffle, "worker"));
+    addService(this.server, ShuffleServiceService, tokens.guard(ShuffleServiceService, shuffle, "worker"));
     await this.session.start();
     this.slotsDone = Promise.all(Array.from({ length: this.config.slots }, () => this.runSlot()));
   }
