@@ -3,7 +3,7 @@
  * a wordcount over mutual TLS (and secrets), and clients that do not belong are refused.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -66,7 +66,15 @@ describe.skipIf(skipReason !== "")(`mutual TLS${skipReason}`, () => {
     dir = mkdtempSync(join(tmpdir(), "mr-tls-"));
     pki = makePki(dir, "mr");
     stranger = makePki(dir, "stranger");
-    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 2, tls: pki });
+    for (const root of ["in", "out"]) mkdirSync(join(dir, root));
+    // Everything on: secrets (the helper's default), mutual TLS and roots.
+    cluster = await startCluster({
+      dir,
+      redisUrl: inject("redisUrl"),
+      workers: 2,
+      tls: pki,
+      driverArgs: ["--input-root", join(dir, "in"), "--output-root", join(dir, "out")],
+    });
   });
 
   afterAll(async () => {
@@ -75,9 +83,10 @@ describe.skipIf(skipReason !== "")(`mutual TLS${skipReason}`, () => {
   });
 
   it("runs wordcount across a driver and two workers to exactly the local engine's output", async () => {
-    const inputs = writeCorpus(dir, { files: 3, bytes: 30_000, seed: 11 });
+    const inputs = writeCorpus(join(dir, "in"), { files: 3, bytes: 30_000, seed: 11 });
+    const output = join(dir, "out", "words");
     const submitted = await mr(
-      ["submit", "--app", "wordcount", "--reducers", "3", "--split-size", "8000", "--output", join(dir, "out"), "--json", ...inputs],
+      ["submit", "--app", "wordcount", "--reducers", "3", "--split-size", "8000", "--output", output, "--json", ...inputs],
       cluster.env,
     ); // prettier-ignore
     expect(submitted.code).toBe(0);
@@ -97,10 +106,21 @@ describe.skipIf(skipReason !== "")(`mutual TLS${skipReason}`, () => {
       readdirSync(out)
         .filter((name) => name.startsWith("part-"))
         .map((name) => readFileSync(join(out, name), "utf8"));
-    expect(parts(join(dir, "out"))).toEqual(parts(local));
+    expect(parts(output)).toEqual(parts(local));
     expect(readFileSync(join(dir, "driver.log"), "utf8")).toContain('"tls":"mutual"');
     // The reduces fetched map output from both workers, over TLS too.
     expect(new Set(detail.tasks.flatMap((task) => task.attempts.map((a) => a.workerId))).size).toBe(2);
+  });
+
+  it("refuses, with the client secret and a certificate of the CA, an input outside the input roots", async () => {
+    const outside = join(dir, "outside.txt");
+    writeFileSync(outside, "not yours\n");
+    const refused = await mr(
+      ["submit", "--app", "wordcount", "--reducers", "1", "--output", join(dir, "out", "x"), outside],
+      cluster.env,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`input ${outside} is outside the input roots: ${join(dir, "in")}`);
   });
 
   it("refuses a plaintext client, and a client whose certificate another CA signed", async () => {
