@@ -6,13 +6,14 @@ import { status } from "@grpc/grpc-js";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { withToken } from "../src/auth.js";
 import { withoutPassword } from "../src/driver/driver.js";
 import { hasCode } from "../src/errors.js";
 import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
-import { mr, startCluster, tokenOf, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+import { mr, shuffleKeyOf, startCluster, tokenOf, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 
 let cluster: Cluster;
 let dir: string;
@@ -29,6 +30,10 @@ afterAll(async () => {
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+function jobOf(input: string, outputDir: string, reducers: number) {
+  return { app: "wordcount", inputs: [input], outputDir, reducers, splitSizeBytes: 0, params: {} };
+}
 
 /** `mr ARGS…` against the cluster, with MR_TOKEN_FILE set to `tokenFile`, or unset. */
 function mrWith(tokenFile: string | undefined, ...args: string[]) {
@@ -125,6 +130,48 @@ describe("secrets", () => {
     expect(hasCode(await fetchShuffle(undefined), status.UNAUTHENTICATED)).toBe(true);
     expect(hasCode(await fetchShuffle(tokenOf(cluster, "client")), status.UNAUTHENTICATED)).toBe(true);
     expect(await fetchShuffle(tokenOf(cluster, "worker"))).toBeUndefined();
+  });
+
+  it("guard a job's map output from workers given no task of it: a fetch must show the job's key", async () => {
+    const input = join(dir, "keyed.txt");
+    writeFileSync(input, "a b c d e f g h\n".repeat(100));
+    const earlier = await cluster.client.submitJob(jobOf(input, join(dir, "keyed-earlier"), 1));
+    await waitForJobEnd(cluster.client, earlier.id);
+    // Many reduces on one slot: the job runs for a while after its maps, whose output is held.
+    const job = await cluster.client.submitJob(jobOf(input, join(dir, "keyed"), 500));
+    let mapAttempt: string | undefined;
+    for (let i = 0; i < 200 && mapAttempt === undefined; i++) {
+      const detail = await cluster.client.getJob(job.id);
+      if (detail.job!.mapsDone === detail.job!.mapsTotal) {
+        mapAttempt = detail.tasks[0]!.attempts.find((attempt) => attempt.state === "SUCCEEDED")!.id;
+      } else await sleep(50);
+    }
+    const fetch = async (jobId: number, shuffleKey: string) => {
+      const shuffle = new ShuffleServiceClient(
+        cluster.workers[0]!.address,
+        credentials.createInsecure(),
+        withToken(CHANNEL_OPTIONS, tokenOf(cluster, "worker")),
+      );
+      try {
+        const chunks: Chunk[] = [];
+        const stream = shuffle.fetchPartition({ attemptIds: [mapAttempt!], partition: 0, jobId, shuffleKey });
+        for await (const chunk of stream as AsyncIterable<Chunk>) chunks.push(chunk);
+        return chunks;
+      } finally {
+        shuffle.close();
+      }
+    };
+    try {
+      const unheld = `attempt ${mapAttempt} has no committed output of job`;
+      // Another job's key names the other job; a guessed key for this job reads the same.
+      expect((await fetch(earlier.id, shuffleKeyOf(cluster, earlier.id)))[0]!.error).toContain(unheld);
+      expect((await fetch(job.id, "0".repeat(32)))[0]!.error).toContain(unheld);
+      const served = await fetch(job.id, shuffleKeyOf(cluster, job.id));
+      expect(served.at(-1)).toMatchObject({ last: true, error: "" });
+      expect((await cluster.client.getJob(job.id)).job!.state).toBe("RUNNING"); // so it was held
+    } finally {
+      await cluster.client.cancelJob(job.id).catch(() => undefined);
+    }
   });
 
   it("are logged as refusals, counted, and never written to the log themselves", () => {
