@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { random as seededRandom } from "../src/bench/corpus.js";
 import * as pb from "../src/gen/mapreduce.js";
 import { startCluster, tokenOf, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 
@@ -40,18 +41,6 @@ function snapshot(): Snapshot {
 function rssMiB(pid: number): number {
   const kib = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]!;
   return Math.round(Number(kib) / 1024);
-}
-
-/** mulberry32: small, fast, and the same sequence for the same seed. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 beforeAll(async () => {
@@ -96,7 +85,7 @@ describe("hostile bytes", () => {
       { definition: pb.TaskServiceService, address: cluster.driver.address, role: "worker" as const },
       { definition: pb.ShuffleServiceService, address: cluster.workers[0]!.address, role: "worker" as const },
     ];
-    const random = generator(SEED);
+    const random = seededRandom(SEED);
     const calls: (() => Promise<Outcome>)[] = [];
     for (const { definition, address, role } of services) {
       for (const [name, method] of Object.entries(definition)) {
