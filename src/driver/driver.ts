@@ -112,13 +112,20 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   // A job that ended just before the last driver stopped may still lack its _SUCCESS.
   for (const job of listJobsWithOutputToFinish(db)) effects.finishOutput(job);
 
-  const reconcile = async (reason: string): Promise<void> => {
-    if (!queue.isConnected()) return;
-    try {
-      if ((await reconcileQueue(db, queue, reason, log)) > 0) dispatcher.wake();
-    } catch (err) {
-      log.error({ err: toError(err).message }, "could not rebuild the queue");
-    }
+  // Never two checks at once: one that finds a check under way waits for it instead.
+  let reconciling: Promise<void> | undefined;
+  const reconcile = (reason: string): Promise<void> => {
+    if (!queue.isConnected()) return Promise.resolve();
+    reconciling ??= (async () => {
+      try {
+        if ((await reconcileQueue(db, queue, reason, log)) > 0) dispatcher.wake();
+      } catch (err) {
+        log.error({ err: toError(err).message }, "could not rebuild the queue");
+      } finally {
+        reconciling = undefined;
+      }
+    })();
+    return reconciling;
   };
   let firstConnection = true;
   queue.onReady(() => {

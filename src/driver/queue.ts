@@ -85,6 +85,9 @@ export interface TaskQueue {
   missing<T extends QueuedTask>(tasks: readonly T[]): Promise<T[]>;
 }
 
+/** Entries checked by one pipeline of `missing`. */
+const MISSING_CHUNK = 1000;
+
 export class BullmqTaskQueue implements TaskQueue {
   private readonly lanes = new Map<string, Lane>();
   /** Entries handed out by this process, so a report needs no lookup in Redis. */
@@ -143,7 +146,7 @@ export class BullmqTaskQueue implements TaskQueue {
 
   /**
    * Takes the next runnable task of one of `apps`, locked under `token`, or null when none is
-   * ready. Lanes are tried from `first` round, so that no app starves another, those lately
+   * ready; an app whose lane is not open has none. Lanes are tried from `first` round, so that no app starves another, those lately
    * found empty last. An entry that stalled too often is failed for good here, and the next one
    * is taken.
    */
@@ -153,7 +156,11 @@ export class BullmqTaskQueue implements TaskQueue {
     const lately = (app: string): boolean =>
       now - (this.foundEmpty.get(app) ?? -Infinity) < EMPTY_LANE_LAST_MS;
     for (const app of [...rotated.filter((app) => !lately(app)), ...rotated.filter(lately)]) {
-      const { fetcher } = this.lane(app);
+      // Only lanes this process has put tasks in, or checked for a running job's tasks, are
+      // open: what workers offer opens none, so the Redis connections stay bounded by the apps
+      // jobs use, whatever workers say.
+      const fetcher = this.lanes.get(app)?.fetcher;
+      if (!fetcher) continue;
       for (;;) {
         const job = (await fetcher.getNextJob(token, { block: false })) as Job<TaskData> | undefined;
         if (!job) break;
@@ -225,12 +232,25 @@ export class BullmqTaskQueue implements TaskQueue {
     }
   }
 
-  /** Of these tasks, those whose entries the queue holds in no state at all. */
+  /**
+   * Of these tasks, those whose entries the queue holds in no state at all: those whose entry
+   * hash is gone. One EXISTS each, pipelined, so the check costs O(1) a task; BullMQ's
+   * getJobState would search the lane's lists for each, O(n) a task and O(n²) a check.
+   */
   async missing<T extends QueuedTask>(tasks: readonly T[]): Promise<T[]> {
-    const states = await Promise.all(
-      tasks.map((task) => this.lane(task.app).queue.getJobState(queueJobId(task))),
-    );
-    return tasks.filter((_, i) => states[i] === "unknown");
+    const missing: T[] = [];
+    for (let i = 0; i < tasks.length; i += MISSING_CHUNK) {
+      const chunk = tasks.slice(i, i + MISSING_CHUNK);
+      const pipeline = this.connection.pipeline();
+      for (const task of chunk) pipeline.exists(this.lane(task.app).queue.toKey(queueJobId(task)));
+      const replies = (await pipeline.exec()) ?? [];
+      chunk.forEach((task, k) => {
+        const [err, exists] = replies[k] ?? [new Error("no reply"), 0];
+        if (err) throw err;
+        if (exists === 0) missing.push(task);
+      });
+    }
+    return missing;
   }
 
   isConnected(): boolean {
