@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { runLocalJob } from "../mr/local.js";
-import { holdsFinishedJob } from "../mr/output.js";
+import { outputConflict } from "../mr/output.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
@@ -80,9 +80,10 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
         );
       }
       const outputDir = resolve(options.output);
-      if (holdsFinishedJob(outputDir)) {
+      const conflict = outputConflict(outputDir);
+      if (conflict !== undefined) {
         throw new UsageError(
-          `output directory ${outputDir} already holds a finished job's output (choose another --output)`,
+          `output directory ${outputDir} ${conflict} (choose another --output, or remove them)`,
         );
       }
       const started = performance.now();

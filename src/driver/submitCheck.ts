@@ -9,7 +9,7 @@ import type { DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { LIMITS } from "../limits.js";
-import { holdsFinishedJob } from "../mr/output.js";
+import { outputConflict } from "../mr/output.js";
 import { checkPath, type Roots } from "../roots.js";
 import type { SubmitRequest } from "./scheduler.js";
 
@@ -36,9 +36,10 @@ export function validateSubmit(
   checkParams(req.params);
   if (req.app === "grep") checkGrepPattern(req.params.pattern);
   const outputDir = roots.checkOutput(req.outputDir);
-  if (holdsFinishedJob(outputDir)) {
+  const conflict = outputConflict(outputDir);
+  if (conflict !== undefined) {
     throw new InvalidArgumentError(
-      `output directory ${outputDir} already holds a finished job's output (choose another --output, or remove it)`,
+      `output directory ${outputDir} ${conflict} (choose another --output, or remove them)`,
     );
   }
   const inputs = expandInputs(req.inputs, roots);
