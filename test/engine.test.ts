@@ -1,4 +1,12 @@
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { App } from "../src/mr/app.js";
@@ -256,6 +264,57 @@ describe("the map task", () => {
     await expect(
       mapTask(dir, "m", { app, params: {}, split: { file: join(dir, "in"), start: 0, end: 2 }, reducers: 2 }),
     ).rejects.toThrow(/partition\("k", 2\) returned 5/);
+  });
+});
+
+/** Descriptors this process holds open on /dev/full. */
+function openOnDevFull(): number {
+  return readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === "/dev/full";
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+describe("a full disk", () => {
+  it("fails a map's spill and a reduce's output with ENOSPC, and leaves no descriptor open", async () => {
+    const dir = tempDir();
+    const input = join(dir, "in.txt");
+    const letters = (i: number): string =>
+      i.toString(26).replace(/./g, (d) => String.fromCharCode(97 + parseInt(d, 26)));
+    writeFileSync(input, Array.from({ length: 50_000 }, (_, i) => `w${letters(i)}`).join("\n")); // distinct: it spills
+    const spillDir = join(dir, "spills");
+    mkdirSync(spillDir);
+    symlinkSync("/dev/full", join(spillDir, "spill-0"));
+    const map = await runMapTask({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      split: { file: input, start: 0, end: 1e9 },
+      reducers: 1,
+      path: join(dir, "out"),
+      spillDir,
+      tunables: resolveTunables({ sortBufferBytes: 64 << 10 }),
+    }).catch((err: unknown) => err);
+    expect((map as Error).message).toMatch(/ENOSPC/);
+    expect(openOnDevFull()).toBe(0);
+
+    const fetched = join(dir, "fetched");
+    const writer = new RecordWriter(fetched);
+    for (let i = 0; i < 50_000; i++) writer.write(`key${i}`, "1");
+    writer.close();
+    const full = join(dir, "part");
+    symlinkSync("/dev/full", full);
+    const reduce = await runReduceTask({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      inputs: [{ path: fetched, start: 0, end: writer.bytes }],
+      outputPath: full,
+      workDir: join(dir, "work"),
+    }).catch((err: unknown) => err);
+    expect((reduce as Error).message).toMatch(/ENOSPC/);
+    expect(openOnDevFull()).toBe(0);
   });
 });
 

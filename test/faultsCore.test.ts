@@ -114,7 +114,7 @@ describe("a lost worker", () => {
 });
 
 describe("a reduce that cannot fetch a map's output", () => {
-  it("waits, uncharged, while that map runs again; a second report of the same loss changes nothing more", () => {
+  it("waits, charged to its losses, while that map runs again; a second report of the same loss changes nothing more", () => {
     const { db, w1, w2, maps, job } = setup();
     const outputs = maps.map((map) => {
       const attempt = claim(db, map.id, w1);
@@ -132,11 +132,12 @@ describe("a reduce that cannot fetch a map's output", () => {
         mapIndex: 0,
         mapAttemptId: lostMap.attemptId,
       },
+      { maxLostAttempts: 20 },
       40,
     );
     expect(outcome.enqueue.map((task) => [task.kind, task.index, task.generation])).toEqual([["MAP", 0, 1]]);
     expect(outcome.drop.map((task) => task.id)).toEqual([reduce.id]);
-    expect(getTask(db, reduce.id)).toMatchObject({ state: "WAITING", failedAttempts: 0, lostAttempts: 0 });
+    expect(getTask(db, reduce.id)).toMatchObject({ state: "WAITING", failedAttempts: 0, lostAttempts: 1 });
     expect(getAttempt(db, reducing.attemptId)).toMatchObject({
       state: "KILLED",
       error: "fetch failed: connection refused",
@@ -154,9 +155,41 @@ describe("a reduce that cannot fetch a map's output", () => {
           mapIndex: 0,
           mapAttemptId: lostMap.attemptId,
         },
+        { maxLostAttempts: 20 },
         41,
       ),
     ).toThrow(/no longer holds reduce 0/);
+  });
+
+  it("fails, with its job, once its fetch failures have used up its losses, naming the map", () => {
+    const { db, w1, w2, maps, job } = setup();
+    const outputs = maps.map((map) => {
+      const attempt = claim(db, map.id, w1);
+      return completeAttempt(db, { attemptId: attempt.attemptId, workerId: w1, counters: {} }, 20);
+    });
+    const reduce = outputs[1]!.enqueue[0]!;
+    const reducing = claim(db, reduce.id, w2);
+    const outcome = reportFetchFailure(
+      db,
+      {
+        attemptId: reducing.attemptId,
+        workerId: w2,
+        error: "no route to host",
+        mapIndex: 1,
+        mapAttemptId: reducing.mapOutputs[1]!.attemptId,
+      },
+      { maxLostAttempts: 1 },
+      40,
+    );
+    expect(outcome.enqueue).toEqual([]);
+    expect(getTask(db, reduce.id)).toMatchObject({ state: "FAILED", lostAttempts: 1 });
+    expect(getAttempt(db, reducing.attemptId)!.state).toBe("FAILED");
+    expect(getJob(db, job.id)).toMatchObject({
+      state: "FAILED",
+      error: expect.stringContaining(
+        `could not fetch map output 1 times; the last: map 1 (attempt ${reducing.mapOutputs[1]!.attemptId}): no route to host`,
+      ) as string,
+    });
   });
 });
 

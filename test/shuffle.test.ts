@@ -1,7 +1,7 @@
 import { Server } from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { createInterface } from "node:readline";
@@ -158,6 +158,37 @@ describe("the shuffle", () => {
       expect((failure as FetchFailedError).message).toMatch(
         /has no committed output of job 1 on this worker/,
       );
+    } finally {
+      runner.close();
+    }
+  });
+
+  it("fails the reduce, not the map, when the reducer's own disk is full, and keeps no file open", async () => {
+    const worker = await shuffleWorker(0, 4, 1);
+    const dataDir = tempDir();
+    const task = reduceTask(tempDir(), worker.outputs);
+    // The first file the fetch writes is /dev/full, where every write gets ENOSPC.
+    mkdirSync(attemptDir(dataDir, task.attemptId));
+    symlinkSync("/dev/full", join(attemptDir(dataDir, task.attemptId), "in-0"));
+    const runner = new TaskRunner({
+      dataDir,
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchBatch: 100 }),
+      apps: BUILTIN_APPS,
+      roots: () => Roots.NONE,
+    });
+    const openOnFull = (): number =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === "/dev/full";
+        } catch {
+          return false;
+        }
+      }).length;
+    try {
+      const failure = await runner.run(task, new AbortController().signal).catch((err: unknown) => err);
+      expect(failure).not.toBeInstanceOf(FetchFailedError);
+      expect((failure as Error).message).toMatch(/^could not write fetched map output to .*in-0: ENOSPC/);
+      expect(openOnFull()).toBe(0);
     } finally {
       runner.close();
     }

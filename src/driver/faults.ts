@@ -231,13 +231,15 @@ export interface FetchFailureReport {
 
 /**
  * reportFetchFailure. Expects: a reduce attempt that holds its task and could not fetch the
- * output of map `mapIndex`'s committed attempt `mapAttemptId`. The attempt is KILLED without
- * counting against the reduce's budget, and the reduce WAITS again. The map runs again under a
- * new generation, unless another report already made it do so. Returns the queue work.
+ * output of map `mapIndex`'s committed attempt `mapAttemptId`. The attempt is KILLED, charged to
+ * the reduce's losses, and the reduce WAITS again; the map runs again under a new generation,
+ * unless another report already made it do so. A reduce that has now used up its losses fails,
+ * and its job with it, naming the map it could not fetch. Returns the queue work.
  */
 export function reportFetchFailure(
   db: Db,
   report: FetchFailureReport,
+  budget: LostBudget,
   now: number,
 ): { job: JobRecord; task: TaskRecord } & QueueWork {
   return inTransaction(db, () => {
@@ -246,11 +248,23 @@ export function reportFetchFailure(
     if (task.kind !== TaskKind.REDUCE) {
       throw new FailedPreconditionError(`attempt ${attempt.id} runs a map; only a reduce fetches map output`);
     }
+    const holder = { taskId: task.id, holder: attempt.id };
+    const losses = task.lostAttempts + 1;
     if (
       attempt.state !== AttemptState.RUNNING ||
-      !moveTask(db, "park", { taskId: task.id, holder: attempt.id })
+      task.attemptId !== attempt.id ||
+      task.state !== TaskState.RUNNING
     )
       throw staleAttempt(attempt, task);
+    if (losses >= budget.maxLostAttempts) {
+      moveTask(db, "failLost", holder);
+      moveAttempt(db, attempt.id, "fail", `fetch failed: ${report.error}`, now);
+      const why = `${describeTask(task)}: could not fetch map output ${losses} times; the last: map ${report.mapIndex} (attempt ${report.mapAttemptId}): ${report.error}`;
+      addEvent(db, task.jobId, EventType.TASK_FAILED, why, now);
+      const drop = [task, ...endJob(db, task.jobId, "fail", why, now)];
+      return { job: getJob(db, task.jobId)!, task: getTask(db, task.id)!, enqueue: [], drop };
+    }
+    moveTask(db, "fetchFailed", holder);
     moveAttempt(db, attempt.id, "kill", `fetch failed: ${report.error}`, now);
     const map = getTaskByIndex(db, task.jobId, TaskKind.MAP, report.mapIndex);
     const rerun = map?.attemptId === report.mapAttemptId ? rerunMap(db, map) : undefined;

@@ -21,7 +21,7 @@ import { listWorkers } from "../store/workers.js";
 import { JobState, TERMINAL_JOB_STATES, WorkerState } from "../types.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
-import { cancelJob, submitJob } from "./scheduler.js";
+import { cancelJob, refuseOwnedOutput, submitJob } from "./scheduler.js";
 import { validateSubmit } from "./submitCheck.js";
 import { jobDetailMessage, jobMessage, workerMessage } from "./views.js";
 
@@ -37,6 +37,9 @@ export interface JobServiceDeps {
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 
+/** How long a submit waits for Redis before it is refused as UNAVAILABLE, in ms. */
+const REDIS_WAIT_MS = 2000;
+
 /** The least time between two snapshots of a watched job, in ms. */
 const WATCH_INTERVAL_MS = 100;
 
@@ -45,8 +48,11 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
   const watches = new OpenWatches();
 
   const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
-    const request = validateSubmit(req, config, roots, availableApps(db));
-    if (!queue.isConnected()) {
+    const request = validateSubmit(req, config, roots, availableApps(db), (dir) =>
+      refuseOwnedOutput(db, dir),
+    );
+    // A driver that has just started may not have reached Redis yet: a moment's wait, not a refusal.
+    if (!(await queue.reachable(REDIS_WAIT_MS))) {
       throw new UnavailableError(
         `the driver cannot reach Redis at ${config.redisUrl} (start Redis, then submit again)`,
       );

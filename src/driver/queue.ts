@@ -8,6 +8,7 @@
  */
 import { Queue, UnrecoverableError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
+import { once } from "node:events";
 import type { Logger } from "pino";
 import type { TaskRecord } from "../store/rows.js";
 import { TaskKind } from "../types.js";
@@ -73,6 +74,8 @@ const EMPTY_LANE_LAST_MS = 250;
 export interface TaskQueue {
   /** False while Redis is away: callers skip queue work, and recovery repairs it later. */
   isConnected(): boolean;
+  /** Waits up to `timeoutMs` for Redis to be reachable; true if it is. */
+  reachable(timeoutMs: number): Promise<boolean>;
   /** Adds entries for these tasks under their current generation; an entry already there stays. */
   enqueue(tasks: readonly QueuedTask[]): Promise<void>;
   /** Takes the next runnable task of one of `apps`, locked under `token`; null when none is ready. */
@@ -255,6 +258,16 @@ export class BullmqTaskQueue implements TaskQueue {
 
   isConnected(): boolean {
     return this.connection.status === "ready";
+  }
+
+  async reachable(timeoutMs: number): Promise<boolean> {
+    if (this.isConnected()) return true;
+    try {
+      await once(this.connection, "ready", { signal: AbortSignal.timeout(timeoutMs) });
+      return true;
+    } catch {
+      return this.isConnected();
+    }
   }
 
   async close(): Promise<void> {

@@ -46,12 +46,7 @@ export function describeTask(task: Pick<TaskRecord, "kind" | "index">): string {
  */
 export function submitJob(db: Db, request: SubmitRequest, now: number): { job: JobRecord } & QueueWork {
   return inTransaction(db, () => {
-    const owner = findJobOwningOutput(db, request.outputDir);
-    if (owner) {
-      throw new InvalidArgumentError(
-        `output directory ${request.outputDir} belongs to job ${owner.id}, which is ${owner.state} (choose another --output)`,
-      );
-    }
+    refuseOwnedOutput(db, request.outputDir);
     const splits = splitInputs(request.inputs, request.splitSizeBytes);
     const jobId = createJob(db, {
       ...request,
@@ -73,6 +68,16 @@ export function submitJob(db: Db, request: SubmitRequest, now: number): { job: J
         : listTasksInState(db, jobId, TaskState.PENDING);
     return { job, enqueue, drop: [] };
   });
+}
+
+/** Throws if a RUNNING or SUCCEEDED job owns `outputDir`, naming it. */
+export function refuseOwnedOutput(db: Db, outputDir: string): void {
+  const owner = findJobOwningOutput(db, outputDir);
+  if (owner) {
+    throw new InvalidArgumentError(
+      `output directory ${outputDir} belongs to job ${owner.id}, which is ${owner.state} (choose another --output)`,
+    );
+  }
 }
 
 export interface Assignment {

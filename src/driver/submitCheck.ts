@@ -18,6 +18,8 @@ export function validateSubmit(
   config: DriverConfig,
   roots: Roots,
   apps: readonly string[],
+  /** Throws if a job owns the output directory: a clearer refusal than the files it left. */
+  refuseOwned: (outputDir: string) => void,
 ): SubmitRequest {
   if (!apps.includes(req.app)) {
     const app = req.app.length > 64 ? `${req.app.slice(0, 64)}…` : req.app;
@@ -36,6 +38,7 @@ export function validateSubmit(
   checkParams(req.params);
   if (req.app === "grep") checkGrepPattern(req.params.pattern);
   const outputDir = roots.checkOutput(req.outputDir);
+  refuseOwned(outputDir);
   const conflict = outputConflict(outputDir);
   if (conflict !== undefined) {
     throw new InvalidArgumentError(

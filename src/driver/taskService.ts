@@ -216,6 +216,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
           mapIndex: failure.mapIndex,
           mapAttemptId: failure.mapAttemptId,
         },
+        config,
         Date.now(),
       ),
     );

@@ -103,7 +103,7 @@ export class MapOutputBuffer {
         partitions = await this.mergeSpills(writer);
       }
     } catch (err) {
-      writer.close();
+      writer.discard();
       throw err;
     }
     const data = writer.close();
@@ -165,7 +165,13 @@ export class MapOutputBuffer {
     if (this.spills.length === 0) mkdirSync(spillDir, { recursive: true });
     const path = join(spillDir, `spill-${this.spills.length}`);
     const writer = new RecordWriter(path);
-    const ranges = this.writeRun(this.drain(), writer);
+    let ranges: Ranges;
+    try {
+      ranges = this.writeRun(this.drain(), writer);
+    } catch (err) {
+      writer.discard();
+      throw err;
+    }
     writer.close();
     counters.add(Counter.SPILLED_RECORDS, writer.records);
     this.spills.push({ path, ranges });

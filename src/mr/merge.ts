@@ -229,9 +229,12 @@ async function mergeToFile(runs: readonly RecordRange[], path: string, options: 
         options.signal?.throwIfAborted();
       }
     }
+  } catch (err) {
+    writer.discard();
+    throw err;
   } finally {
     merged.close();
-    writer.close();
   }
+  writer.close();
   options.onRewritten?.(writer.records);
 }

@@ -57,9 +57,19 @@ export class RecordWriter {
     if (this.fd === undefined && memoryBytes > 0 && this.bytes <= memoryBytes) {
       return Buffer.from(this.buf.subarray(0, this.used)); // a copy of its size, not the buffer's
     }
-    this.flush();
-    closeSync(this.fd!);
+    try {
+      this.flush();
+    } finally {
+      this.discard();
+    }
     return undefined;
+  }
+
+  /** Closes the file, if one was opened, without writing what is still buffered: for an output that failed. */
+  discard(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    this.used = 0;
   }
 
   private flush(): void {

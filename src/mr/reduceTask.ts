@@ -66,6 +66,7 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
     onRewritten: (records) => counters.add(Counter.SPILLED_RECORDS, records),
   });
   options.progress?.phase(0.5, 0.5, () => merged.shareRead());
+  let reduced = false;
   try {
     const seen = await forEachGroup(
       merged,
@@ -77,9 +78,11 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
     );
     counters.add(Counter.REDUCE_INPUT_GROUPS, seen.groups);
     counters.add(Counter.REDUCE_INPUT_RECORDS, seen.records);
+    reduced = true;
   } finally {
     merged.close();
-    out.close();
+    if (reduced) out.close();
+    else out.discard();
   }
   counters.add(Counter.BYTES_WRITTEN, out.bytes);
   return counters.values;
@@ -88,6 +91,7 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
 /** Buffered, synchronous text output. */
 class TextWriter {
   private readonly fd: number;
+  private closed = false;
   private chunks: string[] = [];
   private pending = 0;
   bytes = 0;
@@ -103,7 +107,18 @@ class TextWriter {
   }
 
   close(): void {
-    this.flush();
+    try {
+      this.flush();
+    } finally {
+      this.discard();
+    }
+  }
+
+  /** Closes the file without writing what is still buffered: for an output that failed. */
+  discard(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.chunks = [];
     closeSync(this.fd);
   }
 

@@ -96,6 +96,14 @@ export const TASK_TRANSITIONS = {
     holder: "clear",
     why: "a map the reduce needs runs again; the reduce waits for it",
   },
+  fetchFailed: {
+    from: [TaskState.RUNNING],
+    to: TaskState.WAITING,
+    kind: TaskKind.REDUCE,
+    holder: "clear",
+    charge: "lost",
+    why: "the holder could not fetch a map's output; the reduce waits for that map to run again, charged to its losses so that no fetch loop is endless",
+  },
   rerun: {
     from: [TaskState.SUCCEEDED],
     to: TaskState.PENDING,
@@ -157,7 +165,7 @@ export const ATTEMPT_TRANSITIONS = {
   kill: {
     from: AttemptState.RUNNING,
     to: AttemptState.KILLED,
-    why: "mr stopped it, charging nothing: its job ended, its fetch failed, or its worker stopped",
+    why: "mr stopped it: its job ended, its worker stopped, or its fetch failed (charged to the task's losses)",
   },
   loseOutput: {
     from: AttemptState.SUCCEEDED,

@@ -66,16 +66,31 @@ export function batchByAddress(
 
 const APPEND_BUFFER_BYTES = 1 << 20;
 
-/** Appends to a new file through a buffer, counting its bytes. */
+/**
+ * A reducer's own disk failed it (ENOSPC, EIO, …) while it kept fetched map output: the reduce
+ * attempt fails with the disk's error, and no map is blamed.
+ */
+class LocalWriteError extends Error {
+  constructor(path: string, cause: unknown) {
+    super(`could not write fetched map output to ${path}: ${toError(cause).message}`, { cause });
+    this.name = "LocalWriteError";
+  }
+}
+
+/**
+ * Appends to a new file through a buffer, counting its bytes. Its own failures are
+ * LocalWriteErrors; its descriptor is closed whatever happens, once close or discard is called.
+ */
 class AppendFile {
   private handle: Promise<FileHandle>;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private written = 0;
+  private closed = false;
   /** Bytes appended, written or not. */
   bytes = 0;
 
-  constructor(path: string) {
+  constructor(private readonly path: string) {
     this.handle = open(path, "w");
     this.handle.catch(() => undefined); // reported by the next append or close
   }
@@ -88,8 +103,21 @@ class AppendFile {
   }
 
   async close(): Promise<void> {
-    await this.flush();
-    await (await this.handle).close();
+    try {
+      await this.flush();
+    } finally {
+      await this.discard();
+    }
+  }
+
+  /** Closes the file without writing what is still buffered. */
+  async discard(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const handle = await this.handle.catch(() => undefined);
+    await handle?.close().catch(() => undefined);
   }
 
   private async flush(): Promise<void> {
@@ -97,11 +125,15 @@ class AppendFile {
     const data = Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    const handle = await this.handle;
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await handle.write(data, done, data.length - done, this.written + done);
-      done += bytesWritten;
+    try {
+      const handle = await this.handle;
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, this.written + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw new LocalWriteError(this.path, err);
     }
     this.written += data.length;
   }
@@ -286,10 +318,14 @@ export class TaskRunner {
       }
       await file.close();
     } catch (err) {
+      await file.discard();
       signal.throwIfAborted();
+      if (err instanceof LocalWriteError) {
+        stream.cancel();
+        throw err; // this reducer's disk, not the map's worker: the reduce attempt fails
+      }
       const message = toError(err).message;
       for (const i of batch) if (fetched.ranges[i] === undefined) fetched.errors.set(i, message);
-      await file.close().catch(() => undefined);
     } finally {
       signal.removeEventListener("abort", cancel);
     }

@@ -30,6 +30,10 @@ export class FakeQueue implements TaskQueue {
     return this.connected;
   }
 
+  reachable(): Promise<boolean> {
+    return Promise.resolve(this.connected);
+  }
+
   async enqueue(tasks: readonly QueuedTask[]): Promise<void> {
     await Promise.resolve();
     this.enqueueCalls++;
