@@ -37,8 +37,13 @@ export class DriverClient {
     return callUnary(this.raw.cancelJob.bind(this.raw), { jobId }, CALL_TIMEOUT_MS);
   }
 
-  listWorkers(): Promise<pb.ListWorkersResponse> {
-    return callUnary(this.raw.listWorkers.bind(this.raw), {}, CALL_TIMEOUT_MS);
+  /** One page of workers: by default the first 100 that are ALIVE or left lately. */
+  listWorkers(request: Partial<pb.ListWorkersRequest> = {}): Promise<pb.ListWorkersResponse> {
+    return callUnary(
+      this.raw.listWorkers.bind(this.raw),
+      { all: false, limit: 0, pageToken: "", ...request },
+      CALL_TIMEOUT_MS,
+    );
   }
 
   close(): void {

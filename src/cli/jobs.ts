@@ -83,11 +83,20 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
 
   const workers = program.command("workers").description("workers known to the driver");
   addDriverOptions(workers.command("list"))
-    .description("each worker's address, state, last heartbeat and running attempts")
+    .description(
+      "each worker's address, state, last heartbeat and running attempts: those alive, and those that left in the last 10 minutes",
+    )
+    .option("--all", "also the workers that left long ago")
     .option("--json", "print JSON")
-    .action((options: { driver?: string; json?: boolean }) =>
+    .action((options: { driver?: string; all?: boolean; json?: boolean }) =>
       withClient(options, env, async (client) => {
-        const { workers } = await client.listWorkers();
+        const workers: pb.Worker[] = [];
+        let pageToken = "";
+        do {
+          const page = await client.listWorkers({ all: options.all ?? false, pageToken });
+          workers.push(...page.workers);
+          pageToken = page.nextPageToken;
+        } while (pageToken !== "");
         if (options.json) console.log(JSON.stringify(workers.map(workerJson), null, 2));
         else if (workers.length === 0) console.log("no workers");
         else console.log(workersTable(workers));

@@ -17,8 +17,8 @@ import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import type { Db } from "../store/db.js";
 import { getJob, listJobs } from "../store/jobs.js";
-import { listWorkers } from "../store/workers.js";
-import { JobState, TERMINAL_JOB_STATES, WorkerState } from "../types.js";
+import { listAliveWorkers, listWorkers } from "../store/workers.js";
+import { JobState, TERMINAL_JOB_STATES } from "../types.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
 import { cancelJob, refuseOwnedOutput, submitJob } from "./scheduler.js";
@@ -35,6 +35,9 @@ export interface JobServiceDeps {
 }
 
 const DEFAULT_PAGE = 50;
+const DEFAULT_WORKER_PAGE = 100;
+/** Workers that left are listed for this long after they were last heard from, unless `all`. */
+const RECENT_WORKER_MS = 10 * 60_000;
 const MAX_PAGE = 1000;
 
 /** How long a submit waits for Redis before it is refused as UNAVAILABLE, in ms. */
@@ -162,9 +165,20 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     send();
   };
 
-  const workers = (): pb.ListWorkersResponse => ({
-    workers: listWorkers(db).map((worker) => workerMessage(db, worker)),
-  });
+  const workers = (req: pb.ListWorkersRequest): pb.ListWorkersResponse => {
+    const limit = Math.min(req.limit > 0 ? req.limit : DEFAULT_WORKER_PAGE, MAX_PAGE);
+    const afterId = req.pageToken === "" ? 0 : Number(req.pageToken);
+    if (!Number.isSafeInteger(afterId) || afterId < 0) {
+      throw new InvalidArgumentError("page_token: not a token this driver gave out");
+    }
+    const heardSince = req.all ? 0 : Date.now() - RECENT_WORKER_MS;
+    const page = listWorkers(db, { heardSince, afterId, limit: limit + 1 });
+    const shown = page.slice(0, limit);
+    return {
+      workers: shown.map((worker) => workerMessage(db, worker)),
+      nextPageToken: page.length > limit ? String(shown.at(-1)!.id) : "",
+    };
+  };
 
   return {
     submitJob: unary(log, "SubmitJob", submit),
@@ -222,8 +236,6 @@ function mustGetJob(db: Db, jobId: number) {
 
 /** The built-in apps, then those that ALIVE workers offer from their apps directories. */
 function availableApps(db: Db): string[] {
-  const offered = listWorkers(db)
-    .filter((worker) => worker.state === WorkerState.ALIVE)
-    .flatMap((worker) => worker.apps);
+  const offered = listAliveWorkers(db).flatMap((worker) => worker.apps);
   return [...new Set([...Object.keys(BUILTIN_APPS), ...offered])];
 }

@@ -20,8 +20,29 @@ export function getWorker(db: Db, workerId: number): WorkerRecord | undefined {
   return row && toWorker(row);
 }
 
-export function listWorkers(db: Db): WorkerRecord[] {
-  return prepared<[], Parameters<typeof toWorker>[0]>(db, `SELECT ${WORKER_COLUMNS} FROM workers ORDER BY id`)
+/**
+ * Workers by id, after `afterId`: every ALIVE one, and of the others those last heard from at
+ * `heardSince` or later (0 for all).
+ */
+export function listWorkers(
+  db: Db,
+  page: { heardSince: number; afterId: number; limit: number },
+): WorkerRecord[] {
+  return prepared<[number, number, number], Parameters<typeof toWorker>[0]>(
+    db,
+    `SELECT ${WORKER_COLUMNS} FROM workers
+     WHERE id > ? AND (state = 'ALIVE' OR last_heartbeat_at >= ?) ORDER BY id LIMIT ?`,
+  )
+    .all(page.afterId, page.heardSince, page.limit)
+    .map(toWorker);
+}
+
+/** The ALIVE workers (through the state index, however many have come and gone). */
+export function listAliveWorkers(db: Db): WorkerRecord[] {
+  return prepared<[], Parameters<typeof toWorker>[0]>(
+    db,
+    `SELECT ${WORKER_COLUMNS} FROM workers WHERE state = 'ALIVE' ORDER BY id`,
+  )
     .all()
     .map(toWorker);
 }
