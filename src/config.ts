@@ -47,6 +47,11 @@ const driverSchema = z.object({
   retryBackoffMs: positiveInt.default(1000),
   /** Lost attempts (expired leases) a task may have before the job fails. Default 20. */
   maxLostAttempts: positiveInt.default(20),
+  /**
+   * A RUNNING job whose app no live worker offers fails after this long, naming the app, in ms.
+   * Default 300000.
+   */
+  noWorkerTimeoutMs: positiveInt.default(300_000),
   /** How long PollTask waits for a task before answering "none yet", in ms. Default 5000. */
   pollWaitMs: positiveInt.default(5000),
   /** Split size when a submit names none, in bytes. Default 64 MiB. */

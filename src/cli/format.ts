@@ -55,6 +55,7 @@ export function jobJson(job: pb.Job) {
     submittedAt: isoOrNull(job.submittedAtMs),
     finishedAt: isoOrNull(job.finishedAtMs),
     error: job.error || null,
+    waitingFor: job.waitingFor || null,
   };
 }
 
@@ -119,6 +120,7 @@ export function jobDetailText(detail: pb.JobDetail): string {
     );
   }
   if (job.error) lines.push(`  error     ${job.error}`);
+  if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
   const counters = Object.entries(detail.counters);
   if (counters.length > 0) {
     lines.push(

@@ -1,5 +1,5 @@
 /** `mr driver` and `mr worker`: the two long-running processes. */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { createLogger } from "../log.js";
 import { loadApps } from "../worker/apps.js";
@@ -19,6 +19,13 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "--worker-timeout <ms>",
       "a worker silent this long is lost; its tasks run again (default 5000)",
       parsePositiveInt("--worker-timeout"),
+    )
+    .addOption(
+      valueOption(
+        "--no-worker-timeout <ms>",
+        "a job whose app no live worker offers fails after this long (default 300000)",
+        parsePositiveInt("--no-worker-timeout"),
+      ),
     )
     .option(
       "--max-attempts <n>",
@@ -59,6 +66,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           redisUrl: options.redis,
           queuePrefix: options.queuePrefix,
           workerTimeoutMs: options.workerTimeout,
+          noWorkerTimeoutMs: options.noWorkerTimeout,
           maxAttempts: options.maxAttempts,
           leaseMs: options.lease,
           reconcileMs: options.reconcileInterval,
@@ -149,4 +157,14 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       onShutdownSignal((signal) => worker.stop(signal));
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);
     });
+}
+
+/**
+ * An option that takes a value, even if its name starts with `no-` (commander would make
+ * `--no-worker-timeout` the negation of `--worker-timeout`): its value is `noWorkerTimeout`.
+ */
+function valueOption(flags: string, description: string, parse: (value: string) => unknown): Option {
+  const option = new Option(flags, description).argParser(parse);
+  option.negate = false;
+  return option;
 }

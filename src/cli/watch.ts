@@ -59,7 +59,8 @@ export function progressReporter(out: NodeJS.WriteStream): { update(job: pb.Job)
     let previous = "";
     return {
       update(job) {
-        const line = `job ${job.id} ${job.state}: maps ${job.mapsDone}/${job.mapsTotal}, reduces ${job.reducesDone}/${job.reducesTotal}`;
+        const waiting = job.waitingFor ? `; waiting for ${job.waitingFor}` : "";
+        const line = `job ${job.id} ${job.state}: maps ${job.mapsDone}/${job.mapsTotal}, reduces ${job.reducesDone}/${job.reducesTotal}${waiting}`;
         if (line !== previous) out.write(`${line}\n`);
         previous = line;
       },
@@ -77,8 +78,11 @@ export function progressReporter(out: NodeJS.WriteStream): { update(job: pb.Job)
   );
   const maps = bars.create(1, 0, { name: "maps   ", done: 0 });
   const reduces = bars.create(1, 0, { name: "reduces", done: 0 });
+  let waitingFor = "";
   return {
     update(job) {
+      if (job.waitingFor !== waitingFor && job.waitingFor !== "") bars.log(`waiting for ${job.waitingFor}\n`);
+      waitingFor = job.waitingFor;
       maps.setTotal(Math.max(1, job.mapsTotal));
       maps.update(job.mapsTotal === 0 ? 1 : Math.max(job.mapsDone, job.mapsProgress), { done: job.mapsDone });
       reduces.setTotal(job.reducesTotal);

@@ -17,12 +17,13 @@ import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import type { Db } from "../store/db.js";
 import { getJob, listJobs } from "../store/jobs.js";
-import { listAliveWorkers, listWorkers } from "../store/workers.js";
+import { listWorkers } from "../store/workers.js";
 import { JobState, TERMINAL_JOB_STATES } from "../types.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
 import { cancelJob, refuseOwnedOutput, submitJob } from "./scheduler.js";
 import { validateSubmit } from "./submitCheck.js";
+import { offeredApps } from "./unservedJobs.js";
 import { jobDetailMessage, jobMessage, workerMessage } from "./views.js";
 
 export interface JobServiceDeps {
@@ -89,8 +90,9 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
     // params would otherwise make a reply bigger than a client takes.
     const page: pb.Job[] = [];
     let bytes = 0;
+    const offered = offeredApps(db);
     for (const job of jobs.slice(0, limit)) {
-      const message = jobMessage(db, job);
+      const message = jobMessage(db, job, offered);
       bytes += Job.encode(message).finish().length;
       if (page.length > 0 && bytes > LIMITS.listReplyBytes) break;
       page.push(message);
@@ -236,6 +238,5 @@ function mustGetJob(db: Db, jobId: number) {
 
 /** The built-in apps, then those that ALIVE workers offer from their apps directories. */
 function availableApps(db: Db): string[] {
-  const offered = listAliveWorkers(db).flatMap((worker) => worker.apps);
-  return [...new Set([...Object.keys(BUILTIN_APPS), ...offered])];
+  return [...new Set([...Object.keys(BUILTIN_APPS), ...offeredApps(db)])];
 }

@@ -7,10 +7,16 @@ import { listEvents } from "../store/events.js";
 import type { JobRecord, WorkerRecord } from "../store/rows.js";
 import { listTasks } from "../store/tasks.js";
 import { JobState } from "../types.js";
+import { offeredApps } from "./unservedJobs.js";
 
-/** A job as the proto has it; a running one with the progress of its running attempts. */
-export function jobMessage(db: Db, job: JobRecord): pb.Job {
-  const running = job.state === JobState.RUNNING ? sumRunningProgress(db, job.id) : { MAP: 0, REDUCE: 0 };
+/**
+ * A job as the proto has it; a running one with the progress of its running attempts, and what
+ * it waits for. `offered`, the apps live workers offer, is looked up once for many jobs.
+ */
+export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>): pb.Job {
+  const isRunning = job.state === JobState.RUNNING;
+  const running = isRunning ? sumRunningProgress(db, job.id) : { MAP: 0, REDUCE: 0 };
+  const unserved = isRunning && !(offered ?? offeredApps(db)).has(job.app);
   return {
     id: job.id,
     app: job.app,
@@ -29,6 +35,7 @@ export function jobMessage(db: Db, job: JobRecord): pb.Job {
     error: job.error ?? "",
     mapsProgress: Math.min(job.mapsTotal, job.mapsDone + running.MAP),
     reducesProgress: Math.min(job.reducers, job.reducesDone + running.REDUCE),
+    waitingFor: unserved ? `a live worker that offers app ${job.app}` : "",
   };
 }
 

@@ -77,6 +77,8 @@ export interface Job {
   mapsProgress: number;
   /** The same for reduces. */
   reducesProgress: number;
+  /** Set while the job cannot progress, and why: no live worker offers its app. */
+  waitingFor: string;
 }
 
 export interface Job_ParamsEntry {
@@ -639,6 +641,7 @@ function createBaseJob(): Job {
     error: "",
     mapsProgress: 0,
     reducesProgress: 0,
+    waitingFor: "",
   };
 }
 
@@ -694,6 +697,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.reducesProgress !== 0) {
       writer.uint32(137).double(message.reducesProgress);
+    }
+    if (message.waitingFor !== "") {
+      writer.uint32(146).string(message.waitingFor);
     }
     return writer;
   },
@@ -850,6 +856,14 @@ export const Job: MessageFns<Job> = {
             message.reducesProgress = reader.double();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.waitingFor = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -934,6 +948,11 @@ export const Job: MessageFns<Job> = {
         : isSet(object.reduces_progress)
         ? globalThis.Number(object.reduces_progress)
         : 0,
+      waitingFor: isSet(object.waitingFor)
+        ? globalThis.String(object.waitingFor)
+        : isSet(object.waiting_for)
+        ? globalThis.String(object.waiting_for)
+        : "",
     };
   },
 
@@ -996,6 +1015,9 @@ export const Job: MessageFns<Job> = {
     if (message.reducesProgress !== 0) {
       obj.reducesProgress = floatToJson(message.reducesProgress);
     }
+    if (message.waitingFor !== "") {
+      obj.waitingFor = message.waitingFor;
+    }
     return obj;
   },
 
@@ -1029,6 +1051,7 @@ export const Job: MessageFns<Job> = {
     message.error = object.error ?? "";
     message.mapsProgress = object.mapsProgress ?? 0;
     message.reducesProgress = object.reducesProgress ?? 0;
+    message.waitingFor = object.waitingFor ?? "";
     return message;
   },
 };

@@ -18,6 +18,7 @@ export const EventType = {
   FAILED: "failed",
   CANCELLED: "cancelled",
   DRIVER_RECOVERED: "driver-recovered",
+  APP_UNSERVED: "app-unserved",
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
