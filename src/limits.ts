@@ -35,6 +35,8 @@ export const LIMITS = Object.freeze({
   driverMessageBytes: 4 << 20,
   /** Bytes of a request a worker's shuffle service receives. */
   shuffleMessageBytes: 256 << 10,
+  /** FetchPartition streams a worker serves at once; each holds at most a chunk and a file. */
+  shuffleStreams: 64,
   /** Bytes of one reply of ListJobs; a longer page ends early, with a token for the rest. */
   listReplyBytes: 1 << 20,
   /** WatchJob streams open at once from one client host, and in all. */

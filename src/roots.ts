@@ -6,7 +6,7 @@
  * registration, just before they open or write anything, so that a path changed since the
  * submit is caught too.
  */
-import { lstatSync, realpathSync } from "node:fs";
+import { lstatSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { InvalidArgumentError } from "./errors.js";
 import { LIMITS } from "./limits.js";
@@ -137,6 +137,9 @@ function realOutputPath(dir: string): string {
     throw new InvalidArgumentError(
       `output ${dir}: ${at} is a symbolic link that leads nowhere (choose another --output)`,
     );
+  }
+  if (!statSync(real).isDirectory()) {
+    throw new InvalidArgumentError(`output ${dir}: ${at} is not a directory (choose another --output)`);
   }
   return join(real, ...rest);
 }

@@ -222,7 +222,10 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
     ],
     cancelJob: [{ jobId }, { jobId: 0 }, { jobId: -huge }],
     watchJob: [{ jobId }, { jobId: -1 }],
-    listWorkers: [{}],
+    listWorkers: [
+      { all: false, limit: 10, pageToken: "" },
+      { all: true, limit: -1, pageToken: "-5" },
+    ],
     registerWorker: [
       { address: "127.0.0.1:1", apps: ["wordcount"] },
       { address: "x".repeat(300), apps: ["a:b", ""] },

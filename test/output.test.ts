@@ -94,6 +94,33 @@ describe("a job's output directory", () => {
     expect(readdirSync(out).sort()).toEqual(["_SUCCESS", "part-r-00000", "part-r-00001"]);
   });
 
+  it("that a worker cannot write into fails the job with the real cause, each attempt FAILED, none LOST", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({
+      dir,
+      redisUrl: inject("redisUrl"),
+      workers: 1,
+      driverArgs: ["--max-attempts", "2"],
+    });
+    const out = join(dir, "out");
+    mkdirSync(out);
+    writeFileSync(join(out, "_temporary"), "a file where the committer needs a directory\n");
+    writeFileSync(join(dir, "in.txt"), "a b\n");
+    const job = await cluster.client.submitJob({
+      app: "wordcount",
+      inputs: [join(dir, "in.txt")],
+      outputDir: out,
+      reducers: 1,
+      splitSizeBytes: 0,
+      params: {},
+    });
+    const done = await waitForJobEnd(cluster.client, job.id);
+    expect(done.job!.state).toBe("FAILED");
+    expect(done.job!.error).toMatch(/ENOTDIR: not a directory/);
+    const reduce = done.tasks.find((task) => task.kind === "REDUCE")!;
+    expect(reduce.attempts.map((attempt) => attempt.state)).toEqual(["FAILED", "FAILED"]);
+  });
+
   it("that holds another job's part files is refused, saying what to do", async () => {
     const dir = tempDir();
     cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });

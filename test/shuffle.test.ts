@@ -1,15 +1,23 @@
-import { Server } from "@grpc/grpc-js";
+import { Server, status as grpcStatus } from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { connect } from "node:http2";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { FetchFailedError } from "../src/errors.js";
-import { ShuffleServiceService, type MapOutput, type TaskAssignment } from "../src/gen/mapreduce.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { FetchFailedError, hasCode } from "../src/errors.js";
+import {
+  FetchPartitionRequest,
+  ShuffleServiceService,
+  type MapOutput,
+  type TaskAssignment,
+} from "../src/gen/mapreduce.js";
 import { listen, shutdown } from "../src/grpc.js";
+import { LIMITS } from "../src/limits.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runMapTask } from "../src/mr/mapTask.js";
 import { resolveTunables } from "../src/mr/tunables.js";
@@ -253,6 +261,85 @@ describe("the shuffle", () => {
       }
       const served = /served in (\d+) turns/.exec((await lines.next()).value as string);
       expect(Number(served![1])).toBeLessThanOrEqual(3);
+    } finally {
+      if (server.exitCode === null && server.signalCode === null) {
+        server.kill();
+        await once(server, "exit");
+      }
+    }
+  });
+});
+
+describe("a worker's shuffle service", () => {
+  it("serves only so many streams at once, holds little for those not read, and frees all when they go", async () => {
+    const server = spawn(
+      process.execPath,
+      [fileURLToPath(new URL("helpers/shuffleServer.mjs", import.meta.url)), tempDir()],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      const lines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
+      const { address, attemptId, pid, bytes } = JSON.parse((await lines.next()).value as string) as {
+        address: string;
+        attemptId: string;
+        pid: number;
+        bytes: number;
+      };
+      expect(bytes).toBeGreaterThan(4 << 20);
+      const status_ = (name: string): number =>
+        Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) /
+        1024;
+      const outputFds = (): number =>
+        readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+          try {
+            return readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith(".out");
+          } catch {
+            return false;
+          }
+        }).length;
+      const rssBefore = status_("VmRSS");
+      // A thousand fetches over plain HTTP/2 that never read a byte, as a hostile client would
+      // (grpc-js's own client reads everything the server sends, whether or not it is asked for).
+      const session = connect(`http://${address}`);
+      const request = FetchPartitionRequest.encode({
+        attemptIds: [attemptId],
+        partition: 0,
+        jobId: 1,
+        shuffleKey: SHUFFLE_KEY,
+      }).finish();
+      const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), request]);
+      framed.writeUInt32BE(request.length, 1);
+      const statuses: string[] = [];
+      const streams = Array.from({ length: 1000 }, () => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/mr.v1.ShuffleService/FetchPartition",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        stream.on("response", (headers) => {
+          if (headers["grpc-status"] !== undefined) statuses.push(String(headers["grpc-status"]));
+        });
+        stream.on("error", () => undefined);
+        stream.end(framed);
+        stream.pause();
+        return stream;
+      });
+      for (let i = 0; i < 100 && statuses.length < 1000 - LIMITS.shuffleStreams; i++) await sleep(100);
+      expect(statuses).toEqual(
+        Array(1000 - LIMITS.shuffleStreams).fill(String(grpcStatus.RESOURCE_EXHAUSTED)),
+      );
+      await sleep(1000);
+      expect(outputFds()).toBe(LIMITS.shuffleStreams); // the served ones wait for their readers
+      const rssUnread = status_("VmRSS");
+      console.log(
+        `shuffle: 1000 unread streams (${LIMITS.shuffleStreams} served, the rest refused): server RSS ${Math.round(rssBefore)} MiB before, ${Math.round(rssUnread)} MiB with them open`,
+      );
+      expect(rssUnread - rssBefore).toBeLessThan(LIMITS.shuffleStreams * 4); // MiB: a few chunks a stream
+      for (const stream of streams) stream.close();
+      for (let i = 0; i < 50 && outputFds() > 0; i++) await sleep(100);
+      expect(outputFds()).toBe(0);
+      session.close();
     } finally {
       if (server.exitCode === null && server.signalCode === null) {
         server.kill();

@@ -1,17 +1,19 @@
 /** ShuffleService: streams partitions of this worker's map outputs to reducers. */
 import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { once } from "node:events";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Logger } from "pino";
 import { toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { sameSecret } from "../auth.js";
+import { LIMITS } from "../limits.js";
 import type { MapOutput } from "../mr/mapTask.js";
 import type { HeldOutput } from "./mapOutputs.js";
 
 /** The most a chunk carries, in bytes. */
 export const CHUNK_BYTES = 1 << 20;
+/** Chunks a stream may have written and not yet passed to its connection. */
+const UNSENT_CHUNKS = 2;
 /** The most map attempts one request may name. */
 export const MAX_FETCH_ATTEMPTS = 1000;
 
@@ -29,6 +31,7 @@ export function createShuffleService(
   committedOutput: (attemptId: string) => HeldOutput | undefined,
   log: Logger,
 ): UntypedServiceImplementation {
+  let open = 0;
   const fetchPartition = (call: FetchCall): void => {
     const { attemptIds, partition } = call.request;
     const invalid = checkRequest(attemptIds, partition);
@@ -36,16 +39,29 @@ export function createShuffleService(
       call.emit("error", { code: status.INVALID_ARGUMENT, details: invalid });
       return;
     }
-    streamPartitions(call, committedOutput).then(
-      () => call.end(),
-      (err: unknown) => {
-        log.warn({ err: toError(err).message, partition }, "shuffle fetch failed");
-        call.emit("error", {
-          code: status.INTERNAL,
-          details: `could not send map output: ${toError(err).message}`,
-        });
-      },
-    );
+    // Each stream holds a chunk and a file: only so many at once, whatever callers do.
+    if (open >= LIMITS.shuffleStreams) {
+      call.emit("error", {
+        code: status.RESOURCE_EXHAUSTED,
+        details: `this worker already serves ${open} fetches, as many as it may (try again shortly)`,
+      });
+      return;
+    }
+    open++;
+    streamPartitions(call, committedOutput)
+      .then(
+        () => {
+          if (!call.cancelled) call.end();
+        },
+        (err: unknown) => {
+          log.warn({ err: toError(err).message, partition }, "shuffle fetch failed");
+          call.emit("error", {
+            code: status.INTERNAL,
+            details: `could not send map output: ${toError(err).message}`,
+          });
+        },
+      )
+      .finally(() => open--);
   };
   return { fetchPartition };
 }
@@ -67,13 +83,12 @@ async function streamPartitions(
   committedOutput: (attemptId: string) => HeldOutput | undefined,
 ): Promise<void> {
   const { attemptIds, partition, jobId, shuffleKey } = call.request;
+  const window = new SendWindow(call);
   const owned = (output: HeldOutput | undefined): HeldOutput | undefined =>
     output?.jobId === jobId && sameSecret(output.shuffleKey, shuffleKey) ? output : undefined;
   for (const [output, attemptId] of attemptIds.entries()) {
     if (call.cancelled) return;
-    const send = async (chunk: Omit<pb.Chunk, "output">): Promise<void> => {
-      if (!call.write({ output, ...chunk })) await once(call, "drain");
-    };
+    const send = (chunk: Omit<pb.Chunk, "output">): Promise<void> => window.send({ output, ...chunk });
     // Another job's attempt, or a wrong key, reads as an attempt this worker does not hold.
     const mapOutput = owned(committedOutput(attemptId));
     const range = mapOutput?.partitions[partition];
@@ -90,6 +105,36 @@ async function streamPartitions(
     } catch (err) {
       await send({ data: Buffer.alloc(0), last: true, error: toError(err).message });
     }
+  }
+}
+
+/**
+ * Writes chunks only as fast as the reducer reads them: at most UNSENT_CHUNKS written and not
+ * yet passed to the connection (which HTTP/2 flow control holds back while the reducer does not
+ * read). grpc-js's own signal, write() returning false, comes only after 16 messages of any
+ * size, so a stream nobody reads would otherwise read its whole output into memory. Once the
+ * caller has gone, nothing waits.
+ */
+class SendWindow {
+  private unsent = 0;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly call: FetchCall) {
+    const release = (): void => this.wake?.();
+    call.on("cancelled", release);
+    call.on("close", release);
+  }
+
+  async send(chunk: pb.Chunk): Promise<void> {
+    while (this.unsent >= UNSENT_CHUNKS && !this.call.cancelled) {
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    if (this.call.cancelled) return;
+    this.unsent++;
+    this.call.write(chunk, () => {
+      this.unsent--;
+      this.wake?.();
+    });
   }
 }
 

@@ -217,7 +217,7 @@ export class MrWorker {
       try {
         counters = await this.runner.run(task, controller.signal, progress);
       } catch (err) {
-        this.runner.discard(task);
+        this.discard(task);
         if (controller.signal.aborted) {
           this.log.info(ids, "attempt aborted");
           return;
@@ -280,8 +280,23 @@ export class MrWorker {
         { attemptId: task.attemptId, err: toError(err).message },
         `${what} refused; output discarded`,
       );
-      this.runner.discard(task);
+      this.discard(task);
       return false;
+    }
+  }
+
+  /**
+   * Deletes what an attempt left, never throwing: a clean-up that fails (the output directory is
+   * now a file, say) is logged, and the attempt's own failure is still reported.
+   */
+  private discard(task: TaskAssignment): void {
+    try {
+      this.runner.discard(task);
+    } catch (err) {
+      this.log.warn(
+        { attemptId: task.attemptId, err: toError(err).message },
+        "could not clean up after an attempt",
+      );
     }
   }
 
