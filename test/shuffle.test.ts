@@ -9,7 +9,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FetchFailedError, hasCode } from "../src/errors.js";
+import { FetchFailedError } from "../src/errors.js";
 import {
   FetchPartitionRequest,
   ShuffleServiceService,
