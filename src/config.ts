@@ -10,6 +10,8 @@ import { DEFAULT_TUNABLES, resolveTunables, type EngineTunables } from "./mr/tun
 
 export const DEFAULT_DRIVER_ADDRESS = "127.0.0.1:50051";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
+/** As Hadoop's mapreduce.task.timeout: ten minutes without progress. */
+export const DEFAULT_TASK_TIMEOUT_MS = 600_000;
 
 const address = z.string().regex(/^[\w.-]+:\d{1,5}$/, "must be HOST:PORT, such as 127.0.0.1:50051");
 const positiveInt = z.coerce.number().int().positive();
@@ -103,6 +105,11 @@ const workerSchema = z.object({
    * back to the driver, in ms. Default 10000.
    */
   drainTimeoutMs: z.coerce.number().int().min(0).default(10_000),
+  /**
+   * An attempt whose progress has not moved for this long fails (its app may be stuck), and the
+   * worker goes on, as Hadoop's mapreduce.task.timeout. In ms; default 600000.
+   */
+  taskTimeoutMs: positiveInt.default(DEFAULT_TASK_TIMEOUT_MS),
 });
 export type WorkerConfig = Readonly<
   z.infer<typeof workerSchema> & {

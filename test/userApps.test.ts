@@ -224,6 +224,13 @@ describe("grep", () => {
       cluster.env,
     );
     expect(bad.stderr).toMatch(/^mr: params: pattern is not a valid regular expression/);
+    const exponential = await mr(
+      ["submit", "--app", "grep", "--reducers", "1", "--param", "pattern=^(a+)+$", "--output", join(dir, "g2"), input],
+      cluster.env,
+    ); // prettier-ignore
+    expect(exponential.stderr).toMatch(
+      /^mr: params: pattern "\^\(a\+\)\+\$" repeats a group that itself repeats, which can take exponential time/,
+    );
     const ok = await mr(
       [
         "submit",

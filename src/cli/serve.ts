@@ -124,6 +124,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       parsePositiveInt("--slots"),
     )
     .option(
+      "--task-timeout <ms>",
+      "an attempt whose progress does not move for this long fails; the worker goes on (default 600000)",
+      parsePositiveInt("--task-timeout"),
+    )
+    .option(
       "--drain-timeout <ms>",
       "on SIGTERM, how long running tasks get to finish before they are handed back (default 10000)",
       parseNonNegativeInt("--drain-timeout"),
@@ -140,6 +145,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           appsDir: options.appsDir,
           slots: options.slots,
           drainTimeoutMs: options.drainTimeout,
+          taskTimeoutMs: options.taskTimeout,
           tokenFile: options.tokenFile,
           insecure: options.insecure,
           tlsCert: options.tlsCert,

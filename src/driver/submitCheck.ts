@@ -9,6 +9,7 @@ import type { DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { LIMITS } from "../limits.js";
+import { grepPattern } from "../mr/apps/grep.js";
 import { outputConflict } from "../mr/output.js";
 import { checkPath, type Roots } from "../roots.js";
 import type { SubmitRequest } from "./scheduler.js";
@@ -79,13 +80,10 @@ function checkParams(params: Readonly<Record<string, string>>): void {
 }
 
 function checkGrepPattern(pattern: string | undefined): void {
-  if (!pattern) throw new InvalidArgumentError("params: grep needs a pattern (add --param pattern=REGEX)");
   try {
-    new RegExp(pattern, "u");
+    grepPattern(pattern);
   } catch (err) {
-    throw new InvalidArgumentError(
-      `params: pattern is not a valid regular expression: ${toError(err).message}`,
-    );
+    throw new InvalidArgumentError(`params: ${toError(err).message}`);
   }
 }
 

@@ -4,21 +4,21 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { withToken } from "../auth.js";
+import { DEFAULT_TASK_TIMEOUT_MS } from "../config.js";
 import { channelCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, UnrecoverableError, toError } from "../errors.js";
 import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
-import { runMapTask } from "../mr/mapTask.js";
 import { temporaryPartPath } from "../mr/output.js";
 import type { RecordRange } from "../mr/records.js";
-import { runReduceTask } from "../mr/reduceTask.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
 import type { Roots } from "../roots.js";
 import { attemptDir } from "./dataDir.js";
 import { MapOutputs } from "./mapOutputs.js";
+import { TaskThreads } from "./taskThreads.js";
 
 /**
  * A shuffle channel lets the serving worker send 4 MiB before it must read a window update
@@ -149,6 +149,10 @@ export interface TaskRunnerOptions {
   apps: Readonly<Record<string, App>>;
   /** The directories jobs may read and write, as the driver last gave them. */
   roots: () => Roots;
+  /** Where the task threads load apps from, beside the built-in ones; default none. */
+  appsDir?: string;
+  /** An attempt that makes no progress this long fails, in ms; default 600000. */
+  taskTimeoutMs?: number;
 }
 
 export class TaskRunner {
@@ -156,9 +160,16 @@ export class TaskRunner {
   /** The output of every map attempt run here and not discarded. */
   readonly mapOutputs: MapOutputs;
 
+  /** Where app code runs: threads of their own, so that it never blocks this one. */
+  private readonly threads: TaskThreads;
+
   constructor(private readonly options: TaskRunnerOptions) {
     // Small outputs in memory, up to one sort buffer's worth in all.
     this.mapOutputs = new MapOutputs(options.dataDir, options.tunables.sortBufferBytes);
+    this.threads = new TaskThreads({
+      appsDir: options.appsDir,
+      taskTimeoutMs: options.taskTimeoutMs ?? DEFAULT_TASK_TIMEOUT_MS,
+    });
   }
 
   /**
@@ -173,33 +184,40 @@ export class TaskRunner {
     if (task.kind === TaskKind.MAP) {
       if (!task.split) throw new UnrecoverableError("a map task came without its split");
       const file = confined(() => this.options.roots().checkInput(task.split!.file));
-      const { counters, output } = await runMapTask({
-        app,
-        params: task.params,
-        split: { ...task.split, file },
-        reducers: task.reducers,
-        ...this.mapOutputs.placeFor(task.attemptId),
-        spillDir: dir,
-        tunables: this.options.tunables,
+      const { path, memoryBytes } = this.mapOutputs.placeFor(task.attemptId);
+      const { counters, map } = await this.threads.run(
+        {
+          kind: "map",
+          app: task.app,
+          params: task.params,
+          tunables: this.options.tunables,
+          map: { split: { ...task.split, file }, reducers: task.reducers, path, memoryBytes, spillDir: dir },
+        },
         signal,
         progress,
-      });
+      );
+      const output = { ...map!, data: map!.data === undefined ? undefined : Buffer.from(map!.data) };
       this.mapOutputs.add(task.attemptId, { jobId: task.jobId, shuffleKey: task.shuffleKey }, output);
-      return counters;
+      return counters!;
     }
     confined(() => this.options.roots().checkOutput(task.outputDir));
     try {
       const { inputs, bytes } = await this.fetchInputs(task, dir, signal, progress);
-      const counters = await runReduceTask({
-        app,
-        params: task.params,
-        inputs,
-        outputPath: temporaryPartPath(task.outputDir, task.attemptId, task.index),
-        workDir: dir,
-        tunables: this.options.tunables,
+      const { counters } = await this.threads.run(
+        {
+          kind: "reduce",
+          app: task.app,
+          params: task.params,
+          tunables: this.options.tunables,
+          reduce: {
+            inputs,
+            outputPath: temporaryPartPath(task.outputDir, task.attemptId, task.index),
+            workDir: dir,
+          },
+        },
         signal,
         progress,
-      });
+      );
       return { ...counters, [Counter.SHUFFLE_BYTES]: bytes };
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -226,6 +244,7 @@ export class TaskRunner {
   close(): void {
     for (const client of this.shuffleClients.values()) client.close();
     this.shuffleClients.clear();
+    void this.threads.close();
   }
 
   /**

@@ -103,6 +103,8 @@ export class MrWorker {
       token: bound.token,
       tls: bound.tls,
       roots: () => this.session.roots,
+      appsDir: config.appsDir,
+      taskTimeoutMs: config.taskTimeoutMs,
     });
     const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
     this.session = new WorkerSession(
