@@ -122,7 +122,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     if (!queue.isConnected()) return Promise.resolve();
     reconciling ??= (async () => {
       try {
-        if ((await reconcileQueue(db, queue, reason, log)) > 0) dispatcher.wake();
+        const restored = await reconcileQueue(db, queue, reason, log, effects.enqueuingJobs());
+        if (restored > 0) dispatcher.wake();
       } catch (err) {
         log.error({ err: toError(err).message }, "could not rebuild the queue");
       } finally {

@@ -24,6 +24,8 @@ const ENQUEUE_CHUNK = 100;
 export class JobEffects {
   private readonly changes = new EventEmitter().setMaxListeners(0);
   private readonly pending = new Set<Promise<void>>();
+  /** Jobs whose tasks are being added to the queue right now, with how many adds are under way. */
+  private readonly enqueuing = new Map<number, number>();
 
   constructor(
     private readonly db: Db,
@@ -53,11 +55,26 @@ export class JobEffects {
     if ((work.requeue?.length ?? 0) > 0) this.dispatcher.wake();
     // In chunks, each handed out as soon as it is in, so that a big job's first tasks start
     // while the rest are still being added. After a chunk that fails, recovery adds the rest.
-    for (let i = 0; i < work.enqueue.length; i += ENQUEUE_CHUNK) {
-      const chunk = work.enqueue.slice(i, i + ENQUEUE_CHUNK);
-      if (!(await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(chunk)))) break;
-      this.dispatcher.wake();
+    const jobIds = [...new Set(work.enqueue.map((task) => task.jobId))];
+    for (const id of jobIds) this.enqueuing.set(id, (this.enqueuing.get(id) ?? 0) + 1);
+    try {
+      for (let i = 0; i < work.enqueue.length; i += ENQUEUE_CHUNK) {
+        const chunk = work.enqueue.slice(i, i + ENQUEUE_CHUNK);
+        if (!(await this.attempt("enqueue tasks", jobId, () => this.queue.enqueue(chunk)))) break;
+        this.dispatcher.wake();
+      }
+    } finally {
+      for (const id of jobIds) {
+        const left = this.enqueuing.get(id)! - 1;
+        if (left === 0) this.enqueuing.delete(id);
+        else this.enqueuing.set(id, left);
+      }
     }
+  }
+
+  /** The jobs whose tasks this driver is adding to the queue now: their entries are on the way, not lost. */
+  enqueuingJobs(): number[] {
+    return [...this.enqueuing.keys()];
   }
 
   /** After attempts were lost: their queue work, then each job they touched finished or told. */

@@ -53,10 +53,18 @@ export async function extendRunningLeases(db: Db, queue: TaskQueue, log: Logger)
  * Rebuilds the queue from SQLite, the source of truth: every task of a RUNNING job that should
  * be queued (PENDING, or RUNNING under a lease) and that the queue does not hold is enqueued
  * again under its current generation. A RUNNING task whose entry was lost is handed out anew;
- * the new attempt supersedes the old one. Returns how many entries were restored.
+ * the new attempt supersedes the old one. Tasks of jobs whose entries are still being added
+ * (`beingEnqueued`) are left alone. Returns how many entries were restored.
  */
-export async function reconcileQueue(db: Db, queue: TaskQueue, reason: string, log: Logger): Promise<number> {
-  const tasks = listQueuedTasks(db);
+export async function reconcileQueue(
+  db: Db,
+  queue: TaskQueue,
+  reason: string,
+  log: Logger,
+  beingEnqueued: readonly number[] = [],
+): Promise<number> {
+  // Tasks this driver is adding right now are on their way, not lost.
+  const tasks = listQueuedTasks(db, beingEnqueued);
   if (tasks.length === 0) return 0;
   const restore = await queue.missing(tasks);
   if (restore.length === 0) return 0;

@@ -21,13 +21,17 @@ export function listTasksInState(db: Db, jobId: number, state: TaskState): TaskR
   ).all(jobId, state);
 }
 
-/** Tasks of RUNNING jobs that should be in the queue: PENDING, or RUNNING under a lease. */
-export function listQueuedTasks(db: Db): TaskRecord[] {
-  return prepared<[], TaskRecord>(
+/**
+ * Tasks of RUNNING jobs that should be in the queue: PENDING, or RUNNING under a lease; but for
+ * the jobs in `skipJobIds`.
+ */
+export function listQueuedTasks(db: Db, skipJobIds: readonly number[] = []): TaskRecord[] {
+  return prepared<[string], TaskRecord>(
     db,
     `SELECT ${TASK_COLUMNS} FROM tasks WHERE state IN ('PENDING', 'RUNNING')
-     AND job_id IN (SELECT id FROM jobs WHERE state = 'RUNNING') ORDER BY id`,
-  ).all();
+     AND job_id IN (SELECT id FROM jobs WHERE state = 'RUNNING')
+     AND job_id NOT IN (SELECT value FROM json_each(?)) ORDER BY id`,
+  ).all(JSON.stringify(skipJobIds));
 }
 
 export interface MapOutputLocation {

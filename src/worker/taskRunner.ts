@@ -153,6 +153,8 @@ export interface TaskRunnerOptions {
   appsDir?: string;
   /** An attempt that makes no progress this long fails, in ms; default 600000. */
   taskTimeoutMs?: number;
+  /** Task threads to start at once, one per slot; default none (each starts with its first task). */
+  threads?: number;
 }
 
 export class TaskRunner {
@@ -170,6 +172,7 @@ export class TaskRunner {
       appsDir: options.appsDir,
       taskTimeoutMs: options.taskTimeoutMs ?? DEFAULT_TASK_TIMEOUT_MS,
     });
+    this.threads.warm(options.threads ?? 0);
   }
 
   /**

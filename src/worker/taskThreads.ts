@@ -131,6 +131,15 @@ export class TaskThreads {
     }
   }
 
+  /** Starts `count` threads ahead of the first tasks, so that none waits for a thread to load. */
+  warm(count: number): void {
+    while (this.idle.length < count) {
+      const thread = this.spawn();
+      this.all.add(thread);
+      this.idle.push(thread);
+    }
+  }
+
   /** Ends every thread. */
   async close(): Promise<void> {
     this.closed = true;
@@ -139,12 +148,14 @@ export class TaskThreads {
 
   private take(): Worker {
     if (this.closed) throw new Error("the worker is stopping");
-    let thread = this.idle.pop();
-    if (!thread) {
-      thread = new Worker(THREAD_MODULE, { workerData: { appsDir: this.options.appsDir } });
-      thread.unref(); // the worker's servers keep it alive, not its idle threads
-    }
+    const thread = this.idle.pop() ?? this.spawn();
     this.all.add(thread);
+    return thread;
+  }
+
+  private spawn(): Worker {
+    const thread = new Worker(THREAD_MODULE, { workerData: { appsDir: this.options.appsDir } });
+    thread.unref(); // the worker's servers keep it alive, not its idle threads
     return thread;
   }
 

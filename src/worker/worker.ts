@@ -105,6 +105,7 @@ export class MrWorker {
       roots: () => this.session.roots,
       appsDir: config.appsDir,
       taskTimeoutMs: config.taskTimeoutMs,
+      threads: config.slots,
     });
     const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
     this.session = new WorkerSession(

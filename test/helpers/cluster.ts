@@ -27,6 +27,8 @@ export interface ClusterOptions {
   tokens?: boolean;
   /** TLS for every connection (see LocalClusterOptions). */
   tls?: { cert: string; key: string; ca: string };
+  /** The queue's key prefix in Redis; default one no other test uses. */
+  queuePrefix?: string;
 }
 
 /**
@@ -40,7 +42,7 @@ export function startCluster(options: ClusterOptions): Promise<Cluster> {
     redisUrl: options.redisUrl,
     home: join(dir, "home"),
     workers: options.workers,
-    queuePrefix: uniquePrefix(),
+    queuePrefix: options.queuePrefix ?? uniquePrefix(),
     driverArgs: options.driverArgs,
     workerArgs: (n) => [
       "--data-dir",
