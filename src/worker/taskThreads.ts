@@ -74,7 +74,10 @@ export class TaskThreads {
       return await new Promise<ThreadResult>((resolve, reject) => {
         let last = -1;
         let lastMovedAt = Date.now();
+        let grace: NodeJS.Timeout | undefined;
+        /** Gives up on the task: its thread is ended once this run returns. */
         const stop = (reason: Error): void => {
+          done();
           ended = true;
           reject(reason);
         };
@@ -88,10 +91,10 @@ export class TaskThreads {
         }, WATCH_EVERY_MS);
         const onAbort = (): void => {
           thread.postMessage({ abort: id });
-          setTimeout(
+          grace = setTimeout(
             () => stop(new Error("aborted, and its app did not stop in time")),
             ABORT_GRACE_MS,
-          ).unref();
+          );
         };
         signal.addEventListener("abort", onAbort, { once: true });
         const onMessage = (result: ThreadResult): void => {
@@ -101,18 +104,11 @@ export class TaskThreads {
             reject(Object.assign(new Error(result.error.message), { name: result.error.name }));
           else resolve(result);
         };
-        const onError = (err: Error): void => {
-          done();
-          ended = true;
-          reject(new Error(`the task thread failed: ${err.message}`));
-        };
-        const onExit = (): void => {
-          done();
-          ended = true;
-          reject(new Error("the task thread exited"));
-        };
+        const onError = (err: Error): void => stop(new Error(`the task thread failed: ${err.message}`));
+        const onExit = (): void => stop(new Error("the task thread exited"));
         const done = (): void => {
           clearInterval(watch);
+          clearTimeout(grace);
           signal.removeEventListener("abort", onAbort);
           thread.off("message", onMessage);
           thread.off("error", onError);
