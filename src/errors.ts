@@ -90,3 +90,13 @@ export function hasCode(thrown: unknown, code: status): thrown is ServiceError {
 export function firstLine(text: string): string {
   return text.split("\n", 1)[0] ?? "";
 }
+
+/** `text`, cut to at most `bytes` bytes of UTF-8 with a note that it was. */
+export function cut(text: string, bytes: number): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  const kept = Buffer.from(text)
+    .subarray(0, bytes - 32)
+    .toString("utf8")
+    .replace(/\uFFFD$/, "");
+  return `${kept}… (${Buffer.byteLength(text) - Buffer.byteLength(kept)} more bytes cut)`;
+}

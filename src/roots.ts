@@ -87,7 +87,7 @@ function isInside(path: string, root: string): boolean {
  * Refuses a path no worker could use: relative, with a NUL byte, or longer than Linux allows,
  * before anything looks it up.
  */
-export function checkPath(path: string, what: string): void {
+function checkPath(path: string, what: string): void {
   const shown = path.length > 80 ? `${JSON.stringify(path.slice(0, 80))}…` : JSON.stringify(path);
   if (path.includes("\0"))
     throw new InvalidArgumentError(`${what}: a path may not hold a NUL byte: ${shown}`);

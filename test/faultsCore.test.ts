@@ -114,14 +114,19 @@ describe("a lost worker", () => {
 });
 
 describe("a reduce that cannot fetch a map's output", () => {
-  it("waits, charged to its losses, while that map runs again; a second report of the same loss changes nothing more", () => {
+  /** Both maps committed on w1, and the reduce claimed on w2. */
+  function reduceClaimed() {
     const { db, w1, w2, maps, job } = setup();
     const outputs = maps.map((map) => {
       const attempt = claim(db, map.id, w1);
       return completeAttempt(db, { attemptId: attempt.attemptId, workerId: w1, counters: {} }, 20);
     });
     const reduce = outputs[1]!.enqueue[0]!;
-    const reducing = claim(db, reduce.id, w2);
+    return { db, w2, job, reduce, reducing: claim(db, reduce.id, w2) };
+  }
+
+  it("waits, charged to its losses, while that map runs again; a second report of the same loss changes nothing more", () => {
+    const { db, w2, job, reduce, reducing } = reduceClaimed();
     const lostMap = reducing.mapOutputs[0]!;
     const outcome = reportFetchFailure(
       db,
@@ -162,13 +167,7 @@ describe("a reduce that cannot fetch a map's output", () => {
   });
 
   it("fails, with its job, once its fetch failures have used up its losses, naming the map", () => {
-    const { db, w1, w2, maps, job } = setup();
-    const outputs = maps.map((map) => {
-      const attempt = claim(db, map.id, w1);
-      return completeAttempt(db, { attemptId: attempt.attemptId, workerId: w1, counters: {} }, 20);
-    });
-    const reduce = outputs[1]!.enqueue[0]!;
-    const reducing = claim(db, reduce.id, w2);
+    const { db, w2, job, reduce, reducing } = reduceClaimed();
     const outcome = reportFetchFailure(
       db,
       {

@@ -8,11 +8,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { hasCode } from "../src/errors.js";
+import { cut, hasCode } from "../src/errors.js";
 import type * as pb from "../src/gen/mapreduce.js";
 import { LIMITS } from "../src/limits.js";
 import { TaskCounters } from "../src/mr/context.js";
-import { cut } from "../src/driver/taskService.js";
 import { grpcDriverCalls } from "../src/worker/driverCalls.js";
 import { mr, startCluster, tokenOf, type Cluster } from "./helpers/cluster.js";
 

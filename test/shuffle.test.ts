@@ -233,7 +233,7 @@ describe("the shuffle", () => {
     // dozens of turns for its few MiB.
     const server = spawn(
       process.execPath,
-      [fileURLToPath(new URL("helpers/busyShuffleServer.mjs", import.meta.url)), tempDir()],
+      [fileURLToPath(new URL("helpers/shuffleServer.mjs", import.meta.url)), tempDir(), "300000", "busy"],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
     try {
@@ -274,7 +274,7 @@ describe("a worker's shuffle service", () => {
   it("serves only so many streams at once, holds little for those not read, and frees all when they go", async () => {
     const server = spawn(
       process.execPath,
-      [fileURLToPath(new URL("helpers/shuffleServer.mjs", import.meta.url)), tempDir()],
+      [fileURLToPath(new URL("helpers/shuffleServer.mjs", import.meta.url)), tempDir(), "600000"],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
     try {

@@ -1,6 +1,5 @@
 /** `mr jobs …` and `mr workers …`: reading and steering what the driver holds. */
 import type { Command } from "commander";
-import type * as pb from "../gen/mapreduce.js";
 import { JobState } from "../types.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { UsageError } from "./errors.js";
@@ -36,15 +35,11 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
             `--state must be running, succeeded, failed or cancelled, got ${JSON.stringify(options.state)}`,
           );
         }
-        // The driver ends a page early when its jobs are big: follow its token to the limit.
-        const limit = options.limit ?? 50;
-        const page: pb.Job[] = [];
-        let pageToken = "";
-        do {
-          const reply = await client.listJobs({ state, limit: limit - page.length, pageToken });
-          page.push(...reply.jobs);
-          pageToken = reply.nextPageToken;
-        } while (pageToken !== "" && page.length < limit);
+        // The driver ends a page early when its jobs are big: follow its tokens to the limit.
+        const page = await followPages(async (pageToken, want) => {
+          const reply = await client.listJobs({ state, limit: want, pageToken });
+          return { items: reply.jobs, next: reply.nextPageToken };
+        }, options.limit ?? 50);
         if (options.json) console.log(JSON.stringify(page.map(jobJson), null, 2));
         else if (page.length === 0) console.log("no jobs");
         else console.log(jobsTable(page));
@@ -90,16 +85,28 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .option("--json", "print JSON")
     .action((options: { driver?: string; all?: boolean; json?: boolean }) =>
       withClient(options, env, async (client) => {
-        const workers: pb.Worker[] = [];
-        let pageToken = "";
-        do {
-          const page = await client.listWorkers({ all: options.all ?? false, pageToken });
-          workers.push(...page.workers);
-          pageToken = page.nextPageToken;
-        } while (pageToken !== "");
+        const workers = await followPages(async (pageToken) => {
+          const reply = await client.listWorkers({ all: options.all ?? false, pageToken });
+          return { items: reply.workers, next: reply.nextPageToken };
+        });
         if (options.json) console.log(JSON.stringify(workers.map(workerJson), null, 2));
         else if (workers.length === 0) console.log("no workers");
         else console.log(workersTable(workers));
       }),
     );
+}
+
+/** The items of page after page, each asked for with the last one's token, up to `limit`. */
+async function followPages<T>(
+  page: (token: string, want: number) => Promise<{ items: T[]; next: string }>,
+  limit = Infinity,
+): Promise<T[]> {
+  const items: T[] = [];
+  let token = "";
+  do {
+    const reply = await page(token, limit - items.length);
+    items.push(...reply.items);
+    token = reply.next;
+  } while (token !== "" && items.length < limit);
+  return items;
 }

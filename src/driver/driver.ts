@@ -23,9 +23,6 @@ import { createTaskService } from "./taskService.js";
 import { UnservedJobs } from "./unservedJobs.js";
 import { GroupCommit } from "../store/groupCommit.js";
 
-/** How often jobs that no live worker serves are looked for, in ms. */
-const UNSERVED_CHECK_MS = 1000;
-
 export interface Driver {
   /** The address the gRPC server is bound to. */
   address: string;
@@ -151,19 +148,11 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   );
   liveness.start();
   const unserved = new UnservedJobs(db, effects, config.noWorkerTimeoutMs, log);
-  let checkingUnserved = false;
-  const unservedTimer = setInterval(() => {
-    if (checkingUnserved) return;
-    checkingUnserved = true;
-    unserved
-      .check()
-      .catch((err: unknown) => log.error({ err }, "could not check for jobs no worker serves"))
-      .finally(() => (checkingUnserved = false));
-  }, UNSERVED_CHECK_MS);
+  unserved.start();
 
   const stopBackground = async (): Promise<void> => {
     clearInterval(reconcileTimer);
-    clearInterval(unservedTimer);
+    unserved.stop();
     liveness.stop();
     await queue.close();
   };

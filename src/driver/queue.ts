@@ -149,9 +149,9 @@ export class BullmqTaskQueue implements TaskQueue {
 
   /**
    * Takes the next runnable task of one of `apps`, locked under `token`, or null when none is
-   * ready; an app whose lane is not open has none. Lanes are tried from `first` round, so that no app starves another, those lately
-   * found empty last. An entry that stalled too often is failed for good here, and the next one
-   * is taken.
+   * ready; an app whose lane is not open has none. Lanes are tried from `first` round, so that
+   * no app starves another, those lately found empty last. An entry that stalled too often is
+   * failed for good here, and the next one is taken.
    */
   async fetch(token: string, apps: readonly string[], first = 0): Promise<QueueEntry | null> {
     const now = Date.now();

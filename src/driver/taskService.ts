@@ -2,7 +2,7 @@
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
-import { FailedPreconditionError, InvalidArgumentError, toError } from "../errors.js";
+import { FailedPreconditionError, InvalidArgumentError, cut, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { commitPartFile } from "../mr/output.js";
@@ -286,16 +286,6 @@ function checkCounters(counters: Readonly<Record<string, number>>): void {
   if (bad !== undefined) {
     throw new InvalidArgumentError(`counters: a name may have at most ${LIMITS.counterNameBytes} bytes`);
   }
-}
-
-/** `text`, cut to at most `bytes` bytes of UTF-8 with a note that it was. */
-export function cut(text: string, bytes: number): string {
-  if (Buffer.byteLength(text) <= bytes) return text;
-  const kept = Buffer.from(text)
-    .subarray(0, bytes - 32)
-    .toString("utf8")
-    .replace(/\uFFFD$/, "");
-  return `${kept}… (${Buffer.byteLength(text) - Buffer.byteLength(kept)} more bytes cut)`;
 }
 
 function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb.TaskAssignment {

@@ -21,9 +21,14 @@ export function offeredApps(db: Db): Set<string> {
   return new Set(listAliveWorkers(db).flatMap((worker) => worker.apps));
 }
 
+/** How often jobs are checked, in ms. */
+const CHECK_EVERY_MS = 1000;
+
 export class UnservedJobs {
   /** Since when each RUNNING job has had no live worker for its app, and whether that was noted. */
   private readonly since = new Map<number, { at: number; noted: boolean }>();
+  private timer: NodeJS.Timeout | undefined;
+  private checking = false;
 
   constructor(
     private readonly db: Db,
@@ -32,7 +37,28 @@ export class UnservedJobs {
     private readonly log: Logger,
   ) {}
 
+  start(): void {
+    this.timer = setInterval(() => void this.check(), CHECK_EVERY_MS);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One check of every RUNNING job; one that finds a check under way does nothing. */
   async check(now = Date.now()): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      await this.checkJobs(now);
+    } catch (err) {
+      this.log.error({ err }, "could not check for jobs no worker serves");
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async checkJobs(now: number): Promise<void> {
     const offered = offeredApps(this.db);
     const running = listRunningJobs(this.db);
     const runningIds = new Set(running.map((job) => job.id));

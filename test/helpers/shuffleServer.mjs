@@ -1,7 +1,11 @@
 /**
- * A shuffle service in a process of its own, holding one map output of about 8 MiB for job 1
- * (with shuffle.test.ts's key): prints `{ address, attemptId, pid }` as a line of JSON, then
- * serves until killed. Runs from dist/ (npm test builds first).
+ * A worker's shuffle side in a process of its own, run from the build:
+ *   node shuffleServer.mjs DIR LINES [busy]
+ * It writes one wordcount map output of LINES distinct words (and a shared one) to disk, held
+ * for job 1 with shuffle.test.ts's shuffle key, and prints
+ * `{ address, attemptId, pid, bytes, onDisk }` as a line of JSON. With `busy`, its event loop is
+ * as busy as a worker's running a task: it lets I/O run once every 20 ms (a turn), and prints
+ * `served in N turns` for each fetch it serves.
  */
 import { Server } from "@grpc/grpc-js";
 import { writeFileSync } from "node:fs";
@@ -14,10 +18,12 @@ import { BUILTIN_APPS } from "../../dist/mr/apps/index.js";
 import { runMapTask } from "../../dist/mr/mapTask.js";
 import { createShuffleService } from "../../dist/worker/shuffleServer.js";
 
-const dir = process.argv[2];
+const [dir, lines, mode] = process.argv.slice(2);
+const busy = mode === "busy";
 const input = join(dir, "input.txt");
+/** A distinct word of letters for each number (a word is a run of letters). */
 const word = (i) => `w${i.toString(26).replace(/./g, (d) => String.fromCharCode(97 + parseInt(d, 26)))}`;
-writeFileSync(input, Array.from({ length: 600_000 }, (_, i) => word(i)).join("\n"));
+writeFileSync(input, Array.from({ length: Number(lines) }, (_, i) => `${word(i)} shared`).join("\n"));
 const attemptId = "a0000000000000001";
 const { output } = await runMapTask({
   app: BUILTIN_APPS.wordcount,
@@ -32,7 +38,26 @@ const service = createShuffleService(
   (id) => (id === attemptId ? held : undefined),
   pino({ level: "silent" }),
 );
+
+let turns = 0;
+if (busy) {
+  const fetchPartition = service.fetchPartition;
+  service.fetchPartition = (call) => {
+    const from = turns;
+    call.on("finish", () => console.log(`served in ${turns - from} turns`));
+    fetchPartition(call);
+  };
+}
 const server = new Server({ "grpc.max_receive_message_length": LIMITS.shuffleMessageBytes });
 addService(server, ShuffleServiceService, service);
 const address = await listen(server, "127.0.0.1:0");
-console.log(JSON.stringify({ address, attemptId, pid: process.pid, bytes: output.partitions[0][1] }));
+const bytes = output.partitions[0][1];
+console.log(
+  JSON.stringify({ address, attemptId, pid: process.pid, bytes, onDisk: output.data === undefined }),
+);
+while (busy) {
+  const until = performance.now() + 20;
+  while (performance.now() < until); // the task's work
+  await new Promise((resolve) => setImmediate(resolve));
+  turns++;
+}
