@@ -4,6 +4,7 @@
  */
 import { status, type ClientReadableStream } from "@grpc/grpc-js";
 import Database from "better-sqlite3";
+import { Redis } from "ioredis";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -203,6 +204,28 @@ describe("a worker", () => {
       expect(workers.filter((worker) => worker.state === "ALIVE")).toEqual([]);
     } finally {
       calls.close();
+    }
+  });
+
+  it("offering many apps opens no Redis connection for them when it polls", async () => {
+    const redis = new Redis(inject("redisUrl"));
+    const calls = driver();
+    try {
+      const clients = async (): Promise<number> =>
+        String(await redis.client("LIST"))
+          .trim()
+          .split("\n").length;
+      const before = await clients();
+      const apps = Array.from({ length: LIMITS.appsPerWorker }, (_, i) => `offered${i}`);
+      const { workerId } = await calls.registerWorker({ address: "127.0.0.1:8", apps });
+      const poll = new AbortController();
+      setTimeout(() => poll.abort(), 1500);
+      await calls.pollTask({ workerId }, poll.signal).catch(() => undefined);
+      expect(await clients()).toBeLessThan(before + 5); // not one a lane
+      await calls.deregisterWorker({ workerId, reason: "test" });
+    } finally {
+      calls.close();
+      redis.disconnect();
     }
   });
 
