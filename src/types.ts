@@ -85,5 +85,8 @@ export interface Split {
   end: number;
 }
 
+/** A counter's value: a 64-bit integer, a number while it is a safe one (see src/counters.ts). */
+export type Count = number | bigint;
+
 /** Counters by name, as Hadoop keeps them. */
-export type Counters = Record<string, number>;
+export type Counters = Record<string, Count>;

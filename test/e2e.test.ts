@@ -7,6 +7,7 @@ import { ShuffleServiceClient, type Chunk } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, credentials } from "../src/grpc.js";
 import { withToken } from "../src/auth.js";
 import {
+  countersOf,
   committedOnce,
   startCluster,
   mr,
@@ -72,9 +73,9 @@ describe("a job through a real driver and real workers", () => {
         task.attempts.filter((attempt: { state: string }) => attempt.state === "SUCCEEDED"),
       ).toHaveLength(1);
     }
-    expect(shown.counters.REDUCE_OUTPUT_RECORDS).toBe(countWords(inputs).size);
+    expect(shown.counters.REDUCE_OUTPUT_RECORDS).toBe(String(countWords(inputs).size));
     expect(shown.counters.MAP_INPUT_BYTES).toBe(
-      inputs.reduce((sum, path) => sum + readFileSync(path).length, 0),
+      String(inputs.reduce((sum, path) => sum + readFileSync(path).length, 0)),
     );
     const workersUsed = new Set(
       shown.tasks.flatMap((task: { attempts: { worker: number }[] }) => task.attempts.map((a) => a.worker)),
@@ -188,7 +189,7 @@ describe("a job through a real driver and real workers", () => {
     });
     const done = await waitForJobEnd(cluster.client, job.id);
     expect(done.job!.state).toBe("SUCCEEDED");
-    expect(done.counters.MAP_OUTPUT_BYTES).toBeGreaterThan(1024 * 1024);
+    expect(countersOf(done).MAP_OUTPUT_BYTES).toBeGreaterThan(1024 * 1024);
     const mapAttempts = done.tasks
       .filter((task) => task.kind === "MAP")
       .map((task) => task.attempts.find((attempt) => attempt.state === "SUCCEEDED")!.id);

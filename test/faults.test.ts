@@ -15,6 +15,7 @@ import { runLocalJob } from "../src/mr/local.js";
 import { openDb } from "../src/store/db.js";
 import { moveJob } from "../src/store/lifecycle.js";
 import {
+  countersOf,
   committedOnce,
   mr,
   startCluster,
@@ -135,8 +136,8 @@ describe("a worker killed with SIGKILL", () => {
       const types = detail.events.map((event) => event.type);
       expect(types).toContain("worker-lost");
       // Retried and re-run attempts count nothing: each record once.
-      expect(detail.counters.MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
-      expect(detail.counters.REDUCE_INPUT_GROUPS).toBe(detail.counters.REDUCE_OUTPUT_RECORDS);
+      expect(countersOf(detail).MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
+      expect(countersOf(detail).REDUCE_INPUT_GROUPS).toBe(countersOf(detail).REDUCE_OUTPUT_RECORDS);
 
       const shown = await mr(["jobs", "show", String(job.id)], s.cluster.env);
       expect(shown.stdout).toContain(victim.attempt.id);
@@ -233,7 +234,7 @@ describe("the driver killed with SIGKILL mid-job, twice", () => {
     expect(types[0]).toBe("submitted");
     expect(types.filter((type) => type === "driver-recovered").length).toBeGreaterThanOrEqual(2);
     expect(types.at(-1)).toBe("succeeded");
-    expect(detail.counters.MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
+    expect(countersOf(detail).MAP_INPUT_RECORDS).toBe(countLines(s.inputs));
   });
 });
 

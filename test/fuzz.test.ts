@@ -240,8 +240,13 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
       { workerId: 0, attempts: [{ attemptId: "", progress: Number.NaN }], outputJobIds: [] },
     ],
     completeTask: [
-      { workerId: 9999, attemptId, counters: { MAP_INPUT_RECORDS: huge }, next: true },
-      { workerId: 1, attemptId: "a0000000000000000", counters: {}, next: false },
+      {
+        workerId: 9999,
+        attemptId,
+        counters: [{ name: "MAP_INPUT_RECORDS", value: String(huge) }],
+        next: true,
+      },
+      { workerId: 1, attemptId: "a0000000000000000", counters: [], next: false },
     ],
     failTask: [
       { workerId: 9999, attemptId, error: "boom", unrecoverable: true },

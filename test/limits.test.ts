@@ -233,7 +233,12 @@ describe("a worker", () => {
     const calls = driver();
     try {
       const err = await calls
-        .completeTask({ workerId: 1, attemptId: "a0", counters: { ["n".repeat(200)]: 1 }, next: false })
+        .completeTask({
+          workerId: 1,
+          attemptId: "a0",
+          counters: [{ name: "n".repeat(200), value: "1" }],
+          next: false,
+        })
         .catch((thrown: unknown) => thrown);
       expect(hasCode(err, status.INVALID_ARGUMENT)).toBe(true);
     } finally {

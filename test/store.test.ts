@@ -1,10 +1,12 @@
-/** The store's own machinery: migrations, group commit, and the counters query. */
+/** The store's own machinery: migrations, group commit, and counters, from an app's count to a job's sum. */
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { INT64_MAX, INT64_MIN, addCount, fromCounterList, toCounterList } from "../src/counters.js";
 import { completeAttempt, submitJob } from "../src/driver/scheduler.js";
+import { TaskCounters } from "../src/mr/context.js";
 import { getAttempt } from "../src/store/attempts.js";
-import { JOB_COUNTERS_SQL } from "../src/store/counters.js";
+import { JOB_COUNTERS_SQL, jobCounters } from "../src/store/counters.js";
 import { MIGRATIONS_DIR, migrate, openDb } from "../src/store/db.js";
 import { GroupCommit } from "../src/store/groupCommit.js";
 import { getJob } from "../src/store/jobs.js";
@@ -141,5 +143,57 @@ describe("counters", () => {
     const { db } = setup();
     const plan = db.prepare(`EXPLAIN QUERY PLAN ${JOB_COUNTERS_SQL}`).all(1) as { detail: string }[];
     expect(plan.map((row) => row.detail).join("\n")).toMatch(/SEARCH t USING INDEX \S+ \(job_id=\?\)/);
+  });
+
+  it("are 64-bit sums, exact past 2^53, that stop at the 64-bit edge rather than fail", () => {
+    const { db, workerId } = setup();
+    const { job, enqueue } = submitJob(db, request(), 1);
+    const big = 2n ** 52n + 1n;
+    for (const task of enqueue) {
+      const { attemptId } = claim(db, task.id, workerId)!;
+      completeAttempt(db, { attemptId, workerId, counters: { small: 2, big, edge: INT64_MAX } }, 20);
+    }
+    expect(enqueue).toHaveLength(3);
+    // 3 × (2^52 + 1) is past 2^53, and 3 × (2^63 − 1) is past what SQLite's sum() can hold.
+    expect(jobCounters(db, job.id)).toEqual({ small: 6, big: 3n * big, edge: INT64_MAX });
+  });
+});
+
+describe("a count", () => {
+  it("is a number while it is a safe integer, an exact bigint past that, and stops at the 64-bit edge", () => {
+    expect(addCount(1, 2)).toBe(3);
+    expect(addCount(Number.MAX_SAFE_INTEGER, 2)).toBe(2n ** 53n + 1n);
+    expect(addCount(2n ** 53n + 1n, -2)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(addCount(INT64_MAX, 1)).toBe(INT64_MAX);
+    expect(addCount(INT64_MIN, -1n)).toBe(INT64_MIN);
+  });
+
+  it("goes on the wire as a decimal string, and comes back as the same 64-bit integer", () => {
+    const counters = { a: 7, b: 2n ** 60n, c: -(2n ** 63n) };
+    expect(toCounterList(counters)).toEqual([
+      { name: "a", value: "7" },
+      { name: "b", value: "1152921504606846976" },
+      { name: "c", value: "-9223372036854775808" },
+    ]);
+    expect(fromCounterList(toCounterList(counters))).toEqual(counters);
+    expect(() =>
+      fromCounterList([
+        { name: "a", value: "1" },
+        { name: "a", value: "2" },
+      ]),
+    ).toThrow('"a" is named twice');
+    expect(() => fromCounterList([{ name: "a", value: "9223372036854775808" }])).toThrow(
+      "not a 64-bit integer",
+    );
+  });
+
+  it("an app makes is an integer, a bigint for a step past 2^53", () => {
+    const counters = new TaskCounters();
+    const ctx = counters.ctx({});
+    ctx.count("n", 2 ** 53 - 1);
+    ctx.count("n", 2n);
+    expect(counters.values["app.n"]).toBe(2n ** 53n + 1n);
+    expect(() => ctx.count("n", 0.5)).toThrow("n must be an integer");
+    expect(() => ctx.count("n", Number.NaN)).toThrow("n must be an integer");
   });
 });

@@ -48,7 +48,7 @@ async function setup(maps: number, driverArgs: string[] = []) {
   const poll = async (): Promise<TaskAssignment | undefined> =>
     (await callUnary(tasks.pollTask.bind(tasks), { workerId }, 10_000)).task;
   const complete = async (attemptId: string, next: boolean): Promise<TaskAssignment | undefined> =>
-    (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: {}, next }, 5000)).task;
+    (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: [], next }, 5000)).task;
   const heartbeat = async (attemptIds: string[], outputJobIds: number[] = []) => {
     const attempts = attemptIds.map((attemptId) => ({ attemptId, progress: 0 }));
     return callUnary(tasks.heartbeat.bind(tasks), { workerId, attempts, outputJobIds }, 5000);

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { spawnMr } from "../src/cli/processes.js";
 import { runMapTask } from "../src/mr/mapTask.js";
 import { loadApps } from "../src/worker/apps.js";
-import { startCluster, mr, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+import { countersOf, startCluster, mr, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { tempDir } from "./helpers/tmp.js";
 
 let cluster: Cluster | undefined;
@@ -16,7 +16,7 @@ afterEach(async () => {
 
 // Counts words of at least `minLength` letters by their first letter; the partitioner sends
 // vowels to partition 0 and the rest to 1; the combiner keeps the key; a user counter counts
-// short words.
+// short words, and two more count past 2^53 and past 2^63.
 const LETTERS_APP = `
 export default {
   map({ line }, emit, ctx) {
@@ -35,6 +35,8 @@ export default {
     let n = 0;
     for (const v of values) n += Number(v);
     ctx.count("keys");
+    ctx.count("huge", 2n ** 52n + 1n);
+    ctx.count("past-int64", 2n ** 62n);
     emit(key, \`\${n} \${ctx.params.label ?? ""}\`.trim());
   },
   partition(key, r) {
@@ -103,13 +105,13 @@ describe("a user app", () => {
     expect(readFileSync(join(dir, "out", "part-r-00001"), "utf8")).toBe(
       `b\t${4000 - apples} words\nr\t4000 words\nt\t4000 words\n`,
     );
-    expect(detail.counters["app.short-words"]).toBe(8000);
-    expect(detail.counters["app.keys"]).toBe(5);
-    expect(detail.counters.MAP_INPUT_RECORDS).toBe(4000);
-    expect(detail.counters.MAP_OUTPUT_RECORDS).toBe(20_000);
-    expect(detail.counters.COMBINE_INPUT_RECORDS).toBeGreaterThanOrEqual(20_000);
-    expect(detail.counters.COMBINE_OUTPUT_RECORDS).toBeLessThan(1000); // the combiner shrank 20,000 records
-    expect(detail.counters.REDUCE_INPUT_GROUPS).toBe(5);
+    expect(countersOf(detail)["app.short-words"]).toBe(8000);
+    expect(countersOf(detail)["app.keys"]).toBe(5);
+    expect(countersOf(detail).MAP_INPUT_RECORDS).toBe(4000);
+    expect(countersOf(detail).MAP_OUTPUT_RECORDS).toBe(20_000);
+    expect(countersOf(detail).COMBINE_INPUT_RECORDS).toBeGreaterThanOrEqual(20_000);
+    expect(countersOf(detail).COMBINE_OUTPUT_RECORDS).toBeLessThan(1000); // the combiner shrank 20,000 records
+    expect(countersOf(detail).REDUCE_INPUT_GROUPS).toBe(5);
 
     const { workers } = await cluster.client.listWorkers();
     const offeringId = workers.find((worker) => worker.address === offering.address)!.id;
@@ -117,8 +119,17 @@ describe("a user app", () => {
     const ranOn = new Set(detail.tasks.flatMap((task) => task.attempts.map((attempt) => attempt.workerId)));
     expect([...ranOn]).toEqual([offeringId]);
 
+    // Counters are 64-bit integers end to end: 5 × (2^52 + 1) is exact, though no double holds
+    // it, and 5 × 2^62 stops at 2^63 − 1, in the attempts and in the job's sum alike.
     const shown = await mr(["jobs", "show", String(job.id), "--json"], cluster.env);
-    expect(JSON.parse(shown.stdout).counters).toMatchObject({ "app.short-words": 8000, "app.keys": 5 });
+    expect(JSON.parse(shown.stdout).counters).toMatchObject({
+      "app.short-words": "8000",
+      "app.keys": "5",
+      "app.huge": "22517998136852485",
+      "app.past-int64": "9223372036854775807",
+    });
+    const text = await mr(["jobs", "show", String(job.id)], cluster.env);
+    expect(text.stdout).toMatch(/app\.huge\s*│\s*22517998136852485/);
   });
 
   it("is refused by name when no worker offers it, and a broken one stops its worker at start", async () => {

@@ -78,7 +78,8 @@ export function jobDetailJson(detail: pb.JobDetail) {
         error: attempt.error || null,
       })),
     })),
-    counters: detail.counters,
+    // As protobuf's JSON mapping writes 64-bit integers: decimal strings.
+    counters: Object.fromEntries(detail.counters.map(({ name, value }) => [name, value])),
     events: detail.events.map((event) => ({
       at: new Date(event.atMs).toISOString(),
       type: event.type,
@@ -121,14 +122,13 @@ export function jobDetailText(detail: pb.JobDetail): string {
   }
   if (job.error) lines.push(`  error     ${job.error}`);
   if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
-  const counters = Object.entries(detail.counters);
-  if (counters.length > 0) {
+  if (detail.counters.length > 0) {
     lines.push(
       "",
       "Counters",
       table(
         ["NAME", "VALUE"],
-        counters.map(([name, value]) => [name, value]),
+        detail.counters.map(({ name, value }) => [name, value]),
       ),
     );
   }

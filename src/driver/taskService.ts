@@ -2,6 +2,7 @@
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
+import { fromCounterList } from "../counters.js";
 import { FailedPreconditionError, InvalidArgumentError, cut, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
@@ -14,7 +15,7 @@ import type { GroupCommit } from "../store/groupCommit.js";
 import type { JobRecord, TaskRecord } from "../store/rows.js";
 import { getJob } from "../store/jobs.js";
 import { getWorker } from "../store/workers.js";
-import { JobState, TaskKind, WorkerState } from "../types.js";
+import { JobState, TaskKind, WorkerState, type Counters } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
@@ -107,7 +108,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
    * its queue entry is fetched first, so that the commit and the claim share one transaction.
    */
   const completeTask = async (req: pb.CompleteTaskRequest): Promise<pb.CompleteTaskResponse> => {
-    checkCounters(req.counters);
+    const counters = reportedCounters(req.counters);
     const worker = req.next ? getWorker(db, req.workerId) : undefined;
     const fetched = worker?.state === WorkerState.ALIVE ? await dispatcher.fetch(worker.apps) : undefined;
     let outcome;
@@ -115,7 +116,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       outcome = await commits.run(() => ({
         completion: completeAttempt(
           db,
-          { attemptId: req.attemptId, workerId: req.workerId, counters: req.counters, commitOutput },
+          { attemptId: req.attemptId, workerId: req.workerId, counters, commitOutput },
           Date.now(),
         ),
         next: fetched ? dispatcher.claim(fetched, req.workerId) : null,
@@ -277,15 +278,14 @@ function checkApps(apps: readonly string[]): void {
 }
 
 /** The counters an attempt reports: as many and as long as an app may make (see TaskCounters). */
-function checkCounters(counters: Readonly<Record<string, number>>): void {
-  const names = Object.keys(counters);
-  if (names.length > Object.keys(Counter).length + LIMITS.userCounters) {
-    throw new InvalidArgumentError(`counters: too many counters (${names.length})`);
+function reportedCounters(list: readonly pb.Counter[]): Counters {
+  if (list.length > Object.keys(Counter).length + LIMITS.userCounters) {
+    throw new InvalidArgumentError(`counters: too many counters (${list.length})`);
   }
-  const bad = names.find((name) => Buffer.byteLength(name) > LIMITS.counterNameBytes);
-  if (bad !== undefined) {
+  if (list.some(({ name }) => Buffer.byteLength(name) > LIMITS.counterNameBytes)) {
     throw new InvalidArgumentError(`counters: a name may have at most ${LIMITS.counterNameBytes} bytes`);
   }
+  return fromCounterList(list);
 }
 
 function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb.TaskAssignment {

@@ -1,4 +1,5 @@
 /** Store records as proto messages: the read side of the JobService. */
+import { toCounterList } from "../counters.js";
 import type * as pb from "../gen/mapreduce.js";
 import { listJobAttempts, listRunningAttempts, sumRunningProgress } from "../store/attempts.js";
 import { jobCounters } from "../store/counters.js";
@@ -70,7 +71,7 @@ export function jobDetailMessage(db: Db, job: JobRecord): pb.JobDetail {
       type: event.type,
       message: event.message,
     })),
-    counters: jobCounters(db, job.id),
+    counters: toCounterList(jobCounters(db, job.id)),
   };
 }
 

@@ -118,17 +118,22 @@ export interface Event {
   message: string;
 }
 
+/**
+ * A counter is a 64-bit integer. JavaScript holds its value as a decimal string, as protobuf's
+ * JSON mapping writes 64-bit integers, so no count past 2^53 is rounded. On the wire a list of
+ * these is the same as a map<string, int64>.
+ */
+export interface Counter {
+  name: string;
+  value: string;
+}
+
 export interface JobDetail {
   job?: Job | undefined;
   tasks: Task[];
   events: Event[];
-  /** Summed over committed attempts only. */
-  counters: { [key: string]: number };
-}
-
-export interface JobDetail_CountersEntry {
-  key: string;
-  value: number;
+  /** Summed over committed attempts only, by name. */
+  counters: Counter[];
 }
 
 export interface GetJobRequest {
@@ -283,14 +288,9 @@ export interface HeartbeatResponse {
 export interface CompleteTaskRequest {
   workerId: number;
   attemptId: string;
-  counters: { [key: string]: number };
+  counters: Counter[];
   /** The worker wants its next task in the reply, saving a PollTask. */
   next: boolean;
-}
-
-export interface CompleteTaskRequest_CountersEntry {
-  key: string;
-  value: number;
 }
 
 export interface CompleteTaskResponse {
@@ -1572,8 +1572,93 @@ export const Event: MessageFns<Event> = {
   },
 };
 
+function createBaseCounter(): Counter {
+  return { name: "", value: "0" };
+}
+
+export const Counter: MessageFns<Counter> = {
+  encode(message: Counter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Counter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCounter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Counter {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: Counter): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== "0") {
+      obj.value = globalThis.String(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Counter>, I>>(base?: I): Counter {
+    return Counter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Counter>, I>>(object: I): Counter {
+    const message = createBaseCounter();
+    message.name = object.name ?? "";
+    message.value = object.value ?? "0";
+    return message;
+  },
+};
+
 function createBaseJobDetail(): JobDetail {
-  return { job: undefined, tasks: [], events: [], counters: {} };
+  return { job: undefined, tasks: [], events: [], counters: [] };
 }
 
 export const JobDetail: MessageFns<JobDetail> = {
@@ -1587,9 +1672,9 @@ export const JobDetail: MessageFns<JobDetail> = {
     for (const v of message.events) {
       Event.encode(v!, writer.uint32(26).fork()).join();
     }
-    globalThis.Object.entries(message.counters).forEach(([key, value]: [string, number]) => {
-      JobDetail_CountersEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
-    });
+    for (const v of message.counters) {
+      Counter.encode(v!, writer.uint32(34).fork()).join();
+    }
     return writer;
   },
 
@@ -1635,10 +1720,7 @@ export const JobDetail: MessageFns<JobDetail> = {
               break;
             }
 
-            const entry4 = JobDetail_CountersEntry.decode(reader, reader.uint32());
-            if (entry4.value !== undefined) {
-              message.counters[entry4.key] = entry4.value;
-            }
+            message.counters.push(Counter.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1658,20 +1740,7 @@ export const JobDetail: MessageFns<JobDetail> = {
       job: isSet(object.job) ? Job.fromJSON(object.job) : undefined,
       tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [],
       events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => Event.fromJSON(e)) : [],
-      counters: isObject(object.counters)
-        ? (globalThis.Object.entries(object.counters) as [string, any][]).reduce(
-          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.Number(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
+      counters: globalThis.Array.isArray(object?.counters) ? object.counters.map((e: any) => Counter.fromJSON(e)) : [],
     };
   },
 
@@ -1686,14 +1755,8 @@ export const JobDetail: MessageFns<JobDetail> = {
     if (message.events?.length) {
       obj.events = message.events.map((e) => Event.toJSON(e));
     }
-    if (message.counters) {
-      const entries = globalThis.Object.entries(message.counters) as [string, number][];
-      if (entries.length > 0) {
-        obj.counters = {};
-        entries.forEach(([k, v]) => {
-          obj.counters[k] = Math.round(v);
-        });
-      }
+    if (message.counters?.length) {
+      obj.counters = message.counters.map((e) => Counter.toJSON(e));
     }
     return obj;
   },
@@ -1706,100 +1769,7 @@ export const JobDetail: MessageFns<JobDetail> = {
     message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
     message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
-    message.counters = (globalThis.Object.entries(object.counters ?? {}) as [string, number][]).reduce(
-      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.Number(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    return message;
-  },
-};
-
-function createBaseJobDetail_CountersEntry(): JobDetail_CountersEntry {
-  return { key: "", value: 0 };
-}
-
-export const JobDetail_CountersEntry: MessageFns<JobDetail_CountersEntry> = {
-  encode(message: JobDetail_CountersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== 0) {
-      writer.uint32(16).int64(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): JobDetail_CountersEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseJobDetail_CountersEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.value = longToNumber(reader.int64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): JobDetail_CountersEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
-    };
-  },
-
-  toJSON(message: JobDetail_CountersEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== 0) {
-      obj.value = Math.round(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<JobDetail_CountersEntry>, I>>(base?: I): JobDetail_CountersEntry {
-    return JobDetail_CountersEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<JobDetail_CountersEntry>, I>>(object: I): JobDetail_CountersEntry {
-    const message = createBaseJobDetail_CountersEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? 0;
+    message.counters = object.counters?.map((e) => Counter.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4020,7 +3990,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseCompleteTaskRequest(): CompleteTaskRequest {
-  return { workerId: 0, attemptId: "", counters: {}, next: false };
+  return { workerId: 0, attemptId: "", counters: [], next: false };
 }
 
 export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
@@ -4031,9 +4001,9 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     if (message.attemptId !== "") {
       writer.uint32(18).string(message.attemptId);
     }
-    globalThis.Object.entries(message.counters).forEach(([key, value]: [string, number]) => {
-      CompleteTaskRequest_CountersEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
-    });
+    for (const v of message.counters) {
+      Counter.encode(v!, writer.uint32(26).fork()).join();
+    }
     if (message.next !== false) {
       writer.uint32(32).bool(message.next);
     }
@@ -4074,10 +4044,7 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
               break;
             }
 
-            const entry3 = CompleteTaskRequest_CountersEntry.decode(reader, reader.uint32());
-            if (entry3.value !== undefined) {
-              message.counters[entry3.key] = entry3.value;
-            }
+            message.counters.push(Counter.decode(reader, reader.uint32()));
             continue;
           }
           case 4: {
@@ -4112,20 +4079,7 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
         : isSet(object.attempt_id)
         ? globalThis.String(object.attempt_id)
         : "",
-      counters: isObject(object.counters)
-        ? (globalThis.Object.entries(object.counters) as [string, any][]).reduce(
-          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.Number(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
+      counters: globalThis.Array.isArray(object?.counters) ? object.counters.map((e: any) => Counter.fromJSON(e)) : [],
       next: isSet(object.next) ? globalThis.Boolean(object.next) : false,
     };
   },
@@ -4138,14 +4092,8 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     if (message.attemptId !== "") {
       obj.attemptId = message.attemptId;
     }
-    if (message.counters) {
-      const entries = globalThis.Object.entries(message.counters) as [string, number][];
-      if (entries.length > 0) {
-        obj.counters = {};
-        entries.forEach(([k, v]) => {
-          obj.counters[k] = Math.round(v);
-        });
-      }
+    if (message.counters?.length) {
+      obj.counters = message.counters.map((e) => Counter.toJSON(e));
     }
     if (message.next !== false) {
       obj.next = message.next;
@@ -4160,105 +4108,8 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     const message = createBaseCompleteTaskRequest();
     message.workerId = object.workerId ?? 0;
     message.attemptId = object.attemptId ?? "";
-    message.counters = (globalThis.Object.entries(object.counters ?? {}) as [string, number][]).reduce(
-      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.Number(value);
-        }
-        return acc;
-      },
-      {},
-    );
+    message.counters = object.counters?.map((e) => Counter.fromPartial(e)) || [];
     message.next = object.next ?? false;
-    return message;
-  },
-};
-
-function createBaseCompleteTaskRequest_CountersEntry(): CompleteTaskRequest_CountersEntry {
-  return { key: "", value: 0 };
-}
-
-export const CompleteTaskRequest_CountersEntry: MessageFns<CompleteTaskRequest_CountersEntry> = {
-  encode(message: CompleteTaskRequest_CountersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== 0) {
-      writer.uint32(16).int64(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTaskRequest_CountersEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCompleteTaskRequest_CountersEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.value = longToNumber(reader.int64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CompleteTaskRequest_CountersEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
-    };
-  },
-
-  toJSON(message: CompleteTaskRequest_CountersEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== 0) {
-      obj.value = Math.round(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CompleteTaskRequest_CountersEntry>, I>>(
-    base?: I,
-  ): CompleteTaskRequest_CountersEntry {
-    return CompleteTaskRequest_CountersEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CompleteTaskRequest_CountersEntry>, I>>(
-    object: I,
-  ): CompleteTaskRequest_CountersEntry {
-    const message = createBaseCompleteTaskRequest_CountersEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? 0;
     return message;
   },
 };

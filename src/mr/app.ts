@@ -5,8 +5,11 @@ export type Emit = (key: string, value: string) => void;
 export interface Ctx {
   /** The job's `--param key=value` pairs. */
   params: Record<string, string>;
-  /** Adds `n` (default 1) to the user counter `name`. */
-  count(name: string, n?: number): void;
+  /**
+   * Adds `n` (default 1), an integer, to the user counter `name`. Counters are 64-bit: pass a
+   * bigint for a step past 2^53.
+   */
+  count(name: string, n?: number | bigint): void;
 }
 
 /** One record: a line without its `\n` or `\r\n`, with the byte offset where it starts. */

@@ -1,7 +1,8 @@
 import v8 from "node:v8";
 import vm from "node:vm";
 import { LIMITS } from "../limits.js";
-import type { Counters } from "../types.js";
+import { addCount } from "../counters.js";
+import type { Count, Counters } from "../types.js";
 import type { Ctx, Emit } from "./app.js";
 
 /** Names of the built-in counters, Hadoop style. */
@@ -27,16 +28,19 @@ export class TaskCounters {
   readonly values: Counters = {};
   private userCounters = 0;
 
-  add(name: string, n = 1): void {
-    this.values[name] = (this.values[name] ?? 0) + n;
+  add(name: string, n: Count = 1): void {
+    this.values[name] = addCount(this.values[name] ?? 0, n);
   }
 
   ctx(params: Record<string, string>): Ctx {
     return {
       params,
       count: (name, n = 1) => {
-        if (!Number.isFinite(n))
-          throw new TypeError(`ctx.count(${JSON.stringify(name)}, n): n must be a number`);
+        if (typeof n !== "bigint" && !Number.isSafeInteger(n)) {
+          throw new TypeError(
+            `ctx.count(${JSON.stringify(name.slice(0, 40))}, n): n must be an integer (a bigint past 2^53)`,
+          );
+        }
         const counter = USER_COUNTER_PREFIX + name;
         if (this.values[counter] === undefined) {
           if (Buffer.byteLength(counter) > LIMITS.counterNameBytes) {

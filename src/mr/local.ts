@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { addCounters } from "../counters.js";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
 import { partitionRange, runMapTask, type MapOutput } from "./mapTask.js";
@@ -31,25 +32,25 @@ export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: num
   const splits = splitInputs(files, options.splitSizeBytes);
   const workDir = mkdtempSync(join(tmpdir(), "mr-local-"));
   const counters: Counters = {};
-  const addAll = (more: Counters): void => {
-    for (const [name, n] of Object.entries(more)) counters[name] = (counters[name] ?? 0) + n;
-  };
   try {
     const outputs: MapOutput[] = [];
     for (const [m, split] of splits.entries()) {
-      const { counters, output } = await runMapTask({
+      const { counters: more, output } = await runMapTask({
         ...options,
         split,
         path: join(workDir, `m${m}.out`),
         spillDir: join(workDir, `m${m}`),
       });
-      addAll(counters);
+      addCounters(counters, more);
       outputs.push(output);
     }
     for (let r = 0; r < options.reducers; r++) {
       const inputs = outputs.map((output) => partitionRange(output, r));
       const outputPath = temporaryPartPath(options.outputDir, LOCAL_ATTEMPT, r);
-      addAll(await runReduceTask({ ...options, inputs, outputPath, workDir: join(workDir, `r${r}`) }));
+      addCounters(
+        counters,
+        await runReduceTask({ ...options, inputs, outputPath, workDir: join(workDir, `r${r}`) }),
+      );
       commitPartFile(options.outputDir, LOCAL_ATTEMPT, r);
     }
     markOutputSucceeded(options.outputDir);

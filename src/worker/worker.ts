@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { TokenCheck, isLoopback, readTokenFile } from "../auth.js";
 import type { WorkerConfig } from "../config.js";
+import { toCounterList } from "../counters.js";
 import { readTls, serverCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, InvalidArgumentError, hasCode, isUnrecoverable, toError } from "../errors.js";
 import { LIMITS } from "../limits.js";
@@ -235,7 +236,7 @@ export class MrWorker {
         const request = {
           workerId: this.session.workerId,
           attemptId: task.attemptId,
-          counters,
+          counters: toCounterList(counters),
           next: !this.session.draining,
         };
         next = (await this.driver.completeTask(request)).task;

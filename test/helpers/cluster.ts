@@ -141,3 +141,8 @@ export function committedOnce(detail: pb.JobDetail): boolean {
     (task) => task.attempts.filter((attempt) => attempt.state === "SUCCEEDED").length === 1,
   );
 }
+
+/** A job's counters by name, as numbers: every count a test makes is a safe integer. */
+export function countersOf(detail: pb.JobDetail): Record<string, number> {
+  return Object.fromEntries(detail.counters.map(({ name, value }) => [name, Number(value)]));
+}
