@@ -63,6 +63,8 @@ const driverSchema = z.object({
   /** A file holding the secret of the worker role. Default none. */
   workerTokenFile: z.string().min(1).optional(),
   /** Listen beyond loopback without secrets or roots, knowingly. Default false. */
+  /** Take the database from a driver that still holds its lease, known to be gone. */
+  takeover: z.boolean().default(false),
   insecure: z.boolean().default(false),
   /** Directories under which job inputs may be, after symbolic links; none: anywhere. */
   inputRoots: z.array(z.string().min(1)).default([]),

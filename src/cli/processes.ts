@@ -23,7 +23,11 @@ export interface MrProcess {
  */
 export async function spawnMr(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; stderr?: number | "ignore" | "inherit"; readyTimeoutMs?: number } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    stderr?: number | "ignore" | "inherit" | "pipe";
+    readyTimeoutMs?: number;
+  } = {},
 ): Promise<MrProcess> {
   const child = spawn(process.execPath, [MR_BIN, ...args], {
     env: options.env ?? process.env,

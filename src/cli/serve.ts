@@ -55,6 +55,10 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       collect,
     )
     .option("--insecure", "listen beyond loopback without secrets or roots, knowingly")
+    .option(
+      "--takeover",
+      "take the database from a driver that still holds it but is known to be gone (it stops if it is not)",
+    )
     .option("--tls-cert <file>", "serve TLS with this certificate (PEM; default $MR_TLS_CERT)")
     .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)")
     .option("--tls-ca <file>", "ask every client for a certificate this CA signed (default $MR_TLS_CA)")
@@ -73,6 +77,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           clientTokenFile: options.clientTokenFile,
           workerTokenFile: options.workerTokenFile,
           insecure: options.insecure,
+          takeover: options.takeover,
           inputRoots: options.inputRoot,
           outputRoots: options.outputRoot,
           tlsCert: options.tlsCert,
@@ -86,6 +91,10 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       const driver = await startDriver(config, createLogger("driver", env));
       console.log(`mr driver listening on ${driver.address}`);
       onShutdownSignal(() => driver.close());
+      void driver.lost.then((reason) => {
+        console.error(`mr: ${reason}`);
+        process.exit(1);
+      });
     });
 
   program

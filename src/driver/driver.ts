@@ -14,6 +14,7 @@ import { addService, listen, shutdown } from "../grpc.js";
 import { openDb } from "../store/db.js";
 import { listJobsWithOutputToFinish } from "../store/jobs.js";
 import { Dispatcher } from "./dispatcher.js";
+import { DriverLease } from "./driverLease.js";
 import { JobEffects } from "./jobEffects.js";
 import { createJobService } from "./jobService.js";
 import { LivenessMonitor } from "./livenessMonitor.js";
@@ -26,6 +27,8 @@ import { GroupCommit } from "../store/groupCommit.js";
 export interface Driver {
   /** The address the gRPC server is bound to. */
   address: string;
+  /** Settles once another driver has taken the database: this one has stopped, for the reason given. */
+  lost: Promise<string>;
   close(): Promise<void>;
 }
 
@@ -94,6 +97,17 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   const credentials = serverCredentials(tls);
   mkdirSync(dirname(config.dbPath), { recursive: true });
   const db = openDb(config.dbPath);
+  let lease: DriverLease;
+  try {
+    lease = await DriverLease.acquire(
+      db,
+      { address: config.listen, dbPath: config.dbPath, takeover: config.takeover },
+      log,
+    );
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   const queue = BullmqTaskQueue.open(
     {
       redisUrl: config.redisUrl,
@@ -165,9 +179,11 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     address = await listen(server, config.listen, credentials);
   } catch (err) {
     await stopBackground();
+    lease.release();
     db.close();
     throw err;
   }
+  lease.setAddress(address);
   log.info(
     {
       address,
@@ -177,15 +193,24 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     },
     "driver listening",
   );
-  return {
-    address,
-    async close() {
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      lease.stop();
       await shutdown(server, 1000);
       await effects.drain();
       await stopBackground();
+      lease.release();
       db.close();
-    },
-  };
+    })());
+  const lost = new Promise<string>((resolve) => {
+    lease.start((by) => {
+      const reason = `another driver took the database over${by ? ` (pid ${by.pid} on ${by.host}, listening on ${by.address})` : ""}; this one has stopped`;
+      log.error({ by }, "driver lease lost: stopping");
+      void close().then(() => resolve(reason));
+    });
+  });
+  return { address, lost, close };
 }
 
 /** A Redis URL fit for a log: its password, if it has one, left out. */
