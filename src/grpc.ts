@@ -14,7 +14,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { toError, toStatus } from "./errors.js";
+import { FailedPreconditionError, toError, toStatus } from "./errors.js";
 
 /**
  * Adapts an async handler to grpc-js: its result is the reply, and whatever it throws goes
@@ -45,7 +45,18 @@ export async function listen(
   serverCredentials = ServerCredentials.createInsecure(),
 ): Promise<string> {
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, serverCredentials, (err, bound) => (err ? reject(err) : resolve(bound))),
+    server.bindAsync(address, serverCredentials, (err, bound) => {
+      if (!err) resolve(bound);
+      else if (/EADDRINUSE/.test(err.message)) {
+        reject(
+          new FailedPreconditionError(
+            `${address} is already in use by another process (stop it, or choose another port; port 0 picks a free one)`,
+          ),
+        );
+      } else if (/EADDRNOTAVAIL/.test(err.message)) {
+        reject(new FailedPreconditionError(`${address} is not an address of this host (choose one that is)`));
+      } else reject(err);
+    }),
   );
   return `${address.slice(0, address.lastIndexOf(":"))}:${port}`;
 }

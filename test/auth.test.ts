@@ -189,7 +189,7 @@ describe("a driver", () => {
 
   it("refuses to listen beyond loopback without secrets, before it binds anything", async () => {
     const refused = await start("--listen", "0.0.0.0:0");
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(
       /^mr: listening on 0\.0\.0\.0:0 lets anyone who reaches it run jobs .*--insecure if that is intended\)\n$/,
     );
@@ -207,7 +207,7 @@ describe("a driver", () => {
       "--output-root",
       dir,
     );
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(
       /^mr: listening on 0\.0\.0\.0:0 without --input-root lets any client name any file .*--insecure if that is intended\)\n$/,
     );
@@ -231,7 +231,7 @@ describe("a worker", () => {
   it("refuses to serve map output beyond loopback without the worker secret, before it binds anything", async () => {
     const { MR_TOKEN_FILE: _, ...env } = cluster.env;
     const refused = await mr(["worker", "--port", "0", "--host", "0.0.0.0"], env);
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(
       /^mr: serving map output on 0\.0\.0\.0 lets anyone who reaches it read it \(give --token-file, or --insecure if that is intended\)\n$/,
     );

@@ -4,7 +4,15 @@
  * a path that was changed to lead outside after the submit.
  */
 import { status } from "@grpc/grpc-js";
-import { existsSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
 import { hasCode } from "../src/errors.js";
@@ -132,6 +140,7 @@ describe("a worker", () => {
 
   it("fails the job when its output was changed after the submit to lead outside the output roots", async () => {
     const job = await submit([join(inRoot, "book.txt")], join(outRoot, "swapped-out"));
+    rmdirSync(join(outRoot, "swapped-out")); // the submit made it, empty
     symlinkSync(elsewhere, join(outRoot, "swapped-out"));
     await cluster.startWorker();
     const done = await waitForJobEnd(cluster.client, job.id);

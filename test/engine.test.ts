@@ -346,11 +346,11 @@ describe("the reduce task", () => {
       app,
       params: {},
       inputs,
-      outputPath: join(dir, "out", "part"),
+      outputPath: join(dir, "part"),
       workDir: join(dir, "w"),
     });
     expect(during - before).toBeLessThan(5);
-    expect(readFileSync(join(dir, "out", "part"), "utf8")).toBe(
+    expect(readFileSync(join(dir, "part"), "utf8")).toBe(
       ["k0\t13", "k1\t13", "k2\t13", "k3\t13", "k4\t13", "k5\t13", "k6\t12", ""].join("\n"),
     );
   });

@@ -322,6 +322,7 @@ function jobRequest(s: Setup): pb.SubmitJobRequest {
     reducers: 1,
     splitSizeBytes: 0,
     params: {},
+    overwrite: false,
   };
 }
 

@@ -203,6 +203,7 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
     reducers: 2,
     splitSizeBytes: 64,
     params: { pattern: "fox" },
+    overwrite: false,
   };
   const huge = 2 ** 53 - 1;
   return {

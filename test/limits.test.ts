@@ -39,6 +39,7 @@ const request = (fields: Partial<pb.SubmitJobRequest>): pb.SubmitJobRequest => (
   reducers: 1,
   splitSizeBytes: 0,
   params: {},
+  overwrite: false,
   ...fields,
 });
 

@@ -1,16 +1,17 @@
 /**
  * Outputs are complete or absent: committed parts wait in the job's temporary area until the
  * job commits, a job that does not succeed leaves no part file, and no job writes into a
- * directory that another job's parts are in.
+ * directory that holds anything, unless told to empty it first.
  */
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import {
+  checkOutputDir,
   commitPartFile,
   markOutputSucceeded,
-  outputConflict,
+  prepareOutputDir,
   removeTemporaryOutput,
   temporaryPartPath,
 } from "../src/mr/output.js";
@@ -53,18 +54,34 @@ describe("the output committer", () => {
     expect(readdirSync(out)).toEqual([]);
   });
 
-  it("names what another job left: _SUCCESS, or stray part files", () => {
+  it("must be empty or not yet there, in a writable directory on a real filesystem", () => {
     const out = tempDir();
-    expect(outputConflict(join(out, "not-yet"))).toBeUndefined();
-    expect(outputConflict(out)).toBeUndefined();
-    writeFileSync(join(out, "notes.txt"), "mine\n"); // other files are the user's business
-    expect(outputConflict(out)).toBeUndefined();
-    for (const r of [2, 0, 7, 9]) writeFileSync(join(out, `part-r-0000${r}`), "");
-    expect(outputConflict(out)).toBe(
-      "holds part files that another job left (part-r-00000, part-r-00002, part-r-00007, … (4 in all))",
+    checkOutputDir(join(out, "not", "yet"), false);
+    checkOutputDir(out, false);
+    writeFileSync(join(out, "notes.txt"), "mine\n");
+    expect(() => checkOutputDir(out, false)).toThrow(
+      `output directory ${out} is not empty: it holds notes.txt (choose another --output, or give --overwrite to empty it first)`,
     );
+    checkOutputDir(out, true);
     writeFileSync(join(out, "_SUCCESS"), "");
-    expect(outputConflict(out)).toBe("already holds a finished job's output");
+    expect(() => checkOutputDir(out, false)).toThrow("it holds a finished job's output");
+    expect(() => checkOutputDir(join(out, "notes.txt", "sub"), false)).toThrow(
+      `${join(out, "notes.txt")} is not a directory`,
+    );
+    // Node's recursive mkdir loops forever under /proc: refused before anything tries.
+    expect(() => checkOutputDir("/proc/mrout/sub", false)).toThrow("/proc is on proc, which holds no files");
+  });
+
+  it("is made one level at a time, and emptied only when told to", () => {
+    const out = join(tempDir(), "a", "b");
+    prepareOutputDir(out, false);
+    expect(readdirSync(out)).toEqual([]);
+    writeFileSync(join(out, "old"), "");
+    mkdirSync(join(out, "_temporary"));
+    prepareOutputDir(out, false);
+    expect(readdirSync(out).sort()).toEqual(["_temporary", "old"]);
+    prepareOutputDir(out, true);
+    expect(readdirSync(out)).toEqual([]);
   });
 });
 
@@ -99,12 +116,10 @@ describe("a job's output directory", () => {
     cluster = await startCluster({
       dir,
       redisUrl: inject("redisUrl"),
-      workers: 1,
+      workers: 0,
       driverArgs: ["--max-attempts", "2"],
     });
     const out = join(dir, "out");
-    mkdirSync(out);
-    writeFileSync(join(out, "_temporary"), "a file where the committer needs a directory\n");
     writeFileSync(join(dir, "in.txt"), "a b\n");
     const job = await cluster.client.submitJob({
       app: "wordcount",
@@ -114,27 +129,64 @@ describe("a job's output directory", () => {
       splitSizeBytes: 0,
       params: {},
     });
+    // The submit made the directory; something puts a file where the committer needs one.
+    expect(readdirSync(out)).toEqual([]);
+    writeFileSync(join(out, "_temporary"), "a file where the committer needs a directory\n");
+    await cluster.startWorker();
     const done = await waitForJobEnd(cluster.client, job.id);
     expect(done.job!.state).toBe("FAILED");
-    expect(done.job!.error).toMatch(/ENOTDIR: not a directory/);
+    expect(done.job!.error).toContain(`${join(out, "_temporary")} is a file, where a directory must be`);
     const reduce = done.tasks.find((task) => task.kind === "REDUCE")!;
     expect(reduce.attempts.map((attempt) => attempt.state)).toEqual(["FAILED", "FAILED"]);
   });
 
-  it("that holds another job's part files is refused, saying what to do", async () => {
+  it("that holds anything is refused by submit and run alike, and emptied with --overwrite", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    const out = join(dir, "mine");
+    mkdirSync(join(out, "_temporary"), { recursive: true });
+    writeFileSync(join(out, "part-r-00000"), "the user's own\n");
+    writeFileSync(join(out, "_temporary", "keep"), "the user's own\n");
+    writeFileSync(join(dir, "in.txt"), "a\n");
+    const job = ["--app", "wordcount", "--reducers", "2", "--output", out, join(dir, "in.txt")];
+    const refusal = `mr: output directory ${out} is not empty: it holds _temporary, part-r-00000 (choose another --output, or give --overwrite to empty it first)\n`;
+    for (const command of [["submit"], ["run", "--local"], ["run"]]) {
+      const refused = await mr([...command, ...job], cluster.env);
+      expect(refused.code, command.join(" ")).toBe(2);
+      expect(refused.stderr).toBe(refusal);
+    }
+    expect(readFileSync(join(out, "part-r-00000"), "utf8")).toBe("the user's own\n");
+    expect(existsSync(join(out, "_temporary", "keep"))).toBe(true);
+
+    const submitted = await mr(["submit", ...job, "--overwrite", "--wait"], cluster.env);
+    expect(submitted.code, submitted.stderr).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(["_SUCCESS", "part-r-00000", "part-r-00001"]);
+    expect((await mr(["submit", ...job], cluster.env)).stderr).toContain(
+      "which is SUCCEEDED (choose another --output, or give --overwrite to replace its output)",
+    );
+    const local = await mr(["run", ...job, "--overwrite"], cluster.env);
+    expect(local.code, local.stderr).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(["_SUCCESS", "part-r-00000", "part-r-00001"]);
+  });
+
+  it("that cannot hold files, or whose parent is a file, is refused at once by submit and run alike", async () => {
     const dir = tempDir();
     cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
-    const out = join(dir, "stale");
-    mkdirSync(out);
-    writeFileSync(join(out, "part-r-00002"), "old\n");
     writeFileSync(join(dir, "in.txt"), "a\n");
-    const refused = await mr(
-      ["submit", "--app", "wordcount", "--reducers", "2", "--output", out, join(dir, "in.txt")],
-      cluster.env,
-    );
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toBe(
-      `mr: output directory ${out} holds part files that another job left (part-r-00002) (choose another --output, or remove them)\n`,
-    );
+    writeFileSync(join(dir, "some-file.txt"), "");
+    const cases = [
+      ["/proc/mrout/", "/proc is on proc, which holds no files (choose a directory on a real filesystem)"],
+      [join(dir, "some-file.txt", "sub"), `${join(dir, "some-file.txt")} is not a directory`],
+    ];
+    for (const [output, refusal] of cases) {
+      for (const command of [["submit"], ["run", "--local"]]) {
+        const refused = await mr(
+          [...command, "--app", "wordcount", "--reducers", "1", "--output", output!, join(dir, "in.txt")],
+          cluster.env,
+        );
+        expect(refused.code, `${command.join(" ")} ${output}`).toBe(2);
+        expect(refused.stderr).toContain(refusal);
+      }
+    }
   });
 });

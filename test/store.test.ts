@@ -29,6 +29,7 @@ describe("migrations", () => {
     expect(tables).toEqual([
       "attempts",
       "counters",
+      "driver_lease",
       "events",
       "jobs",
       "schema_migrations",

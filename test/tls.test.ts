@@ -119,7 +119,7 @@ describe.skipIf(skipReason !== "")(`mutual TLS${skipReason}`, () => {
       ["submit", "--app", "wordcount", "--reducers", "1", "--output", join(dir, "out", "x"), outside],
       cluster.env,
     );
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`input ${outside} is outside the input roots: ${join(dir, "in")}`);
   });
 

@@ -139,14 +139,14 @@ describe("a user app", () => {
       ["submit", "--app", "letters", "--reducers", "1", "--output", join(dir, "o"), join(dir, "nothing")],
       cluster.env,
     );
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/unknown app "letters" \(available: wordcount, indexer, grep, faulty;/);
 
     const broken = join(dir, "broken");
     mkdirSync(broken);
     writeFileSync(join(broken, "half.mjs"), "export function map() {}\n");
     const worker = await mr(["worker", "--port", "0", "--apps-dir", broken], cluster.env);
-    expect(worker.code).toBe(1);
+    expect(worker.code).toBe(2);
     expect(worker.stderr).toMatch(/app half .* must export functions map and reduce/);
   });
 

@@ -21,8 +21,13 @@ export class DriverClient {
     this.raw = new JobServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
   }
 
-  submitJob(request: pb.SubmitJobRequest): Promise<pb.Job> {
-    return callUnary(this.raw.submitJob.bind(this.raw), request, CALL_TIMEOUT_MS);
+  /** Submits a job; `overwrite` is off unless asked for. */
+  submitJob(request: Omit<pb.SubmitJobRequest, "overwrite"> & { overwrite?: boolean }): Promise<pb.Job> {
+    return callUnary(
+      this.raw.submitJob.bind(this.raw),
+      { ...request, overwrite: request.overwrite ?? false },
+      CALL_TIMEOUT_MS,
+    );
   }
 
   getJob(jobId: number): Promise<pb.JobDetail> {

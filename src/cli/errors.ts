@@ -41,7 +41,10 @@ export function reportError(thrown: unknown, context: { driver?: string }, env: 
     ? err.message
     : ((thrown as { details?: string }).details ?? err.message);
   console.error(`mr: ${firstLine(message)}`);
-  return err instanceof UsageError || err instanceof CommanderInvalidArgument
+  // A request refused as invalid, here or by the driver, is bad usage too: the same call fails again.
+  return err instanceof UsageError ||
+    err instanceof CommanderInvalidArgument ||
+    hasCode(thrown, status.INVALID_ARGUMENT)
     ? ExitCode.USAGE
     : ExitCode.FAILURE;
 }

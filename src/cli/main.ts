@@ -1,4 +1,5 @@
 /** The `mr` command: wires each command group to the program and turns errors into exit codes. */
+import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
 import { Command, CommanderError } from "commander";
 import { DEFAULT_DRIVER_ADDRESS } from "../config.js";
 import { addDemoCommand } from "./demo.js";
@@ -8,6 +9,8 @@ import { addServeCommands } from "./serve.js";
 import { addSubmitCommands } from "./submit.js";
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  // gRPC's own log lines ("E No address added …") repeat what mr says in its own words.
+  if (env.GRPC_VERBOSITY === undefined) setLogVerbosity(logVerbosity.NONE);
   const program = new Command("mr")
     .description("mr: a fault-tolerant MapReduce job service")
     .showHelpAfterError(false)

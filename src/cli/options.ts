@@ -10,10 +10,15 @@ export function parseNonNegativeInt(flag: string) {
   return parseIntAtLeast(flag, 0, "an integer of 0 or more");
 }
 
-function parseIntAtLeast(flag: string, least: number, what: string) {
+/** `--port 7001`: a TCP port, 0 for any free one. */
+export function parsePort(flag: string) {
+  return parseIntAtLeast(flag, 0, "a port from 0 to 65535 (0 picks a free one)", 65535);
+}
+
+function parseIntAtLeast(flag: string, least: number, what: string, most = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < least) {
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < least || n > most) {
       throw new UsageError(`${flag} must be ${what}, got ${JSON.stringify(value)}`);
     }
     return n;

@@ -3,7 +3,7 @@ import { Option, type Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { createLogger } from "../log.js";
 import { loadApps } from "../worker/apps.js";
-import { collect, onShutdownSignal, parseNonNegativeInt, parsePositiveInt } from "./options.js";
+import { collect, onShutdownSignal, parseNonNegativeInt, parsePort, parsePositiveInt } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -100,7 +100,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
   program
     .command("worker")
     .description("run a worker: it pulls tasks from the driver and serves its map output to reducers")
-    .requiredOption("--port <n>", "port of this worker's shuffle service (0 picks a free one)")
+    .requiredOption(
+      "--port <n>",
+      "port of this worker's shuffle service (0 picks a free one)",
+      parsePort("--port"),
+    )
     .option(
       "--host <address>",
       "the address to serve map output on, which reducers on other hosts reach (default 127.0.0.1)",

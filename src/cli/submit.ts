@@ -1,14 +1,16 @@
 /** `mr submit` and `mr run --local`. */
 import type { Command } from "commander";
+import { validateSubmit } from "../driver/submitCheck.js";
+import type * as pb from "../gen/mapreduce.js";
 import { resolve } from "node:path";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { runLocalJob } from "../mr/local.js";
-import { outputConflict } from "../mr/output.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
+import { Roots } from "../roots.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
-import { JobDidNotSucceed, UsageError } from "./errors.js";
+import { JobDidNotSucceed } from "./errors.js";
 import { jobJson } from "./format.js";
 import { collectParam, parseBytes, parsePositiveInt } from "./options.js";
 import { followJob, progressReporter } from "./watch.js";
@@ -19,6 +21,20 @@ interface JobOptions {
   output: string;
   splitSize?: number;
   param?: Record<string, string>;
+  overwrite?: boolean;
+}
+
+/** The job the flags describe, as the driver takes it: `mr submit` and `mr run` both start here. */
+function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobRequest {
+  return {
+    app: options.app,
+    inputs: inputs.map((input) => resolve(input)),
+    outputDir: resolve(options.output),
+    reducers: options.reducers,
+    splitSizeBytes: options.splitSize ?? 0,
+    params: options.param ?? {},
+    overwrite: options.overwrite ?? false,
+  };
 }
 
 function addJobOptions(command: Command): Command {
@@ -29,7 +45,8 @@ function addJobOptions(command: Command): Command {
       "number of reduce partitions, and of output files",
       parsePositiveInt("--reducers"),
     )
-    .requiredOption("--output <dir>", "output directory; must not hold a finished job")
+    .requiredOption("--output <dir>", "output directory; must be empty or not yet exist")
+    .option("--overwrite", "empty the output directory first, whatever it holds")
     .option(
       "--split-size <bytes>",
       "largest input split, such as 64MiB (default 64MiB)",
@@ -47,14 +64,7 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
       async (inputs: string[], options: JobOptions & DriverFlags & { wait?: boolean; json?: boolean }) => {
         const client = connectDriver(options, env);
         try {
-          let job = await client.submitJob({
-            app: options.app,
-            inputs: inputs.map((input) => resolve(input)),
-            outputDir: resolve(options.output),
-            reducers: options.reducers,
-            splitSizeBytes: options.splitSize ?? 0,
-            params: options.param ?? {},
-          });
+          let job = await client.submitJob(submitRequest(inputs, options));
           if (!options.json)
             console.error(`submitted job ${job.id}: ${job.mapsTotal} maps, ${job.reducesTotal} reduces`);
           if (options.wait) job = await waitWithProgress(client, job.id);
@@ -68,36 +78,30 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
     );
 
   addJobOptions(program.command("run").description("run a job in this process: no driver, no Redis"))
-    .option("--local", "run in this process (the only mode of run)")
+    .option("--local", "run in this process (the only mode of run, and the default)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
-    .action(async (inputs: string[], options: JobOptions & { local?: boolean; appsDir?: string }) => {
-      if (!options.local) throw new UsageError("run works only with --local (to use a cluster, mr submit)");
+    .action(async (inputs: string[], options: JobOptions & { appsDir?: string }) => {
       const apps = await loadApps(options.appsDir === undefined ? undefined : resolve(options.appsDir));
-      const app = apps[options.app];
-      if (!app) {
-        throw new UsageError(
-          `unknown app ${JSON.stringify(options.app)} (available: ${Object.keys(apps).join(", ")})`,
-        );
-      }
-      const outputDir = resolve(options.output);
-      const conflict = outputConflict(outputDir);
-      if (conflict !== undefined) {
-        throw new UsageError(
-          `output directory ${outputDir} ${conflict} (choose another --output, or remove them)`,
-        );
-      }
+      // The driver's own check of a submit, so that both refuse the same things in the same words.
+      const job = validateSubmit(
+        submitRequest(inputs, options),
+        { defaultSplitSizeBytes: DEFAULT_SPLIT_SIZE_BYTES },
+        Roots.NONE,
+        Object.keys(apps),
+      );
       const started = performance.now();
       const { maps } = await runLocalJob({
-        app,
-        params: options.param ?? {},
-        inputs: inputs.map((input) => resolve(input)),
-        outputDir,
-        reducers: options.reducers,
-        splitSizeBytes: options.splitSize ?? DEFAULT_SPLIT_SIZE_BYTES,
+        app: apps[job.app]!,
+        params: job.params,
+        inputs: job.inputs.map(({ path }) => path),
+        outputDir: job.outputDir,
+        reducers: job.reducers,
+        splitSizeBytes: job.splitSizeBytes,
+        overwrite: options.overwrite,
       });
       const seconds = ((performance.now() - started) / 1000).toFixed(2);
       console.error(
-        `ran ${maps} maps and ${options.reducers} reduces in ${seconds}s; output in ${outputDir}`,
+        `ran ${maps} maps and ${job.reducers} reduces in ${seconds}s; output in ${job.outputDir}`,
       );
     });
 }

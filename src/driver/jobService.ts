@@ -15,6 +15,7 @@ import type * as pb from "../gen/mapreduce.js";
 import { LIMITS } from "../limits.js";
 import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
+import { prepareOutputDir } from "../mr/output.js";
 import type { Db } from "../store/db.js";
 import { getJob, listJobs } from "../store/jobs.js";
 import { listWorkers } from "../store/workers.js";
@@ -52,8 +53,8 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
   const watches = new OpenWatches();
 
   const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
-    const request = validateSubmit(req, config, roots, availableApps(db), (dir) =>
-      refuseOwnedOutput(db, dir),
+    const request = validateSubmit(req, config, roots, availableApps(db), (dir, overwrite) =>
+      refuseOwnedOutput(db, dir, overwrite),
     );
     // A driver that has just started may not have reached Redis yet: a moment's wait, not a refusal.
     if (!(await queue.reachable(REDIS_WAIT_MS))) {
@@ -61,6 +62,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
         `the driver cannot reach Redis at ${config.redisUrl} (start Redis, then submit again)`,
       );
     }
+    prepareOutputDir(request.outputDir, req.overwrite);
     const { job, ...work } = submitJob(db, request, Date.now());
     log.info({ jobId: job.id, app: job.app, maps: job.mapsTotal, reduces: job.reducers }, "job submitted");
     await effects.apply(job, work);

@@ -23,6 +23,8 @@ export interface SubmitRequest {
   reducers: number;
   splitSizeBytes: number;
   params: Record<string, string>;
+  /** The output directory may hold a finished job's output, which goes (see prepareOutputDir). */
+  overwrite?: boolean;
 }
 
 /** What a state change asks of the queue once its transaction has committed. */
@@ -46,7 +48,7 @@ export function describeTask(task: Pick<TaskRecord, "kind" | "index">): string {
  */
 export function submitJob(db: Db, request: SubmitRequest, now: number): { job: JobRecord } & QueueWork {
   return inTransaction(db, () => {
-    refuseOwnedOutput(db, request.outputDir);
+    refuseOwnedOutput(db, request.outputDir, request.overwrite ?? false);
     const splits = splitInputs(request.inputs, request.splitSizeBytes);
     const jobId = createJob(db, {
       ...request,
@@ -70,12 +72,16 @@ export function submitJob(db: Db, request: SubmitRequest, now: number): { job: J
   });
 }
 
-/** Throws if a RUNNING or SUCCEEDED job owns `outputDir`, naming it. */
-export function refuseOwnedOutput(db: Db, outputDir: string): void {
+/**
+ * Throws if a RUNNING job writes to `outputDir`, or a SUCCEEDED one wrote it and it is not to
+ * be overwritten, naming the job.
+ */
+export function refuseOwnedOutput(db: Db, outputDir: string, overwrite: boolean): void {
   const owner = findJobOwningOutput(db, outputDir);
-  if (owner) {
+  if (owner && (owner.state === JobState.RUNNING || !overwrite)) {
+    const remedy = owner.state === JobState.RUNNING ? "" : ", or give --overwrite to replace its output";
     throw new InvalidArgumentError(
-      `output directory ${outputDir} belongs to job ${owner.id}, which is ${owner.state} (choose another --output)`,
+      `output directory ${outputDir} belongs to job ${owner.id}, which is ${owner.state} (choose another --output${remedy})`,
     );
   }
 }

@@ -1,7 +1,9 @@
 /**
- * The check of a submit, field by field, before anything is stored: each refusal names the
- * field, the limit or root it breaks, and what to do. Paths come back as the real paths the
- * workers will use, so that two spellings of one directory are one directory.
+ * The check of a submit, field by field, before anything is stored or touched: each refusal
+ * names the field, the limit or root it breaks, and what to do. Paths come back as the real
+ * paths the workers will use, so that two spellings of one directory are one directory. The
+ * driver checks every SubmitJob with it, and `mr run --local` its own job, so that both refuse
+ * the same things in the same words.
  */
 import { opendirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -10,17 +12,17 @@ import { InvalidArgumentError, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { LIMITS } from "../limits.js";
 import { grepPattern } from "../mr/apps/grep.js";
-import { outputConflict } from "../mr/output.js";
+import { checkOutputDir } from "../mr/output.js";
 import type { Roots } from "../roots.js";
 import type { SubmitRequest } from "./scheduler.js";
 
 export function validateSubmit(
   req: pb.SubmitJobRequest,
-  config: DriverConfig,
+  defaults: Pick<DriverConfig, "defaultSplitSizeBytes">,
   roots: Roots,
   apps: readonly string[],
   /** Throws if a job owns the output directory: a clearer refusal than the files it left. */
-  refuseOwned: (outputDir: string) => void,
+  refuseOwned: (outputDir: string, overwrite: boolean) => void = () => undefined,
 ): SubmitRequest {
   if (!apps.includes(req.app)) {
     const app = req.app.length > 64 ? `${req.app.slice(0, 64)}…` : req.app;
@@ -39,15 +41,10 @@ export function validateSubmit(
   checkParams(req.params);
   if (req.app === "grep") checkGrepPattern(req.params.pattern);
   const outputDir = roots.checkOutput(req.outputDir);
-  refuseOwned(outputDir);
-  const conflict = outputConflict(outputDir);
-  if (conflict !== undefined) {
-    throw new InvalidArgumentError(
-      `output directory ${outputDir} ${conflict} (choose another --output, or remove them)`,
-    );
-  }
+  refuseOwned(outputDir, req.overwrite);
+  checkOutputDir(outputDir, req.overwrite);
   const inputs = expandInputs(req.inputs, roots);
-  const splitSizeBytes = req.splitSizeBytes || config.defaultSplitSizeBytes;
+  const splitSizeBytes = req.splitSizeBytes || defaults.defaultSplitSizeBytes;
   const maps = inputs.reduce((sum, { size }) => sum + Math.ceil(size / splitSizeBytes), 0);
   if (maps > LIMITS.maps) {
     const least = Math.ceil(inputs.reduce((sum, { size }) => sum + size, 0) / LIMITS.maps);
@@ -55,7 +52,15 @@ export function validateSubmit(
       `split_size_bytes: ${splitSizeBytes} bytes cuts the inputs into ${maps} maps, more than the ${LIMITS.maps} a job may have (give --split-size ${least} or more)`,
     );
   }
-  return { app: req.app, inputs, outputDir, reducers: req.reducers, splitSizeBytes, params: req.params };
+  return {
+    app: req.app,
+    inputs,
+    outputDir,
+    reducers: req.reducers,
+    splitSizeBytes,
+    params: req.params,
+    overwrite: req.overwrite,
+  };
 }
 
 function checkParams(params: Readonly<Record<string, string>>): void {
@@ -90,7 +95,8 @@ function checkGrepPattern(pattern: string | undefined): void {
 /**
  * The input files with their sizes: each input that is a file, and the regular files directly
  * inside each input that is a directory (but for hidden and `_` names), all as real paths
- * inside the input roots.
+ * inside the input roots. A file named twice, or named and inside a named directory, is read
+ * once. Inputs that hold no file at all are refused: a job of no maps would be no job.
  */
 function expandInputs(paths: readonly string[], roots: Roots): { path: string; size: number }[] {
   if (paths.length === 0) throw new InvalidArgumentError("inputs: give at least one input file");
@@ -100,8 +106,11 @@ function expandInputs(paths: readonly string[], roots: Roots): { path: string; s
     );
   }
   const files: { path: string; size: number }[] = [];
+  const seen = new Set<string>();
   let bytes = 0;
   const add = (path: string, size: number): void => {
+    if (seen.has(path)) return;
+    seen.add(path);
     bytes += Buffer.byteLength(path);
     if (files.length === LIMITS.inputFiles || bytes > LIMITS.inputPathBytes) {
       throw new InvalidArgumentError(
@@ -116,6 +125,11 @@ function expandInputs(paths: readonly string[], roots: Roots): { path: string; s
     if (stats.isFile()) add(real, stats.size);
     else if (!stats.isDirectory()) throw new InvalidArgumentError(`input is not a file: ${path}`);
     else for (const file of listDirectory(real, roots)) add(file.path, file.size);
+  }
+  if (files.length === 0) {
+    throw new InvalidArgumentError(
+      `inputs: ${paths.join(", ")} holds no input files (names that start with . or _ are skipped)`,
+    );
   }
   return files;
 }

@@ -47,6 +47,11 @@ export interface SubmitJobRequest {
   /** 0 means the driver's default (64 MiB). */
   splitSizeBytes: number;
   params: { [key: string]: string };
+  /**
+   * Empty the output directory first, if it holds anything: a finished job's output, or other
+   * files. Never one a running job writes to. Without it, a non-empty directory is refused.
+   */
+  overwrite: boolean;
 }
 
 export interface SubmitJobRequest_ParamsEntry {
@@ -351,7 +356,7 @@ export interface Chunk {
 }
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { app: "", inputs: [], outputDir: "", reducers: 0, splitSizeBytes: 0, params: {} };
+  return { app: "", inputs: [], outputDir: "", reducers: 0, splitSizeBytes: 0, params: {}, overwrite: false };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -374,6 +379,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     globalThis.Object.entries(message.params).forEach(([key, value]: [string, string]) => {
       SubmitJobRequest_ParamsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
     });
+    if (message.overwrite !== false) {
+      writer.uint32(56).bool(message.overwrite);
+    }
     return writer;
   },
 
@@ -441,6 +449,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             }
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.overwrite = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -482,6 +498,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
           {},
         )
         : {},
+      overwrite: isSet(object.overwrite) ? globalThis.Boolean(object.overwrite) : false,
     };
   },
 
@@ -511,6 +528,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         });
       }
     }
+    if (message.overwrite !== false) {
+      obj.overwrite = message.overwrite;
+    }
     return obj;
   },
 
@@ -533,6 +553,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       },
       {},
     );
+    message.overwrite = object.overwrite ?? false;
     return message;
   },
 };

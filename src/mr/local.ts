@@ -5,7 +5,13 @@ import { addCounters } from "../counters.js";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
 import { partitionRange, runMapTask, type MapOutput } from "./mapTask.js";
-import { commitPartFile, markOutputSucceeded, temporaryPartPath } from "./output.js";
+import {
+  commitPartFile,
+  makeTemporaryPartDirs,
+  markOutputSucceeded,
+  prepareOutputDir,
+  temporaryPartPath,
+} from "./output.js";
 import { runReduceTask } from "./reduceTask.js";
 import { splitInputs } from "./split.js";
 import type { EngineTunables } from "./tunables.js";
@@ -17,6 +23,8 @@ export interface LocalJobOptions {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
+  /** Empty the output directory first (see prepareOutputDir). */
+  overwrite?: boolean;
   /** The sort buffer, the merge factor and the rest; default DEFAULT_TUNABLES. */
   tunables?: Readonly<EngineTunables>;
 }
@@ -30,6 +38,7 @@ const LOCAL_ATTEMPT = "local";
 export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: number; counters: Counters }> {
   const files = options.inputs.map((path) => ({ path: resolve(path), size: statSync(path).size }));
   const splits = splitInputs(files, options.splitSizeBytes);
+  prepareOutputDir(options.outputDir, options.overwrite ?? false);
   const workDir = mkdtempSync(join(tmpdir(), "mr-local-"));
   const counters: Counters = {};
   try {
@@ -47,6 +56,7 @@ export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: num
     for (let r = 0; r < options.reducers; r++) {
       const inputs = outputs.map((output) => partitionRange(output, r));
       const outputPath = temporaryPartPath(options.outputDir, LOCAL_ATTEMPT, r);
+      makeTemporaryPartDirs(outputPath);
       addCounters(
         counters,
         await runReduceTask({ ...options, inputs, outputPath, workDir: join(workDir, `r${r}`) }),

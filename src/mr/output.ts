@@ -6,14 +6,26 @@
  * part into the directory and leaves `_SUCCESS`. A job that fails or is cancelled leaves no part
  * file behind: its `_temporary` goes whole.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
+import { InvalidArgumentError } from "../errors.js";
 
 export const SUCCESS_FILE = "_SUCCESS";
 const TEMPORARY_DIR = "_temporary";
 /** Under TEMPORARY_DIR: the parts of committed attempts, until the job commits. */
 const COMMITTED_DIR = "committed";
-const PART_FILE = /^part-r-\d{5}$/;
 
 /** The name of output partition `r`: `part-r-00007`. */
 export function partFileName(r: number): string {
@@ -26,21 +38,110 @@ export function temporaryPartPath(outputDir: string, attemptId: string, r: numbe
 }
 
 /**
- * Why a new job may not write into `dir`, or undefined if it may: it holds a finished job's
- * output, or part files that some other job left.
+ * Filesystems that hold no files of their own, by statfs magic number: a job writing there
+ * would hang or fail on every worker (Node's recursive mkdir loops forever under /proc).
  */
-export function outputConflict(dir: string): string | undefined {
-  if (existsSync(join(dir, SUCCESS_FILE))) return "already holds a finished job's output";
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return undefined; // not there yet, or not a directory: the job's first write says which
+const PSEUDO_FILESYSTEMS = new Map<number, string>([
+  [0x9fa0, "proc"],
+  [0x62656572, "sysfs"],
+  [0x1cd1, "devpts"],
+  [0x27e0eb, "cgroup"],
+  [0x63677270, "cgroup2"],
+  [0x64626720, "debugfs"],
+  [0x74726163, "tracefs"],
+  [0x73636673, "securityfs"],
+  [0xcafe4a11, "bpf"],
+  [0x6165676c, "pstore"],
+  [0x62656570, "configfs"],
+]);
+
+/**
+ * Refuses an output directory a job could not use, or that holds files it would mix with or
+ * destroy, as Hadoop's FileAlreadyExistsException does. `dir` is a real path (see
+ * Roots.checkOutput). Its nearest existing directory must be writable, on a filesystem that
+ * holds files; if it exists, it must be empty, unless `overwrite` lets prepareOutputDir empty it.
+ * Looks, and changes nothing.
+ */
+export function checkOutputDir(dir: string, overwrite: boolean): void {
+  let at = dir;
+  while (!exists(at)) at = dirname(at);
+  if (!statSync(at).isDirectory()) {
+    throw new InvalidArgumentError(`output ${dir}: ${at} is not a directory (choose another --output)`);
   }
-  const parts = names.filter((name) => PART_FILE.test(name)).sort();
-  if (parts.length === 0) return undefined;
-  const shown = parts.slice(0, 3).join(", ") + (parts.length > 3 ? `, … (${parts.length} in all)` : "");
-  return `holds part files that another job left (${shown})`;
+  const kind = PSEUDO_FILESYSTEMS.get(statfsSync(at).type);
+  if (kind !== undefined) {
+    throw new InvalidArgumentError(
+      `output ${dir}: ${at} is on ${kind}, which holds no files (choose a directory on a real filesystem)`,
+    );
+  }
+  try {
+    accessSync(at, constants.W_OK | constants.X_OK);
+  } catch {
+    throw new InvalidArgumentError(
+      `output ${dir}: ${at} is not writable (choose another --output, or make it writable by the workers' user)`,
+    );
+  }
+  if (at !== dir || overwrite) return;
+  const names = readdirSync(dir).sort();
+  if (names.length === 0) return;
+  const held = names.includes(SUCCESS_FILE)
+    ? "a finished job's output"
+    : names.slice(0, 3).join(", ") + (names.length > 3 ? `, … (${names.length} in all)` : "");
+  throw new InvalidArgumentError(
+    `output directory ${dir} is not empty: it holds ${held} (choose another --output, or give --overwrite to empty it first)`,
+  );
+}
+
+/**
+ * Makes the output directory ready for a job that passed checkOutputDir: emptied with
+ * `overwrite`, and created one level at a time, never with a recursive mkdir.
+ */
+export function prepareOutputDir(dir: string, overwrite: boolean): void {
+  try {
+    if (overwrite && exists(dir)) {
+      for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+    }
+    const missing: string[] = [];
+    for (let at = dir; !exists(at); at = dirname(at)) missing.unshift(at);
+    for (const path of missing) mkdirOne(path);
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `output ${dir}: could not ${overwrite ? "empty or create" : "create"} it: ${(err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * Makes the directories an attempt's part file goes in, under an output directory that must
+ * exist: a job's output directory removed while it runs fails the attempt with that cause.
+ */
+export function makeTemporaryPartDirs(partPath: string): void {
+  const attemptDir = dirname(partPath);
+  const temporary = dirname(attemptDir);
+  if (!exists(dirname(temporary))) {
+    throw new Error(`output directory ${dirname(temporary)} is gone (was it removed while the job ran?)`);
+  }
+  mkdirOne(temporary);
+  mkdirOne(attemptDir);
+}
+
+/** mkdir of one directory whose parent exists; one already there is fine. */
+function mkdirOne(path: string): void {
+  try {
+    mkdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    if (!statSync(path).isDirectory()) throw new Error(`${path} is a file, where a directory must be`);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -52,7 +153,7 @@ export function commitPartFile(outputDir: string, attemptId: string, r: number):
   const from = temporaryPartPath(outputDir, attemptId, r);
   if (!existsSync(from)) throw new Error(`attempt ${attemptId} left no output at ${from}`);
   const committed = join(outputDir, TEMPORARY_DIR, COMMITTED_DIR);
-  mkdirSync(committed, { recursive: true });
+  mkdirOne(committed);
   renameSync(from, join(committed, partFileName(r)));
   rmSync(join(outputDir, TEMPORARY_DIR, attemptId), { recursive: true, force: true });
 }
@@ -63,7 +164,6 @@ export function commitPartFile(outputDir: string, attemptId: string, r: number):
  */
 export function markOutputSucceeded(outputDir: string): void {
   const committed = join(outputDir, TEMPORARY_DIR, COMMITTED_DIR);
-  mkdirSync(outputDir, { recursive: true });
   for (const name of existsSync(committed) ? readdirSync(committed) : []) {
     renameSync(join(committed, name), join(outputDir, name));
   }

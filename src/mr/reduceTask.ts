@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
@@ -45,7 +45,6 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
   const { app, outputPath, signal } = options;
   const counters = new TaskCounters();
   const ctx = counters.ctx(options.params);
-  mkdirSync(dirname(outputPath), { recursive: true });
   const out = new TextWriter(outputPath);
   let collectAt = COLLECT_EVERY_BYTES;
   const emit = checkedEmit("reduce", (key, value) => {

@@ -11,7 +11,7 @@ import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment }
 import { CHANNEL_OPTIONS } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
-import { temporaryPartPath } from "../mr/output.js";
+import { makeTemporaryPartDirs, temporaryPartPath } from "../mr/output.js";
 import type { RecordRange } from "../mr/records.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
@@ -204,6 +204,8 @@ export class TaskRunner {
       return counters!;
     }
     confined(() => this.options.roots().checkOutput(task.outputDir));
+    const outputPath = temporaryPartPath(task.outputDir, task.attemptId, task.index);
+    makeTemporaryPartDirs(outputPath);
     try {
       const { inputs, bytes } = await this.fetchInputs(task, dir, signal, progress);
       const { counters } = await this.threads.run(
@@ -214,7 +216,7 @@ export class TaskRunner {
           tunables: this.options.tunables,
           reduce: {
             inputs,
-            outputPath: temporaryPartPath(task.outputDir, task.attemptId, task.index),
+            outputPath,
             workDir: dir,
           },
         },
