@@ -107,6 +107,7 @@ export function prepareOutputDir(dir: string, overwrite: boolean): void {
   } catch (err) {
     throw new InvalidArgumentError(
       `output ${dir}: could not ${overwrite ? "empty or create" : "create"} it: ${(err as Error).message}`,
+      { cause: err },
     );
   }
 }
@@ -131,7 +132,9 @@ function mkdirOne(path: string): void {
     mkdirSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    if (!statSync(path).isDirectory()) throw new Error(`${path} is a file, where a directory must be`);
+    if (!statSync(path).isDirectory()) {
+      throw new Error(`${path} is a file, where a directory must be`, { cause: err });
+    }
   }
 }
 

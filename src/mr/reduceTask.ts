@@ -1,5 +1,4 @@
 import { closeSync, openSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
 import type { Counters } from "../types.js";
 import type { App } from "./app.js";
 import {
