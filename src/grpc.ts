@@ -149,9 +149,15 @@ export function callUnary<Req, Res>(
   });
 }
 
-/** Client options shared by every channel: no hidden retries, so callers see each failure. */
+/**
+ * Client options shared by every channel: no hidden retries, so callers see each failure; and
+ * reconnection tried at least every 5 s (gRPC's default backs off to 120 s), so that a worker or
+ * a wait finds a driver back from a long outage within seconds.
+ */
 export const CHANNEL_OPTIONS = {
   "grpc.enable_retries": 0,
+  "grpc.initial_reconnect_backoff_ms": 500,
+  "grpc.max_reconnect_backoff_ms": 5000,
   "grpc.max_receive_message_length": 8 * 1024 * 1024,
 } as const;
 

@@ -1,11 +1,13 @@
 /** Daily use through real processes: one driver per database, and the CLI's answers. */
+import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { spawnMr, type MrProcess } from "../src/cli/processes.js";
+import { MR_BIN, freePort, spawnMr, type MrProcess } from "../src/cli/processes.js";
 import { countersOf, mr, startCluster, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { tempDir, uniquePrefix } from "./helpers/tmp.js";
 
@@ -156,4 +158,106 @@ describe("mr worker", () => {
       holder.close();
     }
   });
+});
+
+describe("waiting on a job", () => {
+  it("says at once that the driver does not answer, and tries until --timeout", async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const child = spawn(
+      process.execPath,
+      [MR_BIN, "jobs", "wait", "1", "--driver", `127.0.0.1:${port}`, "--timeout", "6s"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    let firstWordAt: number | undefined;
+    child.stderr.on("data", (chunk: Buffer) => {
+      firstWordAt ??= Date.now();
+      stderr += chunk.toString();
+    });
+    const [code] = (await once(child, "exit")) as [number];
+    const endedAt = Date.now();
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      new RegExp(`^cannot reach the driver at 127\\.0\\.0\\.1:${port}; trying again, giving up in [56]s\n`),
+    );
+    expect(stderr).toContain(`mr: cannot reach the driver at 127.0.0.1:${port}`);
+    // It spoke long before it gave up, and gave up only at the timeout.
+    expect(endedAt - firstWordAt!).toBeGreaterThan(3000);
+    expect(endedAt - started).toBeGreaterThanOrEqual(6000);
+  });
+
+  const hasScript = spawnSync("script", ["--version"]).status === 0;
+  it.skipIf(!hasScript)(
+    "on a terminal, gives the terminal back on Ctrl-C and says how to wait again; the job goes on (needs util-linux script for a pty)",
+    async () => {
+      const dir = tempDir();
+      const cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0 });
+      try {
+        writeFileSync(join(dir, "in.txt"), "a b\n");
+        const job = await cluster.client.submitJob({
+          app: "wordcount",
+          inputs: [join(dir, "in.txt")],
+          outputDir: join(dir, "out"),
+          reducers: 1,
+          splitSizeBytes: 0,
+          params: {},
+        });
+        const timedOut = await mr(["jobs", "wait", String(job.id), "--timeout", "1s"], cluster.env);
+        expect(timedOut.code).toBe(1);
+        expect(timedOut.stderr).toContain(
+          `mr: job ${job.id} is still running after the --timeout (it goes on; mr jobs wait ${job.id} to wait again)`,
+        );
+        // script runs mr on a pseudo-terminal; a ^C written to it is the user's Ctrl-C.
+        const child = spawn(
+          "script",
+          ["-qfec", `${process.execPath} ${MR_BIN} jobs wait ${job.id}`, "/dev/null"],
+          {
+            env: cluster.env,
+            stdio: ["pipe", "pipe", "pipe"],
+          },
+        );
+        let screen = "";
+        child.stdout.on("data", (chunk: Buffer) => (screen += chunk.toString()));
+        const exited = once(child, "exit");
+        for (let i = 0; i < 200 && !screen.includes("reduces"); i++) await sleep(50);
+        expect(screen).toContain("reduces");
+        child.stdin.write("\x03");
+        const [code] = (await exited) as [number];
+        expect(code).toBe(130);
+        expect(screen).toContain(
+          `job ${job.id} goes on without this wait; mr jobs wait ${job.id} to follow it again`,
+        );
+        expect(screen.lastIndexOf("\x1b[?25h")).toBeGreaterThan(screen.lastIndexOf("\x1b[?25l")); // cursor shown
+        expect((await cluster.client.getJob(job.id)).job!.state).toBe("RUNNING");
+      } finally {
+        await cluster.stop();
+      }
+    },
+  );
+});
+
+describe("a worker cut off from the driver", () => {
+  it("is heard again within seconds of the driver's return, however long it was gone", async () => {
+    const dir = tempDir();
+    const cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    try {
+      await cluster.driver.stop("SIGKILL");
+      // Long enough for backoff left to itself to reach tens of seconds.
+      await sleep(30_000);
+      await cluster.startDriver();
+      const back = Date.now();
+      let heardAt: number | undefined;
+      for (let i = 0; i < 300 && heardAt === undefined; i++) {
+        const { workers } = await cluster.client.listWorkers();
+        if (workers.some((worker) => worker.state === "ALIVE" && worker.lastHeartbeatMs > back))
+          heardAt = Date.now();
+        else await sleep(100);
+      }
+      expect(heardAt).toBeDefined();
+      expect(heardAt! - back).toBeLessThan(10_000); // the retry is capped at 5 s, and jittered
+    } finally {
+      await cluster.stop();
+    }
+  }, 90_000);
 });

@@ -95,7 +95,10 @@ async function runJob(cluster: LocalCluster, request: JobRequest): Promise<Measu
   const rss = new RssWatch(() => cluster.workers.map((worker) => worker.child.pid!));
   const started = performance.now();
   const job = await cluster.client.submitJob({ ...request, params: {} });
-  const done = await followJob(cluster.client, job.id, () => undefined);
+  const done = await followJob(cluster.client, job.id, {
+    update: () => undefined,
+    unreachable: () => undefined,
+  });
   const seconds = (performance.now() - started) / 1000;
   const peakRssMb = rss.stop();
   if (done.state !== "SUCCEEDED") throw new Error(`job ${job.id} ${done.state}: ${done.error}`);

@@ -4,8 +4,9 @@ import { JobState } from "../types.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { UsageError } from "./errors.js";
 import { jobDetailJson, jobDetailText, jobJson, jobsTable, workerJson, workersTable } from "./format.js";
-import { parseJobId, parsePositiveInt } from "./options.js";
+import { parseDuration, parseJobId, parsePositiveInt } from "./options.js";
 import { reportOutcome, waitWithProgress } from "./submit.js";
+import { UNREACHABLE_LIMIT_MS } from "./watch.js";
 
 async function withClient<T>(
   flags: DriverFlags,
@@ -60,9 +61,14 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
   addDriverOptions(jobs.command("wait"))
     .description("follow a job with progress bars; exit 0 on success, 1 on failure or cancel")
     .argument("<JOB_ID>", "the job", parseJobId)
-    .action((jobId: number, options: { driver?: string }) =>
+    .option(
+      "--timeout <duration>",
+      `stop waiting after this long, such as 90s or 10m (the job goes on); a driver that does not answer is tried for ${UNREACHABLE_LIMIT_MS / 1000}s without it`,
+      parseDuration("--timeout"),
+    )
+    .action((jobId: number, options: { driver?: string; timeout?: number }) =>
       withClient(options, env, async (client) => {
-        reportOutcome(await waitWithProgress(client, jobId));
+        reportOutcome(await waitWithProgress(client, jobId, options.timeout));
       }),
     );
 

@@ -54,6 +54,22 @@ export function parseBytes(flag: string) {
   };
 }
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, "": 1000, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `--timeout 90s`: a duration in ms, from a number and an optional unit (ms, s, m, h; seconds without one). */
+export function parseDuration(flag: string) {
+  return (value: string): number => {
+    const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|)$/i.exec(value.trim());
+    const ms = match ? Math.round(Number(match[1]) * DURATION_UNITS[match[2]!.toLowerCase()]!) : NaN;
+    if (!Number.isSafeInteger(ms) || ms < 1) {
+      throw new UsageError(
+        `${flag} must be a duration such as 90, 90s, 5m or 1h, got ${JSON.stringify(value)}`,
+      );
+    }
+    return ms;
+  };
+}
+
 /** `--param key=value`, repeatable, into an object. */
 export function collectParam(value: string, params: Record<string, string> = {}): Record<string, string> {
   const at = value.indexOf("=");

@@ -10,10 +10,10 @@ import { Roots } from "../roots.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
-import { JobDidNotSucceed } from "./errors.js";
+import { JobDidNotSucceed, UsageError } from "./errors.js";
 import { jobJson } from "./format.js";
-import { collectParam, parseBytes, parsePositiveInt } from "./options.js";
-import { followJob, progressReporter } from "./watch.js";
+import { collectParam, parseBytes, parseDuration, parsePositiveInt } from "./options.js";
+import { followJob, progressView } from "./watch.js";
 
 interface JobOptions {
   app: string;
@@ -59,15 +59,25 @@ function addJobOptions(command: Command): Command {
 export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): void {
   addDriverOptions(addJobOptions(program.command("submit").description("submit a job to the driver")))
     .option("--wait", "follow the job with progress bars; exit 0 only if it succeeds")
+    .option(
+      "--timeout <duration>",
+      "with --wait, stop waiting after this long, such as 90s or 10m (the job goes on)",
+      parseDuration("--timeout"),
+    )
     .option("--json", "print the job as JSON")
     .action(
-      async (inputs: string[], options: JobOptions & DriverFlags & { wait?: boolean; json?: boolean }) => {
+      async (
+        inputs: string[],
+        options: JobOptions & DriverFlags & { wait?: boolean; timeout?: number; json?: boolean },
+      ) => {
+        if (options.timeout !== undefined && !options.wait)
+          throw new UsageError("--timeout goes with --wait");
         const client = connectDriver(options, env);
         try {
           let job = await client.submitJob(submitRequest(inputs, options));
           if (!options.json)
             console.error(`submitted job ${job.id}: ${job.mapsTotal} maps, ${job.reducesTotal} reduces`);
-          if (options.wait) job = await waitWithProgress(client, job.id);
+          if (options.wait) job = await waitWithProgress(client, job.id, options.timeout);
           if (options.json) console.log(JSON.stringify(jobJson(job), null, 2));
           else if (!options.wait) console.log(job.id);
           if (options.wait) reportOutcome(job);
@@ -106,12 +116,28 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
     });
 }
 
-export async function waitWithProgress(client: DriverClient, jobId: number) {
-  const progress = progressReporter(process.stderr);
+/**
+ * Follows a job with a progress view until it ends, or until `timeoutMs` has passed. Ctrl-C (or
+ * SIGTERM) stops the wait, not the job: the screen is put back as it was, and the user told how
+ * to wait again.
+ */
+export async function waitWithProgress(client: DriverClient, jobId: number, timeoutMs?: number) {
+  const view = progressView(process.stderr, client.address);
+  const interrupted = (): void => {
+    view.stop();
+    process.stderr.write(
+      `\njob ${jobId} goes on without this wait; mr jobs wait ${jobId} to follow it again\n`,
+    );
+    process.exit(130);
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
   try {
-    return await followJob(client, jobId, (job) => progress.update(job));
+    return await followJob(client, jobId, view, timeoutMs === undefined ? undefined : Date.now() + timeoutMs);
   } finally {
-    progress.stop();
+    process.removeListener("SIGINT", interrupted);
+    process.removeListener("SIGTERM", interrupted);
+    view.stop();
   }
 }
 

@@ -147,7 +147,9 @@ export class WorkerSession {
         const unreachable = hasCode(err, status.UNAVAILABLE) || hasCode(err, status.DEADLINE_EXCEEDED);
         if (!unreachable || this.givingUp.signal.aborted) throw err;
         this.log.warn({ driver: this.member.driver, backoffMs }, `${what}: driver unreachable; retrying`);
-        await sleep(backoffMs, undefined, { signal: this.givingUp.signal }).catch(() => undefined);
+        // Jittered, so that workers cut off together do not all call the driver at once.
+        const waitMs = backoffMs / 2 + Math.random() * (backoffMs / 2);
+        await sleep(waitMs, undefined, { signal: this.givingUp.signal }).catch(() => undefined);
       }
     }
   }
