@@ -226,7 +226,9 @@ describe("the mr command", () => {
 
   it("lists jobs newest first with their columns, and filters by state", async () => {
     const listed = await run("jobs", "list");
-    expect(listed.stdout).toMatch(/ID\s+│ APP\s+│ STATE\s+│ MAPS\s+│ REDUCES\s+│ SUBMITTED\s+│ DURATION/);
+    expect(listed.stdout).toMatch(
+      /ID\s+│ APP\s+│ STATE\s+│ RETRIES │ MAPS\s+│ REDUCES\s+│ OUTPUT\s+│ SUBMITTED\s+│ DURATION/,
+    );
     const jobs = JSON.parse((await run("jobs", "list", "--json")).stdout);
     const ids = jobs.map((job: { id: number }) => job.id);
     expect(ids).toEqual([...ids].sort((a, b) => b - a));

@@ -140,6 +140,55 @@ describe("mr submit and mr run --local", () => {
 });
 
 describe("mr worker", () => {
+  it("stopped before the driver answered, leaves no data directory of its own", async () => {
+    const home = tempDir();
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [MR_BIN, "worker", "--port", "0", "--driver", `127.0.0.1:${port}`],
+      {
+        env: { ...process.env, MR_HOME: home },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = once(child, "exit");
+    for (let i = 0; i < 200 && !stderr.includes("driver unreachable"); i++) await sleep(50);
+    expect(readdirSync(home)).toEqual([expect.stringMatching(/^worker-\d+$/)]); // made at start
+    child.kill("SIGTERM");
+    const [code] = (await exited) as [number];
+    expect(code).toBe(0);
+    expect(readdirSync(home)).toEqual([]);
+  });
+
+  it("logs JSON lines when not on a terminal, and pretty ones when asked", async () => {
+    const run = async (format: string[]) => {
+      const child = spawn(
+        process.execPath,
+        [MR_BIN, "worker", "--port", "0", "--driver", "127.0.0.1:1", ...format],
+        {
+          env: { ...process.env, MR_HOME: tempDir() },
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
+      let stderr = "";
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = once(child, "exit");
+      for (let i = 0; i < 200 && !stderr.includes("driver unreachable"); i++) await sleep(50);
+      child.kill("SIGTERM");
+      await exited;
+      return stderr.split("\n")[0]!;
+    };
+    expect(JSON.parse(await run([]))).toMatchObject({ name: "worker", msg: expect.any(String) });
+    expect(await run(["--log-format", "pretty"])).toMatch(/^\[[\d:.]+\] (INFO|WARN) \(worker\/\d+\): /);
+  });
+
+  it("prints its version", async () => {
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8"));
+    expect((await mr(["--version"])).stdout).toBe(`${pkg.version}\n`);
+  });
+
   it("says what a bad port is, and what to do when its port is taken", async () => {
     const bad = await mr(["worker", "--port", "abc"]);
     expect(bad.code).toBe(2);

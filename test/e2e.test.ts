@@ -87,7 +87,9 @@ describe("a job through a real driver and real workers", () => {
 
     const listed = await mr(["jobs", "list"], env);
     expect(listed.stdout).toMatch(
-      new RegExp(`${job.id}\\s+│ wordcount │ SUCCEEDED │ ${job.maps.total}/${job.maps.total}\\s+│ 5/5`),
+      new RegExp(
+        `${job.id}\\s+│ wordcount │ SUCCEEDED │\\s+│ ${job.maps.total}/${job.maps.total}\\s+│ 5/5\\s+│ ${join(dir, "out")}`,
+      ),
     );
 
     await cluster.driver.stop(); // SIGTERM: a clean stop, exit code 0

@@ -142,6 +142,19 @@ describe("a worker killed with SIGKILL", () => {
       const shown = await mr(["jobs", "show", String(job.id)], s.cluster.env);
       expect(shown.stdout).toContain(victim.attempt.id);
       expect(shown.stdout).toMatch(/worker-lost/);
+      // The job is marked as one whose tasks ran again, and a lost worker's re-run maps share a line.
+      expect(detail.job!.retries).toBeGreaterThanOrEqual(1);
+      expect(shown.stdout).toContain(`retries   ${detail.job!.retries} `);
+      const listed = (await mr(["jobs", "list"], s.cluster.env)).stdout;
+      expect(listed).toMatch(
+        new RegExp(`│ ${job.id}\\s+│ faulty\\s+│ SUCCEEDED │ ${detail.job!.retries}\\s+│`),
+      );
+      const reruns = detail.events.filter((event) => event.type === "map-rerun").length;
+      if (reruns > 1) {
+        expect(shown.stdout).toMatch(new RegExp(`map-rerun\\s+${reruns} tasks \\(map \\d+, `));
+        const all = (await mr(["jobs", "show", String(job.id), "--all"], s.cluster.env)).stdout;
+        expect(all.match(/map-rerun/g)).toHaveLength(reruns);
+      }
       const workers = JSON.parse((await mr(["workers", "list", "--json"], s.cluster.env)).stdout);
       expect(workers.find((worker: { id: number }) => worker.id === victim.worker.id).state).toBe("LOST");
     },

@@ -1,13 +1,13 @@
 /** `mr demo`: a whole cluster on this machine, one wordcount job, the top words. */
 import type { Command } from "commander";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalCluster } from "./cluster.js";
 import { table } from "./format.js";
 import { parsePositiveInt } from "./options.js";
-import { pingRedis, startRedisServer, type RedisServer } from "./processes.js";
+import { deleteRedisKeys, pingRedis, startRedisServer, type RedisServer } from "./processes.js";
 import { reportOutcome, waitWithProgress } from "./submit.js";
 
 const SAMPLE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples", "data");
@@ -19,23 +19,26 @@ export function addDemoCommand(program: Command, env: NodeJS.ProcessEnv): void {
       "start Redis if needed, a driver and two workers; run wordcount on sample books; print the top words",
     )
     .option("--workers <n>", "how many workers to start (default 2)", parsePositiveInt("--workers"))
-    .action(async (options: { workers?: number }) => runDemo(options.workers ?? 2, env));
+    .option("--keep", "keep the demo's directory (database, logs, output) instead of removing it")
+    .action(async (options: { workers?: number; keep?: boolean }) =>
+      runDemo(options.workers ?? 2, options.keep ?? false, env),
+    );
 }
 
-async function runDemo(workerCount: number, env: NodeJS.ProcessEnv): Promise<void> {
+/**
+ * Runs the demo, then leaves nothing behind: the cluster and any private Redis stopped, the
+ * queue's keys deleted from a shared Redis, and the temporary directory removed unless `keep`.
+ */
+async function runDemo(workerCount: number, keep: boolean, env: NodeJS.ProcessEnv): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), "mr-demo-"));
+  const queuePrefix = `mr-demo-${process.pid}`;
   let redis: RedisServer | undefined;
+  let redisUrl: string | undefined;
   let cluster: LocalCluster | undefined;
   const say = (line: string): void => void process.stderr.write(`${line}\n`);
   try {
-    const redisUrl = await findRedis(env, (server) => (redis = server), say);
-    cluster = await LocalCluster.start({
-      redisUrl,
-      home,
-      workers: workerCount,
-      env,
-      queuePrefix: `mr-demo-${process.pid}`,
-    });
+    redisUrl = await findRedis(env, (server) => (redis = server), say);
+    cluster = await LocalCluster.start({ redisUrl, home, workers: workerCount, env, queuePrefix });
     say(`driver on ${cluster.driver.address}, state in ${cluster.dbPath}`);
     cluster.workers.forEach((worker, i) => say(`worker ${i + 1} on ${worker.address}`));
     const inputs = readdirSync(SAMPLE_DIR).map((name) => join(SAMPLE_DIR, name));
@@ -51,11 +54,14 @@ async function runDemo(workerCount: number, env: NodeJS.ProcessEnv): Promise<voi
     say(`job ${submitted.id}: wordcount over ${inputs.length} books, ${submitted.mapsTotal} maps, 4 reduces`);
     const job = await waitWithProgress(cluster.client, submitted.id);
     reportOutcome(job);
-    console.log(`Top 10 words (output in ${outputDir}):`);
+    console.log(`Top 10 words${keep ? ` (output in ${outputDir})` : ""}:`);
     console.log(table(["WORD", "COUNT"], topWords(outputDir, 10)));
   } finally {
     await cluster?.stop();
-    await redis?.stop();
+    if (redis !== undefined) await redis.stop();
+    else if (redisUrl !== undefined) await deleteRedisKeys(redisUrl, queuePrefix).catch(() => 0);
+    if (keep) say(`kept ${home}`);
+    else rmSync(home, { recursive: true, force: true });
   }
 }
 

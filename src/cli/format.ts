@@ -56,6 +56,7 @@ export function jobJson(job: pb.Job) {
     finishedAt: isoOrNull(job.finishedAtMs),
     error: job.error || null,
     waitingFor: job.waitingFor || null,
+    retries: job.retries,
   };
 }
 
@@ -88,22 +89,77 @@ export function jobDetailJson(detail: pb.JobDetail) {
   };
 }
 
+/** Jobs, a row each; RETRIES is blank for a job whose every task ran once. */
 export function jobsTable(jobs: pb.Job[]): string {
   return table(
-    ["ID", "APP", "STATE", "MAPS", "REDUCES", "SUBMITTED", "DURATION"],
+    ["ID", "APP", "STATE", "RETRIES", "MAPS", "REDUCES", "OUTPUT", "SUBMITTED", "DURATION"],
     jobs.map((job) => [
       job.id,
       job.app,
       job.state,
+      job.retries === 0 ? "" : job.retries,
       `${job.mapsDone}/${job.mapsTotal}`,
       `${job.reducesDone}/${job.reducesTotal}`,
+      job.outputDir,
       formatTime(job.submittedAtMs),
       formatDuration(job.submittedAtMs, job.finishedAtMs),
     ]),
   );
 }
 
-export function jobDetailText(detail: pb.JobDetail): string {
+/** Events as `mr jobs show` prints them: a run of one happening to many tasks on one line. */
+export interface EventGroup {
+  atMs: number;
+  type: string;
+  message: string;
+  /** The tasks the run names, in order; empty for an event of the job as a whole. */
+  tasks: string[];
+}
+
+const TASK_PREFIX = /^((?:map|reduce) \d+)(?=[: ])/;
+
+/**
+ * Groups each run of consecutive events of one type whose messages differ only in the task
+ * they name, its attempt ids and its counts (a lost worker's 45 maps, say), into one line:
+ * `45 tasks (map 0, map 1, …, map 44): <the message of the first>`.
+ */
+export function groupEvents(events: readonly pb.Event[]): EventGroup[] {
+  const groups: (EventGroup & { key: string })[] = [];
+  for (const event of events) {
+    const task = TASK_PREFIX.exec(event.message)?.[1];
+    const key = `${event.type}\0${event.message
+      .replace(TASK_PREFIX, "")
+      .replace(/\ba[0-9a-f]{16}\b/g, "…")
+      .replace(/\d+ of (\d+)/g, "# of $1")
+      .replace(/generation \d+/g, "generation #")}`;
+    const last = groups.at(-1);
+    if (task !== undefined && last !== undefined && last.key === key && last.tasks.length > 0) {
+      last.tasks.push(task);
+      continue;
+    }
+    groups.push({
+      key,
+      atMs: event.atMs,
+      type: event.type,
+      message: event.message,
+      tasks: task ? [task] : [],
+    });
+  }
+  return groups.map(({ key: _, ...group }) => group);
+}
+
+function formatEventGroup(group: EventGroup): string {
+  let message = group.message;
+  if (group.tasks.length > 1) {
+    const shown =
+      group.tasks.length <= 4 ? group.tasks : [...group.tasks.slice(0, 3), "…", group.tasks.at(-1)!];
+    message = `${group.tasks.length} tasks (${shown.join(", ")})${message.replace(TASK_PREFIX, "")}`;
+  }
+  return `  ${formatTime(group.atMs)}  ${group.type.padEnd(18)} ${message}`;
+}
+
+/** A job's history for a person; `all` lists every event on its own line. */
+export function jobDetailText(detail: pb.JobDetail, all = false): string {
   const job = detail.job!;
   const lines = [
     `job ${job.id}: ${job.app}, ${job.state}`,
@@ -121,6 +177,7 @@ export function jobDetailText(detail: pb.JobDetail): string {
     );
   }
   if (job.error) lines.push(`  error     ${job.error}`);
+  if (job.retries > 0) lines.push(`  retries   ${job.retries} (tasks that ran again: see Events)`);
   if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
   if (detail.counters.length > 0) {
     lines.push(
@@ -152,8 +209,11 @@ export function jobDetailText(detail: pb.JobDetail): string {
     table(["TASK", "STATE", "ATTEMPT", "WORKER", "ATTEMPT STATE", "STARTED", "TOOK", "ERROR"], rows),
   );
   lines.push("", "Events");
-  for (const event of detail.events)
-    lines.push(`  ${formatTime(event.atMs)}  ${event.type.padEnd(18)} ${event.message}`);
+  const groups = all ? detail.events.map((event) => ({ ...event, tasks: [] })) : groupEvents(detail.events);
+  for (const group of groups) lines.push(formatEventGroup(group));
+  if (groups.length < detail.events.length) {
+    lines.push(`  (${detail.events.length} events in all; mr jobs show ${detail.job!.id} --all lists each)`);
+  }
   return lines.join("\n");
 }
 

@@ -50,11 +50,14 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
   addDriverOptions(jobs.command("show"))
     .description("a job's tasks, attempts, counters and events")
     .argument("<JOB_ID>", "the job", parseJobId)
-    .option("--json", "print JSON")
-    .action((jobId: number, options: { driver?: string; json?: boolean }) =>
+    .option("--all", "every event on a line of its own, rather than runs of one kind grouped")
+    .option("--json", "print JSON (every event)")
+    .action((jobId: number, options: { driver?: string; all?: boolean; json?: boolean }) =>
       withClient(options, env, async (client) => {
         const detail = await client.getJob(jobId);
-        console.log(options.json ? JSON.stringify(jobDetailJson(detail), null, 2) : jobDetailText(detail));
+        console.log(
+          options.json ? JSON.stringify(jobDetailJson(detail), null, 2) : jobDetailText(detail, options.all),
+        );
       }),
     );
 

@@ -1,6 +1,7 @@
 /** The `mr` command: wires each command group to the program and turns errors into exit codes. */
 import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
 import { Command, CommanderError } from "commander";
+import { readFileSync } from "node:fs";
 import { DEFAULT_DRIVER_ADDRESS } from "../config.js";
 import { addDemoCommand } from "./demo.js";
 import { ExitCode, reportError } from "./errors.js";
@@ -13,6 +14,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   if (env.GRPC_VERBOSITY === undefined) setLogVerbosity(logVerbosity.NONE);
   const program = new Command("mr")
     .description("mr: a fault-tolerant MapReduce job service")
+    .version(packageVersion(), "-V, --version", "print mr's version")
     .showHelpAfterError(false)
     .configureOutput({
       outputError: (text, write) =>
@@ -38,6 +40,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     }
     return reportError(err, { driver: driverFlag(argv) ?? env.MR_DRIVER ?? DEFAULT_DRIVER_ADDRESS }, env);
   }
+}
+
+/** The version in package.json, two directories up from here in src/ and in dist/ alike. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
 }
 
 function driverFlag(argv: string[]): string | undefined {

@@ -1,7 +1,7 @@
 /** `mr driver` and `mr worker`: the two long-running processes. */
 import { Option, type Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
-import { createLogger } from "../log.js";
+import { LOG_FORMATS, createLogger, type LogFormat } from "../log.js";
 import { loadApps } from "../worker/apps.js";
 import { collect, onShutdownSignal, parseNonNegativeInt, parsePort, parsePositiveInt } from "./options.js";
 
@@ -62,6 +62,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option("--tls-cert <file>", "serve TLS with this certificate (PEM; default $MR_TLS_CERT)")
     .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)")
     .option("--tls-ca <file>", "ask every client for a certificate this CA signed (default $MR_TLS_CA)")
+    .addOption(logFormatOption())
     .action(async (options: Record<string, unknown>) => {
       const config = resolveDriverConfig(
         {
@@ -88,7 +89,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       );
       // Loaded here, not at the top: BullMQ and SQLite would slow every other command's start.
       const { startDriver } = await import("../driver/driver.js");
-      const driver = await startDriver(config, createLogger("driver", env));
+      const driver = await startDriver(config, createLogger("driver", env, options.logFormat as LogFormat));
       console.log(`mr driver listening on ${driver.address}`);
       onShutdownSignal(() => driver.close());
       void driver.lost.then((reason) => {
@@ -146,6 +147,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "on SIGTERM, how long running tasks get to finish before they are handed back (default 10000)",
       parseNonNegativeInt("--drain-timeout"),
     )
+    .addOption(logFormatOption())
     .action(async (options: Record<string, unknown>) => {
       const config = resolveWorkerConfig(
         {
@@ -168,14 +170,30 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
         env,
       );
       const { MrWorker } = await import("../worker/worker.js");
-      const worker = await MrWorker.start(
+      // A signal may come before the driver has answered the registration: it stops the worker then too.
+      const stopRequested = new AbortController();
+      const starting = MrWorker.start(
         config,
         await loadApps(config.appsDir),
-        createLogger("worker", env),
+        createLogger("worker", env, options.logFormat as LogFormat),
+        stopRequested.signal,
       );
-      onShutdownSignal((signal) => worker.stop(signal));
+      onShutdownSignal(async (signal) => {
+        stopRequested.abort();
+        await (await starting).stop(signal);
+      });
+      const worker = await starting;
+      if (stopRequested.signal.aborted) return;
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);
     });
+}
+
+/** `--log-format json|pretty`: pretty lines on a terminal, JSON otherwise, by default. */
+function logFormatOption(): Option {
+  return new Option(
+    "--log-format <format>",
+    "log lines as JSON or pretty (default pretty on a terminal, else json)",
+  ).choices(LOG_FORMATS);
 }
 
 /**

@@ -37,6 +37,7 @@ export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>
     mapsProgress: Math.min(job.mapsTotal, job.mapsDone + running.MAP),
     reducesProgress: Math.min(job.reducers, job.reducesDone + running.REDUCE),
     waitingFor: unserved ? `a live worker that offers app ${job.app}` : "",
+    retries: job.retries,
   };
 }
 

@@ -84,6 +84,11 @@ export interface Job {
   reducesProgress: number;
   /** Set while the job cannot progress, and why: no live worker offers its app. */
   waitingFor: string;
+  /**
+   * Times its tasks ran again: attempts that failed or were lost, and maps re-run because a
+   * lost worker held their output.
+   */
+  retries: number;
 }
 
 export interface Job_ParamsEntry {
@@ -663,6 +668,7 @@ function createBaseJob(): Job {
     mapsProgress: 0,
     reducesProgress: 0,
     waitingFor: "",
+    retries: 0,
   };
 }
 
@@ -721,6 +727,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.waitingFor !== "") {
       writer.uint32(146).string(message.waitingFor);
+    }
+    if (message.retries !== 0) {
+      writer.uint32(152).int32(message.retries);
     }
     return writer;
   },
@@ -885,6 +894,14 @@ export const Job: MessageFns<Job> = {
             message.waitingFor = reader.string();
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.retries = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -974,6 +991,7 @@ export const Job: MessageFns<Job> = {
         : isSet(object.waiting_for)
         ? globalThis.String(object.waiting_for)
         : "",
+      retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
     };
   },
 
@@ -1039,6 +1057,9 @@ export const Job: MessageFns<Job> = {
     if (message.waitingFor !== "") {
       obj.waitingFor = message.waitingFor;
     }
+    if (message.retries !== 0) {
+      obj.retries = Math.round(message.retries);
+    }
     return obj;
   },
 
@@ -1073,6 +1094,7 @@ export const Job: MessageFns<Job> = {
     message.mapsProgress = object.mapsProgress ?? 0;
     message.reducesProgress = object.reducesProgress ?? 0;
     message.waitingFor = object.waitingFor ?? "";
+    message.retries = object.retries ?? 0;
     return message;
   },
 };

@@ -223,7 +223,7 @@ export function moveTask(
 ): boolean {
   const { set, where } = taskUpdate(TASK_TRANSITIONS[event]);
   const generation = expect.generation === undefined ? "" : " AND generation = @generation";
-  return (
+  const moved =
     prepared(
       db,
       `UPDATE tasks SET ${set} WHERE id = @taskId AND attempt_id IS @holder${generation} AND ${where}`,
@@ -232,8 +232,20 @@ export function moveTask(
       holder: expect.holder,
       ...(expect.generation === undefined ? {} : { generation: expect.generation }),
       ...(TASK_TRANSITIONS[event].holder === "new" ? { newHolder: expect.newHolder } : {}),
-    }).changes === 1
-  );
+    }).changes === 1;
+  if (moved && runsAgain(event)) {
+    prepared(
+      db,
+      `UPDATE jobs SET retries = retries + 1 WHERE id = (SELECT job_id FROM tasks WHERE id = ?)`,
+    ).run(expect.taskId);
+  }
+  return moved;
+}
+
+/** A task event that means the task runs again: an attempt charged as failed or lost, or a re-run map. */
+function runsAgain(event: TaskEvent): boolean {
+  const transition: TaskTransition = TASK_TRANSITIONS[event];
+  return transition.charge !== undefined || event === "rerun";
 }
 
 /**

@@ -18,6 +18,8 @@ export interface JobRecord {
   finishedAt: number | null;
   /** The capability a fetch of the job's map output must show; never sent to clients. */
   shuffleKey: string;
+  /** Times its tasks ran again: attempts failed or lost, and maps re-run for lost output. */
+  retries: number;
 }
 
 export interface TaskRecord {
@@ -68,7 +70,7 @@ export interface EventRecord {
 export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
-  shuffle_key AS shuffleKey`;
+  shuffle_key AS shuffleKey, retries`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app, kind, idx AS "index", state, generation, file,
   start_byte AS startByte, end_byte AS endByte, attempt_id AS attemptId,

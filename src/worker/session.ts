@@ -86,6 +86,7 @@ export class WorkerSession {
   /** Registers, waiting out a driver that is not up yet, then heartbeats. */
   async start(): Promise<void> {
     await this.register();
+    if (this.givingUp.signal.aborted) return; // the worker stopped before the driver answered
     this.heartbeatTimer = setInterval(() => void this.sendHeartbeat(), this.heartbeatMs);
   }
 

@@ -47,10 +47,16 @@ export class MrWorker {
    * directory defaults to `$MR_HOME/worker-<port>` with the port bound, so that workers started
    * with `--port 0` never share one.
    */
+  /**
+   * Binds the shuffle server and registers with the driver. `stopRequested` may fire at any
+   * time, before the driver has answered too: the worker then stops as it would once running,
+   * leaving no data directory of its own behind, and the worker comes back stopped.
+   */
   static async start(
     config: WorkerConfig,
     apps: Readonly<Record<string, App>>,
     log: Logger,
+    stopRequested?: AbortSignal,
   ): Promise<MrWorker> {
     const token =
       config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile, "--token-file");
@@ -65,12 +71,17 @@ export class MrWorker {
     const port = address.slice(address.lastIndexOf(":") + 1);
     const dataDir = config.dataDir ?? join(config.home, `worker-${port}`);
     const worker = new MrWorker(config, { server, address, dataDir, token, tls }, apps, log);
+    const stop = (): void => void worker.stop("stopped before it registered");
+    stopRequested?.addEventListener("abort", stop, { once: true });
     try {
       await worker.begin();
     } catch (err) {
       await shutdown(server, 0);
       throw err;
+    } finally {
+      stopRequested?.removeEventListener("abort", stop);
     }
+    if (worker.stopped !== undefined) await worker.stopped;
     return worker;
   }
 
@@ -138,6 +149,7 @@ export class MrWorker {
     const tokens = new TokenCheck(this.token === undefined ? {} : { worker: this.token }, this.log);
     addService(this.server, ShuffleServiceService, tokens.guard(ShuffleServiceService, shuffle, "worker"));
     await this.session.start();
+    if (this.stopped !== undefined) return; // stopped while it registered: no slot starts
     this.slotsDone = Promise.all(Array.from({ length: this.config.slots }, () => this.runSlot()));
   }
 
