@@ -151,7 +151,7 @@ describe("a worker killed with SIGKILL", () => {
       );
       const reruns = detail.events.filter((event) => event.type === "map-rerun").length;
       if (reruns > 1) {
-        expect(shown.stdout).toMatch(new RegExp(`map-rerun\\s+${reruns} tasks \\(map \\d+, `));
+        expect(shown.stdout).toMatch(new RegExp(`map-rerun\\s+${reruns} maps \\(\\d+, \\d+, `));
         const all = (await mr(["jobs", "show", String(job.id), "--all"], s.cluster.env)).stdout;
         expect(all.match(/map-rerun/g)).toHaveLength(reruns);
       }

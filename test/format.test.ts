@@ -1,6 +1,7 @@
 /** How `mr` prints jobs for a person: grouped events. */
 import { describe, expect, it } from "vitest";
-import { groupEvents } from "../src/cli/format.js";
+import { groupEvents, jobDetailText } from "../src/cli/format.js";
+import { Job } from "../src/gen/mapreduce.js";
 
 const event = (type: string, message: string, atMs = 1000) => ({ atMs, type, message });
 
@@ -29,5 +30,28 @@ describe("the events of mr jobs show", () => {
       ["worker-lost", ["map 4"]],
     ]);
     expect(groups[1]!.message).toBe(`map 0: ${why}; runs again (generation 1)`);
+  });
+
+  it("name a run's tasks by kind and index, the middle of a long run left out", () => {
+    const detail = {
+      job: Job.fromPartial({
+        id: 7,
+        app: "wordcount",
+        state: "SUCCEEDED",
+        inputs: ["/i"],
+        submittedAtMs: 1000,
+      }),
+      tasks: [],
+      counters: [],
+      events: [0, 1, 2, 3, 4].map((m) =>
+        event("map-rerun", `map ${m * 2}: output lost; runs again (generation 1)`),
+      ),
+    };
+    const text = jobDetailText(detail);
+    expect(text).toContain(
+      "map-rerun          5 maps (0, 2, 4, …, 8): output lost; runs again (generation 1)",
+    );
+    expect(text).toContain("(5 events in all; mr jobs show 7 --all lists each)");
+    expect(jobDetailText(detail, true).match(/map-rerun/g)).toHaveLength(5);
   });
 });

@@ -121,7 +121,7 @@ const TASK_PREFIX = /^((?:map|reduce) \d+)(?=[: ])/;
 /**
  * Groups each run of consecutive events of one type whose messages differ only in the task
  * they name, its attempt ids and its counts (a lost worker's 45 maps, say), into one line:
- * `45 tasks (map 0, map 1, …, map 44): <the message of the first>`.
+ * `45 maps (0, 1, 2, …, 44): <the message of the first>`.
  */
 export function groupEvents(events: readonly pb.Event[]): EventGroup[] {
   const groups: (EventGroup & { key: string })[] = [];
@@ -151,9 +151,12 @@ export function groupEvents(events: readonly pb.Event[]): EventGroup[] {
 function formatEventGroup(group: EventGroup): string {
   let message = group.message;
   if (group.tasks.length > 1) {
-    const shown =
-      group.tasks.length <= 4 ? group.tasks : [...group.tasks.slice(0, 3), "…", group.tasks.at(-1)!];
-    message = `${group.tasks.length} tasks (${shown.join(", ")})${message.replace(TASK_PREFIX, "")}`;
+    // `45 maps (0, 1, 2, …, 44)`, or `3 tasks (map 0, reduce 1, …)` for both kinds.
+    const kinds = new Set(group.tasks.map((task) => task.split(" ")[0]));
+    const names = kinds.size === 1 ? group.tasks.map((task) => task.split(" ")[1]!) : group.tasks;
+    const shown = names.length <= 4 ? names : [...names.slice(0, 3), "…", names.at(-1)!];
+    const what = kinds.size === 1 ? `${[...kinds][0]}s` : "tasks";
+    message = `${group.tasks.length} ${what} (${shown.join(", ")})${message.replace(TASK_PREFIX, "")}`;
   }
   return `  ${formatTime(group.atMs)}  ${group.type.padEnd(18)} ${message}`;
 }
