@@ -121,10 +121,18 @@ describe("a worker killed with SIGKILL", () => {
       const s = await setup();
       const job = await submit(s, { slowMs: "8", reduceSlowMs: "60" });
       const victim = await waitForRunningAttempt(s.cluster.client, job.id, kind);
+      const waiting = mr(["jobs", "wait", String(job.id)], s.cluster.env); // a user watching
+      await sleep(300);
       await s.cluster.workerAt(victim.worker.address).stop("SIGKILL");
 
       const detail = await waitForJobEnd(s.cluster.client, job.id);
       expect(detail.job!.state).toBe("SUCCEEDED");
+      const watched = await waiting;
+      expect(watched.code).toBe(0);
+      if (detail.events.some((event) => event.type === "map-rerun")) {
+        // The maps done fell back: the watcher was told why, not left with a count that drops.
+        expect(watched.stderr).toMatch(/\d+ maps? to run again: their output was lost with a worker/);
+      }
       await expectLocalOutput(s);
       expect(committedOnce(detail)).toBe(true);
       const { task, attempt } = attemptsOf(detail, victim.attempt.id);
