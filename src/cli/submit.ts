@@ -1,8 +1,8 @@
 /** `mr submit` and `mr run --local`. */
 import type { Command } from "commander";
+import { resolve } from "node:path";
 import { validateSubmit } from "../driver/submitCheck.js";
 import type * as pb from "../gen/mapreduce.js";
-import { resolve } from "node:path";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { runLocalJob } from "../mr/local.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";

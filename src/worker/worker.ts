@@ -45,12 +45,9 @@ export class MrWorker {
   /**
    * Binds the shuffle service, then registers with the driver and starts the slots. The data
    * directory defaults to `$MR_HOME/worker-<port>` with the port bound, so that workers started
-   * with `--port 0` never share one.
-   */
-  /**
-   * Binds the shuffle server and registers with the driver. `stopRequested` may fire at any
-   * time, before the driver has answered too: the worker then stops as it would once running,
-   * leaving no data directory of its own behind, and the worker comes back stopped.
+   * with `--port 0` never share one. `stopRequested` may fire at any time, before the driver
+   * has answered too: the worker then stops as it would once running, leaving no data directory
+   * of its own behind, and comes back stopped.
    */
   static async start(
     config: WorkerConfig,
