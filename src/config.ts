@@ -78,10 +78,13 @@ const driverSchema = z.object({
 export type DriverConfig = Readonly<z.infer<typeof driverSchema>>;
 
 const workerSchema = z.object({
-  /** The port of this worker's shuffle service; 0 picks a free one. */
-  port: z.coerce.number().int().min(0).max(65535),
-  /** The address the worker listens on and advertises. Default 127.0.0.1. */
-  host: z.string().default("127.0.0.1"),
+  /** Where the worker's shuffle service listens, HOST:PORT; port 0 picks a free one. */
+  listen: address,
+  /**
+   * The address registered with the driver, which reducers on other hosts fetch from, when it
+   * is not the one bound (NAT, a wildcard bind). Default: the address bound.
+   */
+  advertise: address.optional(),
   /** The driver's address. Default 127.0.0.1:50051, or $MR_DRIVER. */
   driver: address.default(DEFAULT_DRIVER_ADDRESS),
   /** Where map output is kept. Default $MR_HOME/worker-<port>, with the port bound. */

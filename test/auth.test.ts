@@ -230,7 +230,7 @@ describe("a driver", () => {
 describe("a worker", () => {
   it("refuses to serve map output beyond loopback without the worker secret, before it binds anything", async () => {
     const { MR_TOKEN_FILE: _, ...env } = cluster.env;
-    const refused = await mr(["worker", "--port", "0", "--host", "0.0.0.0"], env);
+    const refused = await mr(["worker", "--listen", "0.0.0.0:0"], env);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(
       /^mr: serving map output on 0\.0\.0\.0 lets anyone who reaches it read it \(give --token-file, or --insecure if that is intended\)\n$/,

@@ -3,6 +3,7 @@ import { Option, type Command } from "commander";
 import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { LOG_FORMATS, createLogger, type LogFormat } from "../log.js";
 import { loadApps } from "../worker/apps.js";
+import { UsageError } from "./errors.js";
 import { collect, onShutdownSignal, parseNonNegativeInt, parsePort, parsePositiveInt } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
@@ -101,14 +102,18 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
   program
     .command("worker")
     .description("run a worker: it pulls tasks from the driver and serves its map output to reducers")
-    .requiredOption(
+    .option(
       "--port <n>",
-      "port of this worker's shuffle service (0 picks a free one)",
+      "serve map output on 127.0.0.1:N (0 picks a free port): the shorthand of --listen on one host",
       parsePort("--port"),
     )
     .option(
-      "--host <address>",
-      "the address to serve map output on, which reducers on other hosts reach (default 127.0.0.1)",
+      "--listen <host:port>",
+      "serve map output on this address, which reducers on other hosts reach (port 0 picks a free one)",
+    )
+    .option(
+      "--advertise <host:port>",
+      "the address to register, where reducers must use another than --listen's (default the one bound)",
     )
     .option("--driver <host:port>", "the driver (default $MR_DRIVER or 127.0.0.1:50051)")
     .option(
@@ -151,8 +156,8 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .action(async (options: Record<string, unknown>) => {
       const config = resolveWorkerConfig(
         {
-          port: options.port,
-          host: options.host,
+          listen: workerListen(options.port as number | undefined, options.listen as string | undefined),
+          advertise: options.advertise,
           driver: driverAddress(options.driver as string | undefined, env),
           dataDir: options.dataDir,
           sortBufferBytes:
@@ -186,6 +191,14 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       if (stopRequested.signal.aborted) return;
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);
     });
+}
+
+/** Where a worker listens: `--listen HOST:PORT`, or `--port N` for 127.0.0.1:N; one of them. */
+function workerListen(port: number | undefined, listen: string | undefined): string {
+  if ((port === undefined) === (listen === undefined)) {
+    throw new UsageError("give --port N (on 127.0.0.1) or --listen HOST:PORT, one of them");
+  }
+  return listen ?? `127.0.0.1:${port}`;
 }
 
 /** `--log-format json|pretty`: pretty lines on a terminal, JSON otherwise, by default. */

@@ -57,15 +57,22 @@ export class MrWorker {
   ): Promise<MrWorker> {
     const token =
       config.tokenFile === undefined ? undefined : readTokenFile(config.tokenFile, "--token-file");
-    if (token === undefined && !isLoopback(config.host) && !config.insecure) {
+    const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
+    if (token === undefined && !isLoopback(host) && !config.insecure) {
       throw new InvalidArgumentError(
-        `serving map output on ${config.host} lets anyone who reaches it read it (give --token-file, or --insecure if that is intended)`,
+        `serving map output on ${host} lets anyone who reaches it read it (give --token-file, or --insecure if that is intended)`,
+      );
+    }
+    if (config.advertise === undefined && (host === "0.0.0.0" || host === "::" || host === "[::]")) {
+      throw new InvalidArgumentError(
+        `--listen ${config.listen} binds every address, and reducers need one they can reach (give --advertise HOST:PORT)`,
       );
     }
     const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
     const server = new Server({ "grpc.max_receive_message_length": LIMITS.shuffleMessageBytes });
-    const address = await listen(server, `${config.host}:${config.port}`, serverCredentials(tls));
-    const port = address.slice(address.lastIndexOf(":") + 1);
+    const bound = await listen(server, config.listen, serverCredentials(tls));
+    const port = bound.slice(bound.lastIndexOf(":") + 1);
+    const address = config.advertise ?? bound;
     const dataDir = config.dataDir ?? join(config.home, `worker-${port}`);
     const worker = new MrWorker(config, { server, address, dataDir, token, tls }, apps, log);
     const stop = (): void => void worker.stop("stopped before it registered");
