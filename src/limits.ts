@@ -44,5 +44,8 @@ export const LIMITS = Object.freeze({
   watches: 1024,
 });
 
+/** The highest priority a job may have; 0 is the default and the lowest (see queuePriority). */
+export const MAX_JOB_PRIORITY = 10;
+
 /** A name of an app: a letter, then letters, digits, `_` or `-`, as a module file is named. */
 export const APP_NAME = /^[A-Za-z][\w-]{0,63}$/;

@@ -344,6 +344,7 @@ function jobRequest(s: Setup): pb.SubmitJobRequest {
     splitSizeBytes: 0,
     params: {},
     overwrite: false,
+    priority: 0,
   };
 }
 

@@ -204,6 +204,7 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
     splitSizeBytes: 64,
     params: { pattern: "fox" },
     overwrite: false,
+    priority: 0,
   };
   const huge = 2 ** 53 - 1;
   return {

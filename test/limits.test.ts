@@ -40,6 +40,7 @@ const request = (fields: Partial<pb.SubmitJobRequest>): pb.SubmitJobRequest => (
   splitSizeBytes: 0,
   params: {},
   overwrite: false,
+  priority: 0,
   ...fields,
 });
 

@@ -42,6 +42,24 @@ describe("the queue adapter (BullMQ on a real Redis)", () => {
     expect(await queue.fetch("token-c", APPS)).toBeNull();
   });
 
+  it("hands out the tasks of jobs of one priority round-robin, and a job of a higher priority's first", async () => {
+    const queue = openQueue();
+    const of = (jobId: number, index: number, jobPriority = 0) => ({
+      ...task(jobId * 100 + index),
+      jobId,
+      index,
+      jobPriority,
+    });
+    await queue.enqueue([0, 1, 2, 3, 4].map((m) => of(1, m)));
+    await queue.enqueue([0, 1, 2].map((m) => of(2, m))); // a second job, submitted after
+    await queue.enqueue([0, 1].map((m) => of(3, m, 5))); // a third, of priority 5
+    const order: number[] = [];
+    for (let entry = await queue.fetch("t", APPS); entry; entry = await queue.fetch("t", APPS)) {
+      order.push(entry.taskId);
+    }
+    expect(order).toEqual([300, 301, 100, 200, 101, 201, 102, 202, 103, 104]);
+  });
+
   it("holds a fetched entry under its token until it is completed", async () => {
     const queue = openQueue();
     await queue.enqueue([task(1)]);

@@ -21,11 +21,13 @@ export class DriverClient {
     this.raw = new JobServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
   }
 
-  /** Submits a job; `overwrite` is off unless asked for. */
-  submitJob(request: Omit<pb.SubmitJobRequest, "overwrite"> & { overwrite?: boolean }): Promise<pb.Job> {
+  /** Submits a job; `overwrite` is off, and `priority` 0, unless asked for. */
+  submitJob(
+    request: Omit<pb.SubmitJobRequest, "overwrite" | "priority"> & { overwrite?: boolean; priority?: number },
+  ): Promise<pb.Job> {
     return callUnary(
       this.raw.submitJob.bind(this.raw),
-      { ...request, overwrite: request.overwrite ?? false },
+      { ...request, overwrite: request.overwrite ?? false, priority: request.priority ?? 0 },
       CALL_TIMEOUT_MS,
     );
   }

@@ -57,6 +57,7 @@ export function jobJson(job: pb.Job) {
     error: job.error || null,
     waitingFor: job.waitingFor || null,
     retries: job.retries,
+    priority: job.priority,
   };
 }
 
@@ -181,6 +182,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
   }
   if (job.error) lines.push(`  error     ${job.error}`);
   if (job.retries > 0) lines.push(`  retries   ${job.retries} (tasks that ran again: see Events)`);
+  if (job.priority > 0) lines.push(`  priority  ${job.priority}`);
   if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
   if (detail.counters.length > 0) {
     lines.push(

@@ -15,6 +15,11 @@ export function parsePort(flag: string) {
   return parseIntAtLeast(flag, 0, "a port from 0 to 65535 (0 picks a free one)", 65535);
 }
 
+/** `--priority 3`: an integer from `least` to `most`. */
+export function parseIntRange(flag: string, least: number, most: number) {
+  return parseIntAtLeast(flag, least, `an integer from ${least} to ${most}`, most);
+}
+
 function parseIntAtLeast(flag: string, least: number, what: string, most = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);

@@ -6,13 +6,14 @@ import type * as pb from "../gen/mapreduce.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { runLocalJob } from "../mr/local.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
+import { MAX_JOB_PRIORITY } from "../limits.js";
 import { Roots } from "../roots.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
 import { jobJson } from "./format.js";
-import { collectParam, parseBytes, parseDuration, parsePositiveInt } from "./options.js";
+import { collectParam, parseBytes, parseDuration, parseIntRange, parsePositiveInt } from "./options.js";
 import { followJob, progressView } from "./watch.js";
 
 interface JobOptions {
@@ -22,6 +23,7 @@ interface JobOptions {
   splitSize?: number;
   param?: Record<string, string>;
   overwrite?: boolean;
+  priority?: number;
 }
 
 /** The job the flags describe, as the driver takes it: `mr submit` and `mr run` both start here. */
@@ -34,6 +36,7 @@ function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobReque
     splitSizeBytes: options.splitSize ?? 0,
     params: options.param ?? {},
     overwrite: options.overwrite ?? false,
+    priority: options.priority ?? 0,
   };
 }
 
@@ -63,6 +66,11 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
       "--timeout <duration>",
       "with --wait, stop waiting after this long, such as 90s or 10m (the job goes on)",
       parseDuration("--timeout"),
+    )
+    .option(
+      "--priority <n>",
+      `0 (the default) to ${MAX_JOB_PRIORITY}: a job of a higher priority has its tasks handed out first`,
+      parseIntRange("--priority", 0, MAX_JOB_PRIORITY),
     )
     .option("--json", "print the job as JSON")
     .action(

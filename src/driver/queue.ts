@@ -10,6 +10,7 @@ import { Queue, UnrecoverableError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { once } from "node:events";
 import type { Logger } from "pino";
+import { MAX_JOB_PRIORITY } from "../limits.js";
 import type { TaskRecord } from "../store/rows.js";
 import { TaskKind } from "../types.js";
 
@@ -28,7 +29,10 @@ export interface TaskQueueOptions {
 }
 
 /** What the queue needs to know of a task. */
-export type QueuedTask = Pick<TaskRecord, "id" | "app" | "jobId" | "kind" | "index" | "generation">;
+export type QueuedTask = Pick<
+  TaskRecord,
+  "id" | "app" | "jobId" | "jobPriority" | "kind" | "index" | "generation"
+>;
 
 export interface QueueEntry {
   queueJobId: string;
@@ -57,6 +61,21 @@ interface Lane {
 /** `j<job>-<m|r><index>-g<generation>`: enqueueing the same generation twice is harmless. */
 export function queueJobId(task: Pick<TaskRecord, "jobId" | "kind" | "index" | "generation">): string {
   return `j${task.jobId}-${task.kind === TaskKind.MAP ? "m" : "r"}${task.index}-g${task.generation}`;
+}
+
+/** Ranks a task may have in its job before they share the last one. */
+const RANKS = 100_000;
+
+/**
+ * Where a task stands in its lane, as BullMQ's priority (lower first; ties go in the order they
+ * came): its job's priority first, then its rank in its job, its index. So the jobs of one
+ * priority share the workers round-robin: each job's first task, then each job's second, and
+ * so on, rather than a second job waiting behind all of the first's (Hadoop's fair share, not
+ * its FIFO). A job submitted later starts at once, and a job's reduces, ranked from 0, go before
+ * the high-ranked maps of jobs still mapping, so that jobs near their end finish.
+ */
+export function queuePriority(task: Pick<QueuedTask, "jobPriority" | "index">): number {
+  return 1 + (MAX_JOB_PRIORITY - task.jobPriority) * RANKS + Math.min(task.index, RANKS - 1);
 }
 
 /**
@@ -137,6 +156,7 @@ export class BullmqTaskQueue implements TaskQueue {
           data: { taskId: task.id, generation: task.generation },
           opts: {
             jobId: queueJobId(task),
+            priority: queuePriority(task),
             attempts: this.options.maxAttempts,
             backoff: { type: "exponential", delay: this.options.retryBackoffMs },
             removeOnComplete: true,

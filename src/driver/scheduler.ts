@@ -25,6 +25,8 @@ export interface SubmitRequest {
   params: Record<string, string>;
   /** The output directory may hold a finished job's output, which goes (see prepareOutputDir). */
   overwrite?: boolean;
+  /** 0 (the default) to 10: a higher one has its tasks handed out first. */
+  priority?: number;
 }
 
 /** What a state change asks of the queue once its transaction has committed. */

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
-import { LIMITS } from "../limits.js";
+import { LIMITS, MAX_JOB_PRIORITY } from "../limits.js";
 import { grepPattern } from "../mr/apps/grep.js";
 import { checkOutputDir } from "../mr/output.js";
 import type { Roots } from "../roots.js";
@@ -33,6 +33,11 @@ export function validateSubmit(
   if (!Number.isInteger(req.reducers) || req.reducers < 1 || req.reducers > LIMITS.reducers) {
     throw new InvalidArgumentError(
       `reducers: must be an integer from 1 to ${LIMITS.reducers}, got ${req.reducers}`,
+    );
+  }
+  if (!Number.isInteger(req.priority) || req.priority < 0 || req.priority > MAX_JOB_PRIORITY) {
+    throw new InvalidArgumentError(
+      `priority: must be an integer from 0 to ${MAX_JOB_PRIORITY}, got ${req.priority}`,
     );
   }
   if (!Number.isSafeInteger(req.splitSizeBytes) || req.splitSizeBytes < 0) {
@@ -60,6 +65,7 @@ export function validateSubmit(
     splitSizeBytes,
     params: req.params,
     overwrite: req.overwrite,
+    priority: req.priority,
   };
 }
 

@@ -38,6 +38,7 @@ export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>
     reducesProgress: Math.min(job.reducers, job.reducesDone + running.REDUCE),
     waitingFor: unserved ? `a live worker that offers app ${job.app}` : "",
     retries: job.retries,
+    priority: job.priority,
   };
 }
 

@@ -52,6 +52,11 @@ export interface SubmitJobRequest {
    * files. Never one a running job writes to. Without it, a non-empty directory is refused.
    */
   overwrite: boolean;
+  /**
+   * 0 (the default) to 10: the tasks of a job of higher priority are handed out first. Among
+   * jobs of one priority, tasks are handed out round-robin, by their rank in their job.
+   */
+  priority: number;
 }
 
 export interface SubmitJobRequest_ParamsEntry {
@@ -89,6 +94,7 @@ export interface Job {
    * lost worker held their output.
    */
   retries: number;
+  priority: number;
 }
 
 export interface Job_ParamsEntry {
@@ -361,7 +367,16 @@ export interface Chunk {
 }
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { app: "", inputs: [], outputDir: "", reducers: 0, splitSizeBytes: 0, params: {}, overwrite: false };
+  return {
+    app: "",
+    inputs: [],
+    outputDir: "",
+    reducers: 0,
+    splitSizeBytes: 0,
+    params: {},
+    overwrite: false,
+    priority: 0,
+  };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -386,6 +401,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     });
     if (message.overwrite !== false) {
       writer.uint32(56).bool(message.overwrite);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(64).int32(message.priority);
     }
     return writer;
   },
@@ -462,6 +480,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.overwrite = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -504,6 +530,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         )
         : {},
       overwrite: isSet(object.overwrite) ? globalThis.Boolean(object.overwrite) : false,
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
     };
   },
 
@@ -536,6 +563,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.overwrite !== false) {
       obj.overwrite = message.overwrite;
     }
+    if (message.priority !== 0) {
+      obj.priority = Math.round(message.priority);
+    }
     return obj;
   },
 
@@ -559,6 +589,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       {},
     );
     message.overwrite = object.overwrite ?? false;
+    message.priority = object.priority ?? 0;
     return message;
   },
 };
@@ -669,6 +700,7 @@ function createBaseJob(): Job {
     reducesProgress: 0,
     waitingFor: "",
     retries: 0,
+    priority: 0,
   };
 }
 
@@ -730,6 +762,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.retries !== 0) {
       writer.uint32(152).int32(message.retries);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(160).int32(message.priority);
     }
     return writer;
   },
@@ -902,6 +937,14 @@ export const Job: MessageFns<Job> = {
             message.retries = reader.int32();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -992,6 +1035,7 @@ export const Job: MessageFns<Job> = {
         ? globalThis.String(object.waiting_for)
         : "",
       retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
     };
   },
 
@@ -1060,6 +1104,9 @@ export const Job: MessageFns<Job> = {
     if (message.retries !== 0) {
       obj.retries = Math.round(message.retries);
     }
+    if (message.priority !== 0) {
+      obj.priority = Math.round(message.priority);
+    }
     return obj;
   },
 
@@ -1095,6 +1142,7 @@ export const Job: MessageFns<Job> = {
     message.reducesProgress = object.reducesProgress ?? 0;
     message.waitingFor = object.waitingFor ?? "";
     message.retries = object.retries ?? 0;
+    message.priority = object.priority ?? 0;
     return message;
   },
 };

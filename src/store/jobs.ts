@@ -13,6 +13,8 @@ export interface NewJob {
   params: Record<string, string>;
   splits: Split[];
   now: number;
+  /** 0 (the default) to 10. */
+  priority?: number;
 }
 
 /**
@@ -25,8 +27,8 @@ export function createJob(db: Db, job: NewJob): number {
   const { lastInsertRowid } = prepared(
     db,
     `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total,
-                       submitted_at, shuffle_key)
-     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?)`,
+                       submitted_at, shuffle_key, priority)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.app,
     JSON.stringify(job.inputs),
@@ -37,6 +39,7 @@ export function createJob(db: Db, job: NewJob): number {
     job.splits.length,
     job.now,
     randomBytes(16).toString("hex"),
+    job.priority ?? 0,
   );
   const jobId = Number(lastInsertRowid);
   const insertTask = prepared(

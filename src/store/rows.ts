@@ -20,6 +20,8 @@ export interface JobRecord {
   shuffleKey: string;
   /** Times its tasks ran again: attempts failed or lost, and maps re-run for lost output. */
   retries: number;
+  /** 0 to 10: a job of a higher priority has its tasks handed out first. */
+  priority: number;
 }
 
 export interface TaskRecord {
@@ -27,6 +29,8 @@ export interface TaskRecord {
   jobId: number;
   /** The job's app, which names the task's queue lane. */
   app: string;
+  /** The job's priority, which orders the task in its lane (see queuePriority). */
+  jobPriority: number;
   kind: TaskKind;
   index: number;
   state: TaskState;
@@ -70,9 +74,10 @@ export interface EventRecord {
 export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
-  shuffle_key AS shuffleKey, retries`;
+  shuffle_key AS shuffleKey, retries, priority`;
 
-export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app, kind, idx AS "index", state, generation, file,
+export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app,
+  (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, file,
   start_byte AS startByte, end_byte AS endByte, attempt_id AS attemptId,
   failed_attempts AS failedAttempts, lost_attempts AS lostAttempts`;
 

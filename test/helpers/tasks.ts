@@ -6,6 +6,7 @@ export function task(id: number, generation = 0, app = "wordcount"): TaskRecord 
     id,
     jobId: 1,
     app,
+    jobPriority: 0,
     kind: "MAP",
     index: id,
     state: "PENDING",

@@ -1,0 +1,90 @@
+/** Jobs that share the cluster: round-robin between running jobs, and priorities, through real processes. */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { mr, startCluster, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+import { tempDir } from "./helpers/tmp.js";
+
+let cluster: Cluster | undefined;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+/** Submits a faulty-app job of `maps` maps, each about 100 ms on one line of 20 records. */
+async function submit(c: Cluster, dir: string, name: string, maps: number, extra: string[] = []) {
+  const input = join(dir, `${name}.txt`);
+  writeFileSync(input, "a b c d e f g h i j\n".repeat(20 * maps));
+  const result = await mr(
+    [
+      "submit",
+      "--app",
+      "faulty",
+      "--reducers",
+      "1",
+      "--split-size",
+      String(20 * 20),
+      "--param",
+      "slowMs=5",
+      "--output",
+      join(dir, name),
+      "--json",
+      ...extra,
+      input,
+    ],
+    c.env,
+  );
+  expect(result.code, result.stderr).toBe(0);
+  const job = JSON.parse(result.stdout) as { id: number; maps: { total: number } };
+  expect(job.maps.total).toBe(maps);
+  return job.id;
+}
+
+describe("jobs that share the workers", () => {
+  it("make progress together: a small job submitted after a big one does not wait for all of it", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    const big = await submit(cluster, dir, "big", 40);
+    await sleep(500);
+    const small = await submit(cluster, dir, "small", 3);
+    expect((await waitForJobEnd(cluster.client, small)).job!.state).toBe("SUCCEEDED");
+    // Round-robin: the small job's maps went between the big one's, which is far from done.
+    const bigNow = (await cluster.client.getJob(big)).job!;
+    expect(bigNow.state).toBe("RUNNING");
+    expect(bigNow.mapsDone).toBeLessThan(25);
+    expect((await waitForJobEnd(cluster.client, big)).job!.state).toBe("SUCCEEDED");
+  });
+
+  it("let a job of higher priority go first", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    const big = await submit(cluster, dir, "big", 30);
+    await sleep(500);
+    const urgent = await submit(cluster, dir, "urgent", 8, ["--priority", "5"]);
+    expect((await waitForJobEnd(cluster.client, urgent)).job!.state).toBe("SUCCEEDED");
+    const bigNow = (await cluster.client.getJob(big)).job!;
+    // Its eight maps, and its reduce, ran before any more of the big job's, bar those under way.
+    expect(bigNow.mapsDone).toBeLessThan(15);
+    const shown = JSON.parse((await mr(["jobs", "show", String(urgent), "--json"], cluster.env)).stdout);
+    expect(shown.priority).toBe(5);
+    const refused = await mr(
+      [
+        "submit",
+        "--app",
+        "wordcount",
+        "--reducers",
+        "1",
+        "--priority",
+        "11",
+        "--output",
+        join(dir, "x"),
+        "x",
+      ],
+      cluster.env,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--priority must be an integer from 0 to 10");
+    await cluster.client.cancelJob(big);
+  });
+});
