@@ -39,7 +39,8 @@ describe("a job of the most maps a job may have", () => {
     // Until every map is in the queue; the check runs every 200 ms all along, and a while after.
     const redis = new Redis(inject("redisUrl"));
     try {
-      const waiting = () => redis.llen(`${queuePrefix}:tasks-wordcount:wait`);
+      // Entries with a priority (all of them: see queuePriority) wait in BullMQ's prioritized set.
+      const waiting = () => redis.zcard(`${queuePrefix}:tasks-wordcount:prioritized`);
       for (let i = 0; i < 600 && (await waiting()) < LIMITS.maps; i++) await sleep(100);
       expect(await waiting()).toBe(LIMITS.maps);
     } finally {
