@@ -45,6 +45,11 @@ const driverSchema = z.object({
   reconcileMs: positiveInt.default(5000),
   /** Failed attempts a task may have before the job fails. Default 4. */
   maxAttempts: positiveInt.default(4),
+  /**
+   * Failed attempts of one job on one worker before the job hands it no more tasks (see
+   * src/driver/exclusions.ts); 0 never excludes. Default 3.
+   */
+  maxFailuresPerWorker: z.coerce.number().int().min(0).default(3),
   /** First retry delay after a failed attempt, doubled each time, in ms. Default 1000. */
   retryBackoffMs: positiveInt.default(1000),
   /** Lost attempts (expired leases) a task may have before the job fails. Default 20. */

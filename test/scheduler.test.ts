@@ -81,7 +81,12 @@ describe("the scheduler", () => {
       /no longer holds map 0 \(the attempt is SUPERSEDED/,
     );
     expect(() =>
-      failAttempt(db, { attemptId: first.attemptId, workerId, error: "x" }, { maxAttempts: 4 }, 5),
+      failAttempt(
+        db,
+        { attemptId: first.attemptId, workerId, error: "x" },
+        { maxAttempts: 4, maxFailuresPerWorker: 0 },
+        5,
+      ),
     ).toThrow(FailedPreconditionError);
     const beat = heartbeat(db, { workerId, attempts: [{ attemptId: first.attemptId, progress: 0.5 }] }, 6);
     expect(beat).toEqual({ keep: [], abort: [first.attemptId] });
@@ -120,7 +125,7 @@ describe("the scheduler", () => {
       const failure = failAttempt(
         db,
         { attemptId: assignment.attemptId, workerId, error: `boom ${i}` },
-        { maxAttempts: 3 },
+        { maxAttempts: 3, maxFailuresPerWorker: 0 },
         5,
       );
       expect(failure.retry).toBe(i < 3);
@@ -149,7 +154,7 @@ describe("the scheduler", () => {
     const failure = failAttempt(
       db,
       { attemptId: assignment.attemptId, workerId, error: "bad schema", unrecoverable: true },
-      { maxAttempts: 3 },
+      { maxAttempts: 3, maxFailuresPerWorker: 0 },
       5,
     );
     expect(failure.retry).toBe(false);

@@ -1,8 +1,9 @@
-/** Jobs that share the cluster: round-robin between running jobs, and priorities, through real processes. */
+/** Jobs that share the cluster (round-robin, priorities) and workers they exclude, through real processes. */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { spawnMr } from "../src/cli/processes.js";
 import { mr, startCluster, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -86,5 +87,58 @@ describe("jobs that share the workers", () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("--priority must be an integer from 0 to 10");
     await cluster.client.cancelJob(big);
+  });
+});
+
+describe("a worker that fails every task it touches", () => {
+  it("gets no more of a job's tasks after 3 failures, shown in the job's events and mr workers list", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({
+      dir,
+      redisUrl: inject("redisUrl"),
+      workers: 2,
+      driverArgs: ["--max-attempts", "8"],
+    });
+    const bad = await spawnMr(
+      [
+        "worker",
+        "--port",
+        "0",
+        "--data-dir",
+        join(dir, "bad"),
+        "--apps-dir",
+        join(import.meta.dirname, "fixtures", "apps"),
+      ],
+      {
+        env: { ...cluster.env, MR_TOKEN_FILE: cluster.tokenFiles!.worker, MR_TEST_BAD_HOST: "1" },
+      },
+    );
+    cluster.workers.push(bad);
+    const job = await submit(cluster, dir, "out", 30, ["--param", "failWhereEnv=MR_TEST_BAD_HOST"]);
+    let shownExcluded = false;
+    for (let i = 0; i < 200 && !shownExcluded; i++) {
+      const workers = JSON.parse((await mr(["workers", "list", "--json"], cluster.env)).stdout) as {
+        address: string;
+        excludedByJobs: number[];
+      }[];
+      shownExcluded = workers.some(
+        (worker) => worker.address === bad.address && worker.excludedByJobs.includes(job),
+      );
+      if (!shownExcluded) await sleep(50);
+    }
+    expect(shownExcluded).toBe(true);
+    const detail = await waitForJobEnd(cluster.client, job);
+    expect(detail.job!.state).toBe("SUCCEEDED");
+    const { workers } = await cluster.client.listWorkers();
+    const badId = workers.find((worker) => worker.address === bad.address)!.id;
+    const failed = detail.tasks
+      .flatMap((task) => task.attempts)
+      .filter((attempt) => attempt.state === "FAILED");
+    expect(failed.map((attempt) => attempt.workerId)).toEqual([badId, badId, badId]);
+    expect(
+      detail.events.filter((event) => event.type === "worker-excluded").map((event) => event.message),
+    ).toEqual([
+      `worker ${badId} (${bad.address}) failed 3 of this job's attempts; it gets no more of its tasks`,
+    ]);
   });
 });

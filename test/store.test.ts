@@ -31,6 +31,7 @@ describe("migrations", () => {
       "counters",
       "driver_lease",
       "events",
+      "exclusions",
       "jobs",
       "schema_migrations",
       "tasks",

@@ -224,7 +224,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
 
 export function workersTable(workers: pb.Worker[]): string {
   return table(
-    ["ID", "ADDRESS", "STATE", "LAST HEARTBEAT", "RUNNING", "APPS"],
+    ["ID", "ADDRESS", "STATE", "LAST HEARTBEAT", "RUNNING", "APPS", "EXCLUDED BY JOBS"],
     workers.map((worker) => [
       worker.id,
       worker.address,
@@ -232,6 +232,7 @@ export function workersTable(workers: pb.Worker[]): string {
       formatTime(worker.lastHeartbeatMs),
       worker.runningAttempts.join(", ") || "-",
       worker.apps.join(", "),
+      worker.excludedByJobs.join(", "),
     ]),
   );
 }
@@ -245,5 +246,6 @@ export function workerJson(worker: pb.Worker) {
     lastHeartbeatAt: isoOrNull(worker.lastHeartbeatMs),
     runningAttempts: worker.runningAttempts,
     apps: worker.apps,
+    excludedByJobs: worker.excludedByJobs,
   };
 }

@@ -34,6 +34,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       parsePositiveInt("--max-attempts"),
     )
     .option(
+      "--max-failures-per-worker <n>",
+      "a job's attempts that may fail on one worker before the job gives it no more tasks; 0 never (default 3)",
+      parseNonNegativeInt("--max-failures-per-worker"),
+    )
+    .option(
       "--lease <ms>",
       "a queue lease not extended this long expires: the stalled-task backstop (default 30000)",
       parsePositiveInt("--lease"),
@@ -74,6 +79,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           workerTimeoutMs: options.workerTimeout,
           noWorkerTimeoutMs: options.noWorkerTimeout,
           maxAttempts: options.maxAttempts,
+          maxFailuresPerWorker: options.maxFailuresPerWorker,
           leaseMs: options.lease,
           reconcileMs: options.reconcileInterval,
           clientTokenFile: options.clientTokenFile,

@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
+import { isExcluded } from "../store/exclusions.js";
 import type { GroupCommit } from "../store/groupCommit.js";
+import { getTask } from "../store/tasks.js";
 import { claimTask, type Assignment } from "./scheduler.js";
 import type { QueueEntry, TaskQueue } from "./queue.js";
 
@@ -10,6 +12,9 @@ export interface Fetched {
   entry: QueueEntry;
   attemptId: string;
 }
+
+/** Entries of jobs that exclude a worker that one poll passes over before it gives up. */
+const MAX_PASSED_OVER = 32;
 
 /** How long an idle poll sleeps between looks at the queue when nothing wakes it, in ms. */
 const IDLE_RECHECK_MS = 250;
@@ -64,11 +69,20 @@ export class Dispatcher {
    * queue has nothing runnable (or could not be read).
    */
   async claimNow(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
-    for (;;) {
-      const fetched = await this.fetch(apps);
-      if (fetched === undefined) return undefined;
-      const assignment = await this.commits.run(() => this.claim(fetched, workerId));
-      if (await this.settle(fetched, workerId, assignment)) return assignment!;
+    // Entries of jobs that exclude this worker are held while the next is fetched, so that the
+    // same one does not come straight back; they go back to their places at the end.
+    const passedOver: Fetched[] = [];
+    try {
+      while (passedOver.length <= MAX_PASSED_OVER) {
+        const fetched = await this.fetch(apps);
+        if (fetched === undefined) return undefined;
+        const assignment = await this.commits.run(() => this.claim(fetched, workerId));
+        if (assignment === "excluded") passedOver.push(fetched);
+        else if (await this.settle(fetched, workerId, assignment)) return assignment!;
+      }
+      return undefined;
+    } finally {
+      for (const fetched of passedOver) await this.settle(fetched, workerId, "excluded");
     }
   }
 
@@ -90,7 +104,9 @@ export class Dispatcher {
    * and the claim of the next task can share one); null when the entry is stale. Pass the
    * outcome to `settle` once the transaction has committed.
    */
-  claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null {
+  claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null | "excluded" {
+    const jobId = getTask(this.db, entry.taskId)?.jobId;
+    if (jobId !== undefined && isExcluded(this.db, jobId, workerId)) return "excluded";
     const claim = { taskId: entry.taskId, generation: entry.generation, attemptId, workerId };
     return claimTask(this.db, claim, Date.now());
   }
@@ -98,15 +114,16 @@ export class Dispatcher {
   /**
    * After the claim's transaction: logs an assignment and returns true; or, for a stale entry
    * (its task ended or runs under a newer generation), removes it and returns false. With
-   * "rolled back" (the transaction failed), the entry goes back to the head of its lane.
+   * "rolled back" (the transaction failed) or "excluded" (its job gives this worker no more
+   * tasks), the entry goes back to its place in its lane.
    */
   async settle(
     fetched: Fetched,
     workerId: number,
-    outcome: Assignment | null | "rolled back",
+    outcome: Assignment | null | "rolled back" | "excluded",
   ): Promise<boolean> {
     const { entry, attemptId } = fetched;
-    if (outcome === "rolled back") {
+    if (outcome === "rolled back" || outcome === "excluded") {
       await this.queue.release(entry, { as: "back", token: attemptId });
       return false;
     }

@@ -15,6 +15,7 @@ import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
 import { getTask, listMapOutputs, listTasksInState, type MapOutputLocation } from "../store/tasks.js";
 import { AttemptState, JobState, TaskKind, TaskState, type Counters } from "../types.js";
+import { noteFailure, type ExclusionPolicy } from "./exclusions.js";
 
 export interface SubmitRequest {
   app: string;
@@ -227,7 +228,7 @@ export function completeAttempt(
   });
 }
 
-export interface RetryPolicy {
+export interface RetryPolicy extends ExclusionPolicy {
   /** Failed attempts a task may have before it, and its job, fail. Default 4. */
   maxAttempts: number;
 }
@@ -276,6 +277,7 @@ export function failAttempt(
         `${describeTask(task)} failed (attempt ${tries}): ${report.error}`,
         now,
       );
+      noteFailure(db, getJob(db, task.jobId)!, attempt.workerId, policy, now);
     } else {
       const reason = report.unrecoverable
         ? `${describeTask(task)} failed with an unrecoverable error, not retried: ${report.error}`

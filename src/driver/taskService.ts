@@ -131,8 +131,9 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     }
     const { completion, next } = outcome;
     const handedOver = fetched !== undefined && (await dispatcher.settle(fetched, req.workerId, next));
-    if (handedOver) effects.jobChanged(next!.job.id);
-    const reply = { task: handedOver ? assignmentMessage(next!) : undefined };
+    // Handed over, the claim was an assignment.
+    if (handedOver) effects.jobChanged((next as Assignment).job.id);
+    const reply = { task: handedOver ? assignmentMessage(next as Assignment) : undefined };
     if (completion.duplicate) return reply;
     const { task, job } = completion;
     log.info(

@@ -3,6 +3,7 @@ import { toCounterList } from "../counters.js";
 import type * as pb from "../gen/mapreduce.js";
 import { listJobAttempts, listRunningAttempts, sumRunningProgress } from "../store/attempts.js";
 import { jobCounters } from "../store/counters.js";
+import { listExcludingJobs } from "../store/exclusions.js";
 import type { Db } from "../store/db.js";
 import { listEvents } from "../store/events.js";
 import type { JobRecord, WorkerRecord } from "../store/rows.js";
@@ -86,5 +87,6 @@ export function workerMessage(db: Db, worker: WorkerRecord): pb.Worker {
     lastHeartbeatMs: worker.lastHeartbeatAt,
     runningAttempts: listRunningAttempts(db, worker.id).map((attempt) => attempt.id),
     apps: worker.apps,
+    excludedByJobs: listExcludingJobs(db, worker.id),
   };
 }

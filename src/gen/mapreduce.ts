@@ -188,6 +188,8 @@ export interface Worker {
   lastHeartbeatMs: number;
   runningAttempts: string[];
   apps: string[];
+  /** Running jobs that hand this worker no more tasks: too many of their attempts failed here. */
+  excludedByJobs: number[];
 }
 
 export interface ListWorkersRequest {
@@ -2279,7 +2281,16 @@ export const WatchJobRequest: MessageFns<WatchJobRequest> = {
 };
 
 function createBaseWorker(): Worker {
-  return { id: 0, address: "", state: "", registeredAtMs: 0, lastHeartbeatMs: 0, runningAttempts: [], apps: [] };
+  return {
+    id: 0,
+    address: "",
+    state: "",
+    registeredAtMs: 0,
+    lastHeartbeatMs: 0,
+    runningAttempts: [],
+    apps: [],
+    excludedByJobs: [],
+  };
 }
 
 export const Worker: MessageFns<Worker> = {
@@ -2304,6 +2315,13 @@ export const Worker: MessageFns<Worker> = {
     }
     for (const v of message.apps) {
       writer.uint32(58).string(v!);
+    }
+    if (message.excludedByJobs.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.excludedByJobs) {
+        writer.int64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -2377,6 +2395,24 @@ export const Worker: MessageFns<Worker> = {
             message.apps.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag === 64) {
+              message.excludedByJobs.push(longToNumber(reader.int64()));
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.excludedByJobs.push(longToNumber(reader.int64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2412,6 +2448,11 @@ export const Worker: MessageFns<Worker> = {
       apps: globalThis.Array.isArray(object?.apps)
         ? object.apps.map((e: any) => globalThis.String(e))
         : [],
+      excludedByJobs: globalThis.Array.isArray(object?.excludedByJobs)
+        ? object.excludedByJobs.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.excluded_by_jobs)
+        ? object.excluded_by_jobs.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -2438,6 +2479,9 @@ export const Worker: MessageFns<Worker> = {
     if (message.apps?.length) {
       obj.apps = message.apps;
     }
+    if (message.excludedByJobs?.length) {
+      obj.excludedByJobs = message.excludedByJobs.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -2453,6 +2497,7 @@ export const Worker: MessageFns<Worker> = {
     message.lastHeartbeatMs = object.lastHeartbeatMs ?? 0;
     message.runningAttempts = object.runningAttempts?.map((e) => e) || [];
     message.apps = object.apps?.map((e) => e) || [];
+    message.excludedByJobs = object.excludedByJobs?.map((e) => e) || [];
     return message;
   },
 };

@@ -19,6 +19,7 @@ export const EventType = {
   CANCELLED: "cancelled",
   DRIVER_RECOVERED: "driver-recovered",
   APP_UNSERVED: "app-unserved",
+  WORKER_EXCLUDED: "worker-excluded",
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
