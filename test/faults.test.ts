@@ -345,6 +345,7 @@ function jobRequest(s: Setup): pb.SubmitJobRequest {
     params: {},
     overwrite: false,
     priority: 0,
+    maxRunningTasks: 0,
   };
 }
 

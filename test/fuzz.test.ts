@@ -205,6 +205,7 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
     params: { pattern: "fox" },
     overwrite: false,
     priority: 0,
+    maxRunningTasks: 0,
   };
   const huge = 2 ** 53 - 1;
   return {

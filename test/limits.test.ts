@@ -41,6 +41,7 @@ const request = (fields: Partial<pb.SubmitJobRequest>): pb.SubmitJobRequest => (
   params: {},
   overwrite: false,
   priority: 0,
+  maxRunningTasks: 0,
   ...fields,
 });
 

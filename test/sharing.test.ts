@@ -90,6 +90,31 @@ describe("jobs that share the workers", () => {
   });
 });
 
+describe("a job with --max-running-tasks", () => {
+  it("never runs more of its tasks at once than that, however many slots are free", async () => {
+    const dir = tempDir();
+    cluster = await startCluster({
+      dir,
+      redisUrl: inject("redisUrl"),
+      workers: 2,
+      workerArgs: ["--slots", "2"],
+    });
+    const job = await submit(cluster, dir, "capped", 12, ["--max-running-tasks", "1"]);
+    let most = 0;
+    for (;;) {
+      const detail = await cluster.client.getJob(job);
+      const running = detail.tasks.filter((task) => task.state === "RUNNING").length;
+      most = Math.max(most, running);
+      if (detail.job!.state !== "RUNNING") break;
+      await sleep(20);
+    }
+    expect(most).toBe(1);
+    const shown = await mr(["jobs", "show", String(job)], cluster.env);
+    expect(shown.stdout).toContain("at most   1 tasks at once");
+    expect((await cluster.client.getJob(job)).job!.state).toBe("SUCCEEDED");
+  });
+});
+
 describe("a worker that fails every task it touches", () => {
   it("gets no more of a job's tasks after 3 failures, shown in the job's events and mr workers list", async () => {
     const dir = tempDir();

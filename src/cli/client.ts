@@ -21,13 +21,14 @@ export class DriverClient {
     this.raw = new JobServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
   }
 
-  /** Submits a job; `overwrite` is off, and `priority` 0, unless asked for. */
+  /** Submits a job; `overwrite` is off, `priority` 0 and `maxRunningTasks` 0 (no cap), unless asked for. */
   submitJob(
-    request: Omit<pb.SubmitJobRequest, "overwrite" | "priority"> & { overwrite?: boolean; priority?: number },
+    request: Omit<pb.SubmitJobRequest, "overwrite" | "priority" | "maxRunningTasks"> &
+      Partial<Pick<pb.SubmitJobRequest, "overwrite" | "priority" | "maxRunningTasks">>,
   ): Promise<pb.Job> {
     return callUnary(
       this.raw.submitJob.bind(this.raw),
-      { ...request, overwrite: request.overwrite ?? false, priority: request.priority ?? 0 },
+      { overwrite: false, priority: 0, maxRunningTasks: 0, ...request },
       CALL_TIMEOUT_MS,
     );
   }

@@ -58,6 +58,7 @@ export function jobJson(job: pb.Job) {
     waitingFor: job.waitingFor || null,
     retries: job.retries,
     priority: job.priority,
+    maxRunningTasks: job.maxRunningTasks || null,
   };
 }
 
@@ -183,6 +184,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
   if (job.error) lines.push(`  error     ${job.error}`);
   if (job.retries > 0) lines.push(`  retries   ${job.retries} (tasks that ran again: see Events)`);
   if (job.priority > 0) lines.push(`  priority  ${job.priority}`);
+  if (job.maxRunningTasks > 0) lines.push(`  at most   ${job.maxRunningTasks} tasks at once`);
   if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
   if (detail.counters.length > 0) {
     lines.push(

@@ -24,6 +24,7 @@ interface JobOptions {
   param?: Record<string, string>;
   overwrite?: boolean;
   priority?: number;
+  maxRunningTasks?: number;
 }
 
 /** The job the flags describe, as the driver takes it: `mr submit` and `mr run` both start here. */
@@ -37,6 +38,7 @@ function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobReque
     params: options.param ?? {},
     overwrite: options.overwrite ?? false,
     priority: options.priority ?? 0,
+    maxRunningTasks: options.maxRunningTasks ?? 0,
   };
 }
 
@@ -71,6 +73,11 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
       "--priority <n>",
       `0 (the default) to ${MAX_JOB_PRIORITY}: a job of a higher priority has its tasks handed out first`,
       parseIntRange("--priority", 0, MAX_JOB_PRIORITY),
+    )
+    .option(
+      "--max-running-tasks <n>",
+      "at most this many of the job's tasks run at once, leaving the rest of the workers to others (default no cap)",
+      parsePositiveInt("--max-running-tasks"),
     )
     .option("--json", "print the job as JSON")
     .action(

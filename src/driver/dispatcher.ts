@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
 import { isExcluded } from "../store/exclusions.js";
 import type { GroupCommit } from "../store/groupCommit.js";
-import { getTask } from "../store/tasks.js";
+import { getJob } from "../store/jobs.js";
+import { countRunningTasks, getTask } from "../store/tasks.js";
 import { claimTask, type Assignment } from "./scheduler.js";
 import type { QueueEntry, TaskQueue } from "./queue.js";
 
@@ -13,7 +14,7 @@ export interface Fetched {
   attemptId: string;
 }
 
-/** Entries of jobs that exclude a worker that one poll passes over before it gives up. */
+/** Entries of jobs that pass a worker over that one poll holds before it gives up. */
 const MAX_PASSED_OVER = 32;
 
 /** How long an idle poll sleeps between looks at the queue when nothing wakes it, in ms. */
@@ -69,20 +70,21 @@ export class Dispatcher {
    * queue has nothing runnable (or could not be read).
    */
   async claimNow(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
-    // Entries of jobs that exclude this worker are held while the next is fetched, so that the
-    // same one does not come straight back; they go back to their places at the end.
+    // Entries of jobs that pass this worker over (they exclude it, or run all they may) are held
+    // while the next is fetched, so that the same one does not come straight back; they go back
+    // to their places at the end.
     const passedOver: Fetched[] = [];
     try {
       while (passedOver.length <= MAX_PASSED_OVER) {
         const fetched = await this.fetch(apps);
         if (fetched === undefined) return undefined;
         const assignment = await this.commits.run(() => this.claim(fetched, workerId));
-        if (assignment === "excluded") passedOver.push(fetched);
+        if (assignment === "passed over") passedOver.push(fetched);
         else if (await this.settle(fetched, workerId, assignment)) return assignment!;
       }
       return undefined;
     } finally {
-      for (const fetched of passedOver) await this.settle(fetched, workerId, "excluded");
+      for (const fetched of passedOver) await this.settle(fetched, workerId, "passed over");
     }
   }
 
@@ -104,26 +106,37 @@ export class Dispatcher {
    * and the claim of the next task can share one); null when the entry is stale. Pass the
    * outcome to `settle` once the transaction has committed.
    */
-  claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null | "excluded" {
-    const jobId = getTask(this.db, entry.taskId)?.jobId;
-    if (jobId !== undefined && isExcluded(this.db, jobId, workerId)) return "excluded";
+  claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null | "passed over" {
+    if (this.passOver(entry, workerId)) return "passed over";
     const claim = { taskId: entry.taskId, generation: entry.generation, attemptId, workerId };
     return claimTask(this.db, claim, Date.now());
   }
 
   /**
+   * Whether the entry's job may not hand this worker a task now: the job excludes the worker
+   * (see exclusions.ts), or runs as many tasks as its --max-running-tasks lets it.
+   */
+  private passOver(entry: QueueEntry, workerId: number): boolean {
+    const task = getTask(this.db, entry.taskId);
+    if (task === undefined) return false; // stale: the claim says so
+    if (isExcluded(this.db, task.jobId, workerId)) return true;
+    const cap = getJob(this.db, task.jobId)?.maxRunningTasks ?? 0;
+    return cap > 0 && countRunningTasks(this.db, task.jobId) >= cap;
+  }
+
+  /**
    * After the claim's transaction: logs an assignment and returns true; or, for a stale entry
    * (its task ended or runs under a newer generation), removes it and returns false. With
-   * "rolled back" (the transaction failed) or "excluded" (its job gives this worker no more
-   * tasks), the entry goes back to its place in its lane.
+   * "rolled back" (the transaction failed) or "passed over" (its job gives this worker no task
+   * now), the entry goes back to its place in its lane.
    */
   async settle(
     fetched: Fetched,
     workerId: number,
-    outcome: Assignment | null | "rolled back" | "excluded",
+    outcome: Assignment | null | "rolled back" | "passed over",
   ): Promise<boolean> {
     const { entry, attemptId } = fetched;
-    if (outcome === "rolled back" || outcome === "excluded") {
+    if (outcome === "rolled back" || outcome === "passed over") {
       await this.queue.release(entry, { as: "back", token: attemptId });
       return false;
     }

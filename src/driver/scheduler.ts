@@ -28,6 +28,8 @@ export interface SubmitRequest {
   overwrite?: boolean;
   /** 0 (the default) to 10: a higher one has its tasks handed out first. */
   priority?: number;
+  /** At most this many of its tasks run at once; 0 (the default) for no cap. */
+  maxRunningTasks?: number;
 }
 
 /** What a state change asks of the queue once its transaction has committed. */

@@ -40,6 +40,11 @@ export function validateSubmit(
       `priority: must be an integer from 0 to ${MAX_JOB_PRIORITY}, got ${req.priority}`,
     );
   }
+  if (!Number.isInteger(req.maxRunningTasks) || req.maxRunningTasks < 0) {
+    throw new InvalidArgumentError(
+      `max_running_tasks: must be 0 (no cap) or more, got ${req.maxRunningTasks}`,
+    );
+  }
   if (!Number.isSafeInteger(req.splitSizeBytes) || req.splitSizeBytes < 0) {
     throw new InvalidArgumentError(`split_size_bytes: must be positive, got ${req.splitSizeBytes}`);
   }
@@ -66,6 +71,7 @@ export function validateSubmit(
     params: req.params,
     overwrite: req.overwrite,
     priority: req.priority,
+    maxRunningTasks: req.maxRunningTasks,
   };
 }
 

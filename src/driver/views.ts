@@ -40,6 +40,7 @@ export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>
     waitingFor: unserved ? `a live worker that offers app ${job.app}` : "",
     retries: job.retries,
     priority: job.priority,
+    maxRunningTasks: job.maxRunningTasks,
   };
 }
 

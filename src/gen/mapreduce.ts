@@ -57,6 +57,8 @@ export interface SubmitJobRequest {
    * jobs of one priority, tasks are handed out round-robin, by their rank in their job.
    */
   priority: number;
+  /** At most this many of the job's tasks run at once; 0 for no cap. */
+  maxRunningTasks: number;
 }
 
 export interface SubmitJobRequest_ParamsEntry {
@@ -95,6 +97,7 @@ export interface Job {
    */
   retries: number;
   priority: number;
+  maxRunningTasks: number;
 }
 
 export interface Job_ParamsEntry {
@@ -378,6 +381,7 @@ function createBaseSubmitJobRequest(): SubmitJobRequest {
     params: {},
     overwrite: false,
     priority: 0,
+    maxRunningTasks: 0,
   };
 }
 
@@ -406,6 +410,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.priority !== 0) {
       writer.uint32(64).int32(message.priority);
+    }
+    if (message.maxRunningTasks !== 0) {
+      writer.uint32(72).int32(message.maxRunningTasks);
     }
     return writer;
   },
@@ -490,6 +497,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.priority = reader.int32();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.maxRunningTasks = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -533,6 +548,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : {},
       overwrite: isSet(object.overwrite) ? globalThis.Boolean(object.overwrite) : false,
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
+      maxRunningTasks: isSet(object.maxRunningTasks)
+        ? globalThis.Number(object.maxRunningTasks)
+        : isSet(object.max_running_tasks)
+        ? globalThis.Number(object.max_running_tasks)
+        : 0,
     };
   },
 
@@ -568,6 +588,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.priority !== 0) {
       obj.priority = Math.round(message.priority);
     }
+    if (message.maxRunningTasks !== 0) {
+      obj.maxRunningTasks = Math.round(message.maxRunningTasks);
+    }
     return obj;
   },
 
@@ -592,6 +615,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     );
     message.overwrite = object.overwrite ?? false;
     message.priority = object.priority ?? 0;
+    message.maxRunningTasks = object.maxRunningTasks ?? 0;
     return message;
   },
 };
@@ -703,6 +727,7 @@ function createBaseJob(): Job {
     waitingFor: "",
     retries: 0,
     priority: 0,
+    maxRunningTasks: 0,
   };
 }
 
@@ -767,6 +792,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.priority !== 0) {
       writer.uint32(160).int32(message.priority);
+    }
+    if (message.maxRunningTasks !== 0) {
+      writer.uint32(168).int32(message.maxRunningTasks);
     }
     return writer;
   },
@@ -947,6 +975,14 @@ export const Job: MessageFns<Job> = {
             message.priority = reader.int32();
             continue;
           }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.maxRunningTasks = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1038,6 +1074,11 @@ export const Job: MessageFns<Job> = {
         : "",
       retries: isSet(object.retries) ? globalThis.Number(object.retries) : 0,
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
+      maxRunningTasks: isSet(object.maxRunningTasks)
+        ? globalThis.Number(object.maxRunningTasks)
+        : isSet(object.max_running_tasks)
+        ? globalThis.Number(object.max_running_tasks)
+        : 0,
     };
   },
 
@@ -1109,6 +1150,9 @@ export const Job: MessageFns<Job> = {
     if (message.priority !== 0) {
       obj.priority = Math.round(message.priority);
     }
+    if (message.maxRunningTasks !== 0) {
+      obj.maxRunningTasks = Math.round(message.maxRunningTasks);
+    }
     return obj;
   },
 
@@ -1145,6 +1189,7 @@ export const Job: MessageFns<Job> = {
     message.waitingFor = object.waitingFor ?? "";
     message.retries = object.retries ?? 0;
     message.priority = object.priority ?? 0;
+    message.maxRunningTasks = object.maxRunningTasks ?? 0;
     return message;
   },
 };

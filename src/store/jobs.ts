@@ -15,6 +15,8 @@ export interface NewJob {
   now: number;
   /** 0 (the default) to 10. */
   priority?: number;
+  /** 0 (the default) for no cap. */
+  maxRunningTasks?: number;
 }
 
 /**
@@ -27,8 +29,8 @@ export function createJob(db: Db, job: NewJob): number {
   const { lastInsertRowid } = prepared(
     db,
     `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total,
-                       submitted_at, shuffle_key, priority)
-     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                       submitted_at, shuffle_key, priority, max_running_tasks)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.app,
     JSON.stringify(job.inputs),
@@ -40,6 +42,7 @@ export function createJob(db: Db, job: NewJob): number {
     job.now,
     randomBytes(16).toString("hex"),
     job.priority ?? 0,
+    job.maxRunningTasks ?? 0,
   );
   const jobId = Number(lastInsertRowid);
   const insertTask = prepared(

@@ -22,6 +22,8 @@ export interface JobRecord {
   retries: number;
   /** 0 to 10: a job of a higher priority has its tasks handed out first. */
   priority: number;
+  /** At most this many of its tasks run at once; 0 for no cap. */
+  maxRunningTasks: number;
 }
 
 export interface TaskRecord {
@@ -74,7 +76,7 @@ export interface EventRecord {
 export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
-  shuffle_key AS shuffleKey, retries, priority`;
+  shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app,
   (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, file,

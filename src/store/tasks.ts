@@ -3,6 +3,13 @@ import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
 import { TASK_COLUMNS, type TaskRecord } from "./rows.js";
 
+/** The job's tasks RUNNING now: found among every RUNNING task, which the workers' slots bound. */
+export function countRunningTasks(db: Db, jobId: number): number {
+  return prepared<[number], number>(db, `SELECT count(*) FROM tasks WHERE state = 'RUNNING' AND job_id = ?`)
+    .pluck()
+    .get(jobId)!;
+}
+
 export function getTask(db: Db, taskId: number): TaskRecord | undefined {
   return prepared<[number], TaskRecord>(db, `SELECT ${TASK_COLUMNS} FROM tasks WHERE id = ?`).get(taskId);
 }
