@@ -103,8 +103,9 @@ export class Dispatcher {
 
   /**
    * Claims a fetched entry's task for `workerId`, in the caller's transaction (so that a report
-   * and the claim of the next task can share one); null when the entry is stale. Pass the
-   * outcome to `settle` once the transaction has committed.
+   * and the claim of the next task can share one); null when the entry is stale, "passed over"
+   * when its job gives this worker no task now. Pass the outcome to `settle` once the
+   * transaction has committed.
    */
   claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null | "passed over" {
     if (this.passOver(entry, workerId)) return "passed over";
