@@ -5,7 +5,15 @@
  * engine, file for file.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
@@ -29,11 +37,14 @@ interface Net {
   env: NodeJS.ProcessEnv;
   /** Worker host name → the address it registered. */
   workers: Map<string, string>;
+  /** The processes' log files, open in this process. */
+  logs: number[];
 }
 
 let net: Net | undefined;
 afterEach(async () => {
   await net?.hosts.destroy();
+  for (const fd of net?.logs ?? []) closeSync(fd);
   net = undefined;
 });
 
@@ -45,13 +56,17 @@ async function startNet(workers: number, driverArgs: string[] = []): Promise<Net
   const dir = tempDir();
   const names = ["hub", "redis", ...Array.from({ length: workers }, (_, i) => `w${i + 1}`), "client"];
   const hosts = TestHosts.create(names);
-  const started: Net = { hosts, dir, inputs: [], env: {}, workers: new Map() };
+  const started: Net = { hosts, dir, inputs: [], env: {}, workers: new Map(), logs: [] };
   net = started;
   const hub = hosts.address("hub");
   const tokens = { client: join(dir, "client.token"), worker: join(dir, "worker.token") };
   for (const path of Object.values(tokens))
     writeFileSync(path, randomBytes(24).toString("hex"), { mode: 0o600 });
-  const log = (name: string) => openSync(join(dir, `${name}.log`), "a");
+  const log = (name: string): number => {
+    const fd = openSync(join(dir, `${name}.log`), "a");
+    started.logs.push(fd);
+    return fd;
+  };
 
   const redis = hosts.address("redis");
   await hosts.spawnServer(
