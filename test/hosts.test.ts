@@ -132,6 +132,13 @@ async function startNet(workers: number, driverArgs: string[] = []): Promise<Net
   return started;
 }
 
+/** Takes `host`'s link down for `ms`, then brings it back. */
+async function cutOff(n: Net, host: string, ms: number): Promise<void> {
+  n.hosts.link(host, false);
+  await sleep(ms);
+  n.hosts.link(host, true);
+}
+
 /** `mr ARGS…` run on the client host. */
 function mr(n: Net, args: string[]) {
   return n.hosts.run("client", process.execPath, [MR_BIN, ...args], n.env);
