@@ -1,7 +1,11 @@
 /**
  * npm run bench:faults. Measures, on real processes with the default timeouts:
  * - recovery latency: from SIGKILL of a worker holding a task to the start of that task's next attempt;
- * - driver restart: from the start of a new driver process to the first task completed after it.
+ * - driver restart: from the start of a new driver process to the first task completed after it;
+ * - sharing: a job submitted 1 s after another, its time from submit to end, with round-robin
+ *   between them (equal priorities) and first come first served (the first job at a higher
+ *   priority, so that the second waits behind all of it, as a FIFO queue would have it); once
+ *   for two equal jobs, once for a job an eighth the size of the first.
  * Prints each sample and the median.
  */
 import { mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
@@ -47,6 +51,8 @@ async function main(): Promise<void> {
   const line = "lorem ipsum dolor sit amet consectetur\n";
   const input = join(home, "input.txt");
   writeFileSync(input, line.repeat(20_000));
+  const smallInput = join(home, "small.txt");
+  writeFileSync(smallInput, line.repeat(2_500));
   // MR_BENCH_LOGS=DIR keeps the processes' logs there.
   const logs = process.env.MR_BENCH_LOGS;
   const cluster = await LocalCluster.start({
@@ -60,18 +66,44 @@ async function main(): Promise<void> {
   let jobs = 0;
   // Recovery: two long maps on three workers, so a free worker is there to take the task at once.
   // Restart: many maps of about a second each, so some complete soon after the driver is back.
-  const submit = (splitSizeBytes: number, slowMs: string) =>
+  const submit = (splitSizeBytes: number, slowMs: string, priority = 0, inputs = [input]) =>
     client.submitJob({
       app: "faulty",
-      inputs: [input],
+      inputs,
       outputDir: join(home, `out-${++jobs}`),
       reducers: 2,
       splitSizeBytes,
       params: { slowMs },
+      priority,
     });
+  const finished = (jobId: number) =>
+    poll(
+      "the job's end",
+      async () => {
+        const { job } = await client.getJob(jobId);
+        return job!.state === "RUNNING" ? undefined : job!;
+      },
+      300_000,
+    );
   const recovery: number[] = [];
   const restart: number[] = [];
+  const sharing = {
+    equal: { roundRobin: [] as number[], firstComeFirstServed: [] as number[] },
+    small: { roundRobin: [] as number[], firstComeFirstServed: [] as number[] },
+  };
   try {
+    for (let i = 0; i < SAMPLES; i++) {
+      for (const size of ["equal", "small"] as const) {
+        for (const mode of ["roundRobin", "firstComeFirstServed"] as const) {
+          const first = await submit(16_000, "1", mode === "roundRobin" ? 0 : 1);
+          await sleep(1000);
+          const second = await submit(16_000, "1", 0, size === "equal" ? [input] : [smallInput]);
+          const done = await finished(second.id);
+          await finished(first.id);
+          sharing[size][mode].push(done.finishedAtMs - done.submittedAtMs);
+        }
+      }
+    }
     for (let i = 0; i < SAMPLES; i++) {
       const job = await submit((line.length * 20_000) / 2, "1");
       const victim = await poll("a running map", async () => runningMap(await client.getJob(job.id)));
@@ -125,9 +157,17 @@ async function main(): Promise<void> {
       [
         row("SIGKILL of a worker -> next attempt starts", recovery, "<= 6000 (timeout + 1 s)"),
         row("driver start -> first task completed", restart, "-"),
+        row("2nd of two equal jobs 1 s apart, submit -> end, round-robin", sharing.equal.roundRobin, "-"),
+        row("the same, first come first served", sharing.equal.firstComeFirstServed, "-"),
+        row("a job 1/8 the size, 1 s after, round-robin", sharing.small.roundRobin, "-"),
+        row("the same, first come first served", sharing.small.firstComeFirstServed, "-"),
       ],
     ),
   );
+  for (const size of ["equal", "small"] as const) {
+    const ratio = median(sharing[size].roundRobin) / median(sharing[size].firstComeFirstServed);
+    console.log(`second job (${size}): round-robin / first come first served, medians: ${ratio.toFixed(2)}`);
+  }
 }
 
 main().catch((err: unknown) => {
