@@ -50,6 +50,11 @@ const driverSchema = z.object({
    * src/driver/exclusions.ts); 0 never excludes. Default 3.
    */
   maxFailuresPerWorker: z.coerce.number().int().min(0).default(3),
+  /**
+   * How long a worker that several jobs excluded gets no task of any job, in ms. Default
+   * 600000 (Spark's excludeOnFailure.timeout is an hour; a cluster of a few workers needs them sooner).
+   */
+  excludeForMs: positiveInt.default(600_000),
   /** First retry delay after a failed attempt, doubled each time, in ms. Default 1000. */
   retryBackoffMs: positiveInt.default(1000),
   /** Lost attempts (expired leases) a task may have before the job fails. Default 20. */

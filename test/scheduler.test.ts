@@ -84,7 +84,7 @@ describe("the scheduler", () => {
       failAttempt(
         db,
         { attemptId: first.attemptId, workerId, error: "x" },
-        { maxAttempts: 4, maxFailuresPerWorker: 0 },
+        { maxAttempts: 4, maxFailuresPerWorker: 0, excludeForMs: 1 },
         5,
       ),
     ).toThrow(FailedPreconditionError);
@@ -125,7 +125,7 @@ describe("the scheduler", () => {
       const failure = failAttempt(
         db,
         { attemptId: assignment.attemptId, workerId, error: `boom ${i}` },
-        { maxAttempts: 3, maxFailuresPerWorker: 0 },
+        { maxAttempts: 3, maxFailuresPerWorker: 0, excludeForMs: 1 },
         5,
       );
       expect(failure.retry).toBe(i < 3);
@@ -154,7 +154,7 @@ describe("the scheduler", () => {
     const failure = failAttempt(
       db,
       { attemptId: assignment.attemptId, workerId, error: "bad schema", unrecoverable: true },
-      { maxAttempts: 3, maxFailuresPerWorker: 0 },
+      { maxAttempts: 3, maxFailuresPerWorker: 0, excludeForMs: 1 },
       5,
     );
     expect(failure.retry).toBe(false);

@@ -116,7 +116,7 @@ describe("a job with --max-running-tasks", () => {
 });
 
 describe("a worker that fails every task it touches", () => {
-  it("gets no more of a job's tasks after 3 failures, shown in the job's events and mr workers list", async () => {
+  it("gets no more of a job's tasks after 3 failures, and none of any job once two jobs excluded it", async () => {
     const dir = tempDir();
     cluster = await startCluster({
       dir,
@@ -165,5 +165,30 @@ describe("a worker that fails every task it touches", () => {
     ).toEqual([
       `worker ${badId} (${bad.address}) failed 3 of this job's attempts; it gets no more of its tasks`,
     ]);
+
+    // A second job excludes it too: a bad host, not a bad fit. No job gives it a task for a while.
+    const second = await submit(cluster, dir, "second", 30, ["--param", "failWhereEnv=MR_TEST_BAD_HOST"]);
+    const secondDone = await waitForJobEnd(cluster.client, second);
+    expect(secondDone.job!.state).toBe("SUCCEEDED");
+    expect(secondDone.events.map((event) => event.message)).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^worker ${badId} .* was excluded by jobs ${job}, ${second}; it gets no task of any job until `,
+        ),
+      ),
+    );
+    const third = await submit(cluster, dir, "third", 12);
+    const thirdDone = await waitForJobEnd(cluster.client, third);
+    expect(thirdDone.job!.state).toBe("SUCCEEDED");
+    const ranOn = thirdDone.tasks.flatMap((task) => task.attempts.map((attempt) => attempt.workerId));
+    expect(ranOn).not.toContain(badId);
+    const listed = JSON.parse((await mr(["workers", "list", "--json"], cluster.env)).stdout) as {
+      id: number;
+      excludedUntil: string | null;
+    }[];
+    expect(Date.parse(listed.find((worker) => worker.id === badId)!.excludedUntil!)).toBeGreaterThan(
+      Date.now(),
+    );
+    expect((await mr(["workers", "list"], cluster.env)).stdout).toMatch(/all jobs until \d{4}-/);
   });
 });

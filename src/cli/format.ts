@@ -226,7 +226,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
 
 export function workersTable(workers: pb.Worker[]): string {
   return table(
-    ["ID", "ADDRESS", "STATE", "LAST HEARTBEAT", "RUNNING", "APPS", "EXCLUDED BY JOBS"],
+    ["ID", "ADDRESS", "STATE", "LAST HEARTBEAT", "RUNNING", "APPS", "EXCLUDED"],
     workers.map((worker) => [
       worker.id,
       worker.address,
@@ -234,7 +234,7 @@ export function workersTable(workers: pb.Worker[]): string {
       formatTime(worker.lastHeartbeatMs),
       worker.runningAttempts.join(", ") || "-",
       worker.apps.join(", "),
-      worker.excludedByJobs.join(", "),
+      formatExclusion(worker),
     ]),
   );
 }
@@ -249,5 +249,12 @@ export function workerJson(worker: pb.Worker) {
     runningAttempts: worker.runningAttempts,
     apps: worker.apps,
     excludedByJobs: worker.excludedByJobs,
+    excludedUntil: isoOrNull(worker.excludedUntilMs),
   };
+}
+
+/** `all jobs until 2026-12-02 17:20:00Z`, or `jobs 3, 4`, or nothing. */
+function formatExclusion(worker: pb.Worker): string {
+  if (worker.excludedUntilMs > 0) return `all jobs until ${formatTime(worker.excludedUntilMs)}`;
+  return worker.excludedByJobs.length > 0 ? `jobs ${worker.excludedByJobs.join(", ")}` : "";
 }

@@ -39,6 +39,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       parseNonNegativeInt("--max-failures-per-worker"),
     )
     .option(
+      "--exclude-for <ms>",
+      "a worker that two jobs excluded gets no task of any job for this long (default 600000)",
+      parsePositiveInt("--exclude-for"),
+    )
+    .option(
       "--lease <ms>",
       "a queue lease not extended this long expires: the stalled-task backstop (default 30000)",
       parsePositiveInt("--lease"),
@@ -80,6 +85,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           noWorkerTimeoutMs: options.noWorkerTimeout,
           maxAttempts: options.maxAttempts,
           maxFailuresPerWorker: options.maxFailuresPerWorker,
+          excludeForMs: options.excludeFor,
           leaseMs: options.lease,
           reconcileMs: options.reconcileInterval,
           clientTokenFile: options.clientTokenFile,

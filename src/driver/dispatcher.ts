@@ -5,6 +5,7 @@ import { isExcluded } from "../store/exclusions.js";
 import type { GroupCommit } from "../store/groupCommit.js";
 import { getJob } from "../store/jobs.js";
 import { countRunningTasks, getTask } from "../store/tasks.js";
+import { getWorker } from "../store/workers.js";
 import { claimTask, type Assignment } from "./scheduler.js";
 import type { QueueEntry, TaskQueue } from "./queue.js";
 
@@ -73,6 +74,7 @@ export class Dispatcher {
     // Entries of jobs that pass this worker over (they exclude it, or run all they may) are held
     // while the next is fetched, so that the same one does not come straight back; they go back
     // to their places at the end.
+    if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return undefined; // see exclusions.ts
     const passedOver: Fetched[] = [];
     try {
       while (passedOver.length <= MAX_PASSED_OVER) {
@@ -114,10 +116,12 @@ export class Dispatcher {
   }
 
   /**
-   * Whether the entry's job may not hand this worker a task now: the job excludes the worker
-   * (see exclusions.ts), or runs as many tasks as its --max-running-tasks lets it.
+   * Whether the entry's job may not hand this worker a task now: every job excludes the worker
+   * for a while, or this job does (see exclusions.ts), or it runs as many tasks as its
+   * --max-running-tasks lets it.
    */
   private passOver(entry: QueueEntry, workerId: number): boolean {
+    if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return true;
     const task = getTask(this.db, entry.taskId);
     if (task === undefined) return false; // stale: the claim says so
     if (isExcluded(this.db, task.jobId, workerId)) return true;

@@ -89,5 +89,6 @@ export function workerMessage(db: Db, worker: WorkerRecord): pb.Worker {
     runningAttempts: listRunningAttempts(db, worker.id).map((attempt) => attempt.id),
     apps: worker.apps,
     excludedByJobs: listExcludingJobs(db, worker.id),
+    excludedUntilMs: worker.excludedUntil > Date.now() ? worker.excludedUntil : 0,
   };
 }

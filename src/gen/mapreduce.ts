@@ -193,6 +193,8 @@ export interface Worker {
   apps: string[];
   /** Running jobs that hand this worker no more tasks: too many of their attempts failed here. */
   excludedByJobs: number[];
+  /** Until then (epoch ms; 0 for none) it gets no task of any job: several jobs excluded it. */
+  excludedUntilMs: number;
 }
 
 export interface ListWorkersRequest {
@@ -2335,6 +2337,7 @@ function createBaseWorker(): Worker {
     runningAttempts: [],
     apps: [],
     excludedByJobs: [],
+    excludedUntilMs: 0,
   };
 }
 
@@ -2367,6 +2370,9 @@ export const Worker: MessageFns<Worker> = {
         writer.int64(v);
       }
       writer.join();
+    }
+    if (message.excludedUntilMs !== 0) {
+      writer.uint32(72).int64(message.excludedUntilMs);
     }
     return writer;
   },
@@ -2458,6 +2464,14 @@ export const Worker: MessageFns<Worker> = {
 
             break;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.excludedUntilMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2498,6 +2512,11 @@ export const Worker: MessageFns<Worker> = {
         : globalThis.Array.isArray(object?.excluded_by_jobs)
         ? object.excluded_by_jobs.map((e: any) => globalThis.Number(e))
         : [],
+      excludedUntilMs: isSet(object.excludedUntilMs)
+        ? globalThis.Number(object.excludedUntilMs)
+        : isSet(object.excluded_until_ms)
+        ? globalThis.Number(object.excluded_until_ms)
+        : 0,
     };
   },
 
@@ -2527,6 +2546,9 @@ export const Worker: MessageFns<Worker> = {
     if (message.excludedByJobs?.length) {
       obj.excludedByJobs = message.excludedByJobs.map((e) => Math.round(e));
     }
+    if (message.excludedUntilMs !== 0) {
+      obj.excludedUntilMs = Math.round(message.excludedUntilMs);
+    }
     return obj;
   },
 
@@ -2543,6 +2565,7 @@ export const Worker: MessageFns<Worker> = {
     message.runningAttempts = object.runningAttempts?.map((e) => e) || [];
     message.apps = object.apps?.map((e) => e) || [];
     message.excludedByJobs = object.excludedByJobs?.map((e) => e) || [];
+    message.excludedUntilMs = object.excludedUntilMs ?? 0;
     return message;
   },
 };

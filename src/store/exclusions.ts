@@ -45,6 +45,34 @@ export function addExclusion(db: Db, jobId: number, workerId: number, now: numbe
   );
 }
 
+/** The jobs that excluded the worker at `since` or later, by id. */
+export function listJobsExcludingSince(db: Db, workerId: number, since: number): number[] {
+  return prepared<[number, number], number>(
+    db,
+    `SELECT job_id FROM exclusions WHERE worker_id = ? AND at >= ? ORDER BY job_id`,
+  )
+    .pluck()
+    .all(workerId, since);
+}
+
+/** ALIVE workers excluded from every job at `now`. */
+export function countWorkersExcludedFromAll(db: Db, now: number): number {
+  return prepared<[number], number>(
+    db,
+    `SELECT count(*) FROM workers WHERE state = 'ALIVE' AND excluded_until > ?`,
+  )
+    .pluck()
+    .get(now)!;
+}
+
+/** excludeFromAll. The worker gets no task of any job until `until`. */
+export function excludeFromAll(db: Db, workerId: number, until: number): void {
+  prepared(db, `UPDATE workers SET excluded_until = max(excluded_until, ?) WHERE id = ?`).run(
+    until,
+    workerId,
+  );
+}
+
 /** The RUNNING jobs that exclude the worker, by id. */
 export function listExcludingJobs(db: Db, workerId: number): number[] {
   return prepared<[number], number>(

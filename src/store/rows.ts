@@ -65,6 +65,8 @@ export interface WorkerRecord {
   apps: string[];
   registeredAt: number;
   lastHeartbeatAt: number;
+  /** Until this time (epoch ms) the worker gets no task of any job: several jobs excluded it. */
+  excludedUntil: number;
 }
 
 export interface EventRecord {
@@ -87,7 +89,7 @@ export const ATTEMPT_COLUMNS = `id, task_id AS taskId, generation, worker_id AS 
   started_at AS startedAt, finished_at AS finishedAt, progress, error`;
 
 export const WORKER_COLUMNS = `id, address, state, apps, registered_at AS registeredAt,
-  last_heartbeat_at AS lastHeartbeatAt`;
+  last_heartbeat_at AS lastHeartbeatAt, excluded_until AS excludedUntil`;
 
 type Json<T, K extends keyof T> = Omit<T, K> & { [P in K]: string };
 
