@@ -1,28 +1,17 @@
 /**
- * Several hosts: the driver and Redis on one, workers on others, a client on its own, each a
- * network namespace with its own address (see helpers/hosts.ts); shuffle crosses hosts. Links
- * go down and come back, and carry delay and loss. Every output is checked against the local
- * engine, file for file.
+ * Several hosts: the driver, Redis, workers and a client each on a network namespace with its
+ * own address (see src/cli/hosts.ts); shuffle crosses hosts. Links go down and come back, and
+ * carry delay and loss. Every output is checked against the local engine, file for file.
  */
-import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { MR_BIN } from "../src/cli/processes.js";
+import { HostCluster, hostsUnavailable, netemUnavailable } from "../src/cli/hosts.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
 import { FIXTURE_APPS } from "./helpers/cluster.js";
 import { writeCorpus } from "./helpers/corpus.js";
-import { TestHosts, hostsUnavailable, netemUnavailable } from "./helpers/hosts.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const unavailable = hostsUnavailable();
@@ -30,118 +19,29 @@ const REDUCERS = 3;
 const SPLIT = 4000;
 
 interface Net {
-  hosts: TestHosts;
+  cluster: HostCluster;
   dir: string;
   inputs: string[];
-  /** The environment of a client on the `client` host. */
-  env: NodeJS.ProcessEnv;
-  /** Worker host name → the address it registered. */
-  workers: Map<string, string>;
-  /** The processes' log files, open in this process. */
-  logs: number[];
 }
 
 let net: Net | undefined;
 afterEach(async () => {
-  await net?.hosts.destroy();
-  for (const fd of net?.logs ?? []) closeSync(fd);
+  await net?.cluster.stop();
   net = undefined;
 });
 
-/**
- * Hosts `hub` (the driver), `redis`, `w1`…`wN` (a worker each, on its own address) and
- * `client`; secrets for both roles, and roots, as a deployment across hosts must have.
- */
+/** A HostCluster of `workers` workers offering the fixture apps, and a corpus to count. */
 async function startNet(workers: number, driverArgs: string[] = []): Promise<Net> {
   const dir = tempDir();
-  const names = ["hub", "redis", ...Array.from({ length: workers }, (_, i) => `w${i + 1}`), "client"];
-  const hosts = TestHosts.create(names);
-  const started: Net = { hosts, dir, inputs: [], env: {}, workers: new Map(), logs: [] };
-  net = started;
-  const hub = hosts.address("hub");
-  const tokens = { client: join(dir, "client.token"), worker: join(dir, "worker.token") };
-  for (const path of Object.values(tokens))
-    writeFileSync(path, randomBytes(24).toString("hex"), { mode: 0o600 });
-  const log = (name: string): number => {
-    const fd = openSync(join(dir, `${name}.log`), "a");
-    started.logs.push(fd);
-    return fd;
-  };
-
-  const redis = hosts.address("redis");
-  await hosts.spawnServer(
-    "redis",
-    "redis-server",
-    ["--bind", redis, "--port", "6379", "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-    { ready: /Ready to accept connections()/ },
-  );
-  await hosts.spawnServer(
-    "hub",
-    process.execPath,
-    [
-      MR_BIN,
-      "driver",
-      "--listen",
-      `${hub}:50051`,
-      "--db",
-      join(dir, "driver.db"),
-      "--redis",
-      `redis://${redis}:6379`,
-      "--client-token-file",
-      tokens.client,
-      "--worker-token-file",
-      tokens.worker,
-      "--input-root",
-      dir,
-      "--output-root",
-      dir,
-      "--log-format",
-      "json",
-      ...driverArgs,
-    ],
-    { stderr: log("driver"), env: { ...process.env, MR_LOG_LEVEL: "debug" } },
-  );
-  for (let i = 1; i <= workers; i++) {
-    const name = `w${i}`;
-    const { address } = await hosts.spawnServer(
-      name,
-      process.execPath,
-      [
-        MR_BIN,
-        "worker",
-        "--listen",
-        `${hosts.address(name)}:7001`,
-        "--driver",
-        `${hub}:50051`,
-        "--token-file",
-        tokens.worker,
-        "--data-dir",
-        join(dir, name),
-        "--apps-dir",
-        FIXTURE_APPS,
-        "--log-format",
-        "json",
-      ],
-      { stderr: log(name), env: { ...process.env, MR_LOG_LEVEL: "debug" } },
-    );
-    started.workers.set(name, address);
-  }
+  const cluster = await HostCluster.start({ dir, workers, driverArgs, appsDir: FIXTURE_APPS });
   mkdirSync(join(dir, "in"));
-  started.inputs = writeCorpus(join(dir, "in"), { files: 3, bytes: 40_000, seed: 14 });
-  started.env = { ...process.env, MR_DRIVER: `${hub}:50051`, MR_TOKEN_FILE: tokens.client };
-  return started;
-}
-
-/** Takes `host`'s link down for `ms`, then brings it back. */
-async function cutOff(n: Net, host: string, ms: number): Promise<void> {
-  n.hosts.link(host, false);
-  await sleep(ms);
-  n.hosts.link(host, true);
+  net = { cluster, dir, inputs: writeCorpus(join(dir, "in"), { files: 3, bytes: 40_000, seed: 14 }) };
+  return net;
 }
 
 /** `mr ARGS…` run on the client host. */
 function mr(n: Net, args: string[]) {
-  return n.hosts.run("client", process.execPath, [MR_BIN, ...args], n.env);
+  return n.cluster.mr(args);
 }
 
 async function submit(n: Net, params: string[] = [], name = "out"): Promise<number> {
@@ -244,7 +144,7 @@ describe.skipIf(unavailable !== undefined)(
       await expectLocalOutput(n, shown);
       // Both workers, each on its own host address, ran tasks: shuffle crossed hosts.
       const listed = JSON.parse((await mr(n, ["workers", "list", "--json"])).stdout) as { address: string }[];
-      expect(listed.map((worker) => worker.address).sort()).toEqual([...n.workers.values()].sort());
+      expect(listed.map((worker) => worker.address).sort()).toEqual([...n.cluster.workers.values()].sort());
       const ran = new Set(shown.tasks.flatMap((task) => task.attempts.map((attempt) => attempt.worker)));
       expect(ran.size).toBe(2);
     });
@@ -254,9 +154,9 @@ describe.skipIf(unavailable !== undefined)(
       async (kind) => {
         const n = await startNet(2, ["--worker-timeout", "2000"]);
         const jobId = await submit(n, ["slowMs=6", "reduceSlowMs=40"]);
-        const w1Ids = await workerIdsAt(n, n.workers.get("w1")!);
+        const w1Ids = await workerIdsAt(n, n.cluster.workers.get("w1")!);
         await waitForAttemptOn(n, jobId, kind, w1Ids);
-        await cutOff(n, "w1", 5000); // past the worker timeout: the driver declares w1 lost
+        await n.cluster.cutOff("w1", 5000); // past the worker timeout: the driver declares w1 lost
         const shown = await waitForEnd(n, jobId);
         await expectLocalOutput(n, shown);
         const lost = shown.tasks
@@ -266,10 +166,14 @@ describe.skipIf(unavailable !== undefined)(
         expect(lost.every((attempt) => w1Ids.has(attempt.worker))).toBe(true);
         expect(shown.events.map((event) => event.type)).toContain("worker-lost");
         // The worker, alive all along, registered again under a new id once it could.
-        for (let i = 0; i < 100 && (await workerIdsAt(n, n.workers.get("w1")!)).size <= w1Ids.size; i++) {
+        for (
+          let i = 0;
+          i < 100 && (await workerIdsAt(n, n.cluster.workers.get("w1")!)).size <= w1Ids.size;
+          i++
+        ) {
           await sleep(200);
         }
-        expect((await workerIdsAt(n, n.workers.get("w1")!)).size).toBeGreaterThan(w1Ids.size);
+        expect((await workerIdsAt(n, n.cluster.workers.get("w1")!)).size).toBeGreaterThan(w1Ids.size);
       },
       90_000,
     );
@@ -278,7 +182,7 @@ describe.skipIf(unavailable !== undefined)(
       const n = await startNet(2, ["--worker-timeout", "8000"]);
       const jobId = await submit(n, ["slowMs=4"]);
       await sleep(1500);
-      await cutOff(n, "hub", 3000);
+      await n.cluster.cutOff("hub", 3000);
       const shown = await waitForEnd(n, jobId);
       await expectLocalOutput(n, shown);
       const attempts = shown.tasks.flatMap((task) => task.attempts);
@@ -289,7 +193,7 @@ describe.skipIf(unavailable !== undefined)(
       const n = await startNet(2);
       const jobId = await submit(n, ["slowMs=4"]);
       await sleep(1500);
-      await cutOff(n, "redis", 4000);
+      await n.cluster.cutOff("redis", 4000);
       const shown = await waitForEnd(n, jobId);
       await expectLocalOutput(n, shown);
     }, 90_000);
@@ -299,7 +203,8 @@ describe.skipIf(unavailable !== undefined)(
       `finish a job with 200 ms of delay and 5% loss on every link, losing no attempt to lateness${noNetem ? ` (skipped: ${noNetem})` : ""}`,
       async () => {
         const n = await startNet(2, ["--worker-timeout", "5000"]);
-        for (const name of n.hosts.names) n.hosts.netem(name, { delayMs: 200, lossPercent: 5 });
+        for (const name of n.cluster.hosts.names)
+          n.cluster.hosts.netem(name, { delayMs: 200, lossPercent: 5 });
         const jobId = await submit(n);
         const shown = await waitForEnd(n, jobId, 180_000);
         await expectLocalOutput(n, shown);

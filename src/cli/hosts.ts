@@ -1,14 +1,21 @@
 /**
- * Test hosts on one machine: each a Linux network namespace with an address of its own, joined
- * by veth pairs to a bridge in a namespace of its own, as hosts on one switch. Nothing touches
- * the machine's own namespace. Every host sees the same filesystem, as a shared filesystem
- * would give them. Links can go down and come back, and carry delay and loss (`tc netem`).
+ * Test hosts on one machine, for the tests and `npm run bench:hosts`: each a Linux network
+ * namespace with an address of its own, joined by veth pairs to a bridge in a namespace of its
+ * own, as hosts on one switch. Nothing touches the machine's own namespace. Every host sees the
+ * same filesystem, as a shared filesystem would give them. Links can go down and come back, and
+ * carry delay and loss (`tc netem`). HostCluster puts mr on them: the driver, Redis, workers
+ * and a client each on a host.
  *
  * Needs root and iproute2; `hostsUnavailable()` says why not, for the tests to skip.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { closeSync, openSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
+import { MR_BIN } from "./processes.js";
 
 const IP = "ip";
 
@@ -242,5 +249,147 @@ export class TestHosts {
 
   private ip(args: string[]): void {
     execFileSync(IP, args, { stdio: ["ignore", "ignore", "pipe"] });
+  }
+}
+
+export interface HostClusterOptions {
+  /** Where the database, secrets, logs and worker data go; the driver's roots. */
+  dir: string;
+  workers: number;
+  driverArgs?: string[];
+  /** Offered by every worker beside the built-in apps. */
+  appsDir?: string;
+}
+
+/**
+ * mr on test hosts: `hub` (the driver), `redis`, `w1`…`wN` (a worker each, on its own address)
+ * and `client`; secrets for both roles, and roots, as a deployment across hosts must have.
+ * Every process logs JSON at debug into `dir/<host>.log`.
+ */
+export class HostCluster {
+  /** Worker host name → the address it registered. */
+  readonly workers = new Map<string, string>();
+  private readonly logs: number[] = [];
+
+  private constructor(
+    readonly hosts: TestHosts,
+    readonly dir: string,
+    /** The environment of a client on the `client` host. */
+    readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  static async start(options: HostClusterOptions): Promise<HostCluster> {
+    const { dir } = options;
+    const names = [
+      "hub",
+      "redis",
+      ...Array.from({ length: options.workers }, (_, i) => `w${i + 1}`),
+      "client",
+    ];
+    const hosts = TestHosts.create(names);
+    const hub = hosts.address("hub");
+    const tokens = { client: join(dir, "client.token"), worker: join(dir, "worker.token") };
+    const cluster = new HostCluster(hosts, dir, {
+      ...process.env,
+      MR_DRIVER: `${hub}:50051`,
+      MR_TOKEN_FILE: tokens.client,
+    });
+    try {
+      for (const path of Object.values(tokens))
+        writeFileSync(path, randomBytes(24).toString("hex"), { mode: 0o600 });
+      await cluster.startAll(options, tokens);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** `mr ARGS…` run on the client host, to its end. */
+  mr(args: string[]) {
+    return this.hosts.run("client", process.execPath, [MR_BIN, ...args], this.env);
+  }
+
+  /** Takes `host`'s link down for `ms`, then brings it back. */
+  async cutOff(host: string, ms: number): Promise<void> {
+    this.hosts.link(host, false);
+    await sleep(ms);
+    this.hosts.link(host, true);
+  }
+
+  async stop(): Promise<void> {
+    await this.hosts.destroy();
+    for (const fd of this.logs.splice(0)) closeSync(fd);
+  }
+
+  private async startAll(
+    options: HostClusterOptions,
+    tokens: { client: string; worker: string },
+  ): Promise<void> {
+    const { hosts, dir } = this;
+    const env = { ...process.env, MR_LOG_LEVEL: "debug" };
+    const log = (name: string): number => {
+      const fd = openSync(join(dir, `${name}.log`), "a");
+      this.logs.push(fd);
+      return fd;
+    };
+    const redis = hosts.address("redis");
+    await hosts.spawnServer(
+      "redis",
+      "redis-server",
+      ["--bind", redis, "--port", "6379", "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+      { ready: /Ready to accept connections()/ },
+    );
+    const driver = `${hosts.address("hub")}:50051`;
+    await hosts.spawnServer(
+      "hub",
+      process.execPath,
+      [
+        MR_BIN,
+        "driver",
+        "--listen",
+        driver,
+        "--db",
+        join(dir, "driver.db"),
+        "--redis",
+        `redis://${redis}:6379`,
+        "--client-token-file",
+        tokens.client,
+        "--worker-token-file",
+        tokens.worker,
+        "--input-root",
+        dir,
+        "--output-root",
+        dir,
+        "--log-format",
+        "json",
+        ...(options.driverArgs ?? []),
+      ],
+      { stderr: log("driver"), env },
+    );
+    for (let i = 1; i <= options.workers; i++) {
+      const name = `w${i}`;
+      const { address } = await hosts.spawnServer(
+        name,
+        process.execPath,
+        [
+          MR_BIN,
+          "worker",
+          "--listen",
+          `${hosts.address(name)}:7001`,
+          "--driver",
+          driver,
+          "--token-file",
+          tokens.worker,
+          "--data-dir",
+          join(dir, name),
+          ...(options.appsDir ? ["--apps-dir", options.appsDir] : []),
+          "--log-format",
+          "json",
+        ],
+        { stderr: log(name), env },
+      );
+      this.workers.set(name, address);
+    }
   }
 }
