@@ -167,6 +167,20 @@ describe("a job's output directory", () => {
     const local = await mr(["run", ...job, "--overwrite"], cluster.env);
     expect(local.code, local.stderr).toBe(0);
     expect(readdirSync(out).sort()).toEqual(["_SUCCESS", "part-r-00000", "part-r-00001"]);
+
+    // --overwrite never empties a directory that holds the job's own inputs.
+    const books = join(dir, "books");
+    mkdirSync(books);
+    writeFileSync(join(books, "a.txt"), "a b\n");
+    for (const command of [["submit"], ["run"]]) {
+      const refused = await mr(
+        [...command, "--app", "wordcount", "--reducers", "1", "--output", dir, "--overwrite", books],
+        cluster.env,
+      );
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(`output directory ${dir} holds the input ${join(books, "a.txt")}`);
+    }
+    expect(readFileSync(join(books, "a.txt"), "utf8")).toBe("a b\n");
   });
 
   it("that cannot hold files, or whose parent is a file, is refused at once by submit and run alike", async () => {

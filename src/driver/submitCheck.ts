@@ -6,7 +6,7 @@
  * the same things in the same words.
  */
 import { opendirSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import type { DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
@@ -54,6 +54,15 @@ export function validateSubmit(
   refuseOwned(outputDir, req.overwrite);
   checkOutputDir(outputDir, req.overwrite);
   const inputs = expandInputs(req.inputs, roots);
+  // An input inside the output directory would be emptied away by --overwrite, or overwritten.
+  const inside = inputs.find(({ path }) =>
+    path.startsWith(outputDir.endsWith(sep) ? outputDir : outputDir + sep),
+  );
+  if (inside !== undefined) {
+    throw new InvalidArgumentError(
+      `output directory ${outputDir} holds the input ${inside.path} (choose an --output apart from the inputs)`,
+    );
+  }
   const splitSizeBytes = req.splitSizeBytes || defaults.defaultSplitSizeBytes;
   const maps = inputs.reduce((sum, { size }) => sum + Math.ceil(size / splitSizeBytes), 0);
   if (maps > LIMITS.maps) {
