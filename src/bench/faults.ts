@@ -17,15 +17,10 @@ import { LocalCluster } from "../cli/cluster.js";
 import { table } from "../cli/format.js";
 import { startRedisServer } from "../cli/processes.js";
 import type * as pb from "../gen/mapreduce.js";
+import { median } from "./median.js";
 
 const SAMPLES = Number(process.env.MR_BENCH_SAMPLES ?? 5);
 const FIXTURE_APPS = fileURLToPath(new URL("../../test/fixtures/apps", import.meta.url));
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 async function poll<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { table } from "../cli/format.js";
 import { HostCluster, hostsUnavailable } from "../cli/hosts.js";
+import { median } from "./median.js";
 
 const SAMPLES = Number(process.env.MR_BENCH_SAMPLES ?? 5);
 const WORKER_TIMEOUT_MS = 5000;
@@ -22,12 +23,6 @@ interface Shown {
     kind: string;
     attempts: { id: string; state: string; worker: number; startedAt: string }[];
   }[];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function main(): Promise<void> {

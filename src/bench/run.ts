@@ -23,6 +23,7 @@ import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
 import { readSplit, readSplitBlocks } from "../mr/split.js";
 import { writeZipfCorpus } from "./corpus.js";
+import { median } from "./median.js";
 
 const MB = 1024 * 1024;
 const CORPUS_MB = Number(process.env.MR_BENCH_MB ?? 256);
@@ -33,12 +34,6 @@ const BENCH_APPS = fileURLToPath(new URL("../../bench/apps", import.meta.url));
 interface Measure {
   seconds: number;
   peakRssMb: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Peak RSS of live processes, read from /proc (VmHWM) a few times a second. */

@@ -3,8 +3,7 @@ import type { Logger } from "pino";
 import type { Db } from "../store/db.js";
 import { isExcluded } from "../store/exclusions.js";
 import type { GroupCommit } from "../store/groupCommit.js";
-import { getJob } from "../store/jobs.js";
-import { countRunningTasks, getTask } from "../store/tasks.js";
+import { atRunningCap, getTask } from "../store/tasks.js";
 import { getWorker } from "../store/workers.js";
 import { claimTask, type Assignment } from "./scheduler.js";
 import type { QueueEntry, TaskQueue } from "./queue.js";
@@ -124,9 +123,7 @@ export class Dispatcher {
     if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return true;
     const task = getTask(this.db, entry.taskId);
     if (task === undefined) return false; // stale: the claim says so
-    if (isExcluded(this.db, task.jobId, workerId)) return true;
-    const cap = getJob(this.db, task.jobId)?.maxRunningTasks ?? 0;
-    return cap > 0 && countRunningTasks(this.db, task.jobId) >= cap;
+    return isExcluded(this.db, task.jobId, workerId) || atRunningCap(this.db, task.jobId);
   }
 
   /**

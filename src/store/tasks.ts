@@ -3,11 +3,22 @@ import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
 import { TASK_COLUMNS, type TaskRecord } from "./rows.js";
 
-/** The job's tasks RUNNING now: found among every RUNNING task, which the workers' slots bound. */
-export function countRunningTasks(db: Db, jobId: number): number {
-  return prepared<[number], number>(db, `SELECT count(*) FROM tasks WHERE state = 'RUNNING' AND job_id = ?`)
-    .pluck()
-    .get(jobId)!;
+/**
+ * Whether the job runs as many tasks as its max_running_tasks lets it (never, with no cap). Its
+ * RUNNING tasks are found among every RUNNING task, which the workers' slots bound; the job's
+ * row is read for its cap alone, on the path of every claim.
+ */
+export function atRunningCap(db: Db, jobId: number): boolean {
+  return (
+    prepared<[number], number>(
+      db,
+      `SELECT max_running_tasks > 0 AND max_running_tasks <=
+         (SELECT count(*) FROM tasks WHERE state = 'RUNNING' AND job_id = jobs.id)
+       FROM jobs WHERE id = ?`,
+    )
+      .pluck()
+      .get(jobId) === 1
+  );
 }
 
 export function getTask(db: Db, taskId: number): TaskRecord | undefined {
