@@ -64,6 +64,17 @@ const driverSchema = z.object({
    * Default 300000.
    */
   noWorkerTimeoutMs: positiveInt.default(300_000),
+  /**
+   * Speculative execution (src/driver/speculation.ts): a task running well past its phase's
+   * median gets a backup attempt on another worker. Default on; a job can opt out.
+   */
+  speculation: z.boolean().default(true),
+  /** The share of a phase's tasks committed before any of it is speculated. Default 0.75, Spark's. */
+  speculationQuantile: z.coerce.number().gt(0).max(1).default(0.75),
+  /** A task running this many times its phase's median is a straggler. Default 1.5, Spark's. */
+  speculationMultiplier: z.coerce.number().min(1).default(1.5),
+  /** ...and running at least this long, in ms. Default 1000. */
+  speculationMinRuntimeMs: z.coerce.number().int().min(0).default(1000),
   /** How long PollTask waits for a task before answering "none yet", in ms. Default 5000. */
   pollWaitMs: positiveInt.default(5000),
   /** Split size when a submit names none, in bytes. Default 64 MiB. */

@@ -254,6 +254,7 @@ describe("the mr command", () => {
       startedAt: expect.any(String),
       finishedAt: expect.any(String),
       progress: 1,
+      speculative: false,
       error: null,
     });
     expect(shown.events.map((event: { type: string }) => event.type)).toEqual([

@@ -4,15 +4,7 @@
  * a path that was changed to lead outside after the submit.
  */
 import { status } from "@grpc/grpc-js";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  renameSync,
-  rmdirSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
 import { hasCode } from "../src/errors.js";
@@ -140,7 +132,7 @@ describe("a worker", () => {
 
   it("fails the job when its output was changed after the submit to lead outside the output roots", async () => {
     const job = await submit([join(inRoot, "book.txt")], join(outRoot, "swapped-out"));
-    rmdirSync(join(outRoot, "swapped-out")); // the submit made it, empty
+    rmSync(join(outRoot, "swapped-out"), { recursive: true }); // the submit made it, with its _temporary
     symlinkSync(elsewhere, join(outRoot, "swapped-out"));
     await cluster.startWorker();
     const done = await waitForJobEnd(cluster.client, job.id);

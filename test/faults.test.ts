@@ -346,6 +346,7 @@ function jobRequest(s: Setup): pb.SubmitJobRequest {
     overwrite: false,
     priority: 0,
     maxRunningTasks: 0,
+    noSpeculation: false,
   };
 }
 

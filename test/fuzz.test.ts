@@ -206,6 +206,7 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
     overwrite: false,
     priority: 0,
     maxRunningTasks: 0,
+    noSpeculation: false,
   };
   const huge = 2 ** 53 - 1;
   return {

@@ -42,6 +42,7 @@ const request = (fields: Partial<pb.SubmitJobRequest>): pb.SubmitJobRequest => (
   overwrite: false,
   priority: 0,
   maxRunningTasks: 0,
+  noSpeculation: false,
   ...fields,
 });
 

@@ -3,7 +3,7 @@
  * job commits, a job that does not succeed leaves no part file, and no job writes into a
  * directory that holds anything, unless told to empty it first.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
@@ -75,13 +75,15 @@ describe("the output committer", () => {
   it("is made one level at a time, and emptied only when told to", () => {
     const out = join(tempDir(), "a", "b");
     prepareOutputDir(out, false);
-    expect(readdirSync(out)).toEqual([]);
+    expect(readdirSync(out)).toEqual(["_temporary"]); // where its attempts write, made by the submit
     writeFileSync(join(out, "old"), "");
-    mkdirSync(join(out, "_temporary"));
+    writeFileSync(join(out, "_temporary", "theirs"), "");
     prepareOutputDir(out, false);
     expect(readdirSync(out).sort()).toEqual(["_temporary", "old"]);
+    expect(readdirSync(join(out, "_temporary"))).toEqual(["theirs"]);
     prepareOutputDir(out, true);
-    expect(readdirSync(out)).toEqual([]);
+    expect(readdirSync(out)).toEqual(["_temporary"]);
+    expect(readdirSync(join(out, "_temporary"))).toEqual([]);
   });
 });
 
@@ -129,8 +131,9 @@ describe("a job's output directory", () => {
       splitSizeBytes: 0,
       params: {},
     });
-    // The submit made the directory; something puts a file where the committer needs one.
-    expect(readdirSync(out)).toEqual([]);
+    // The submit made the directory and its _temporary; something puts a file in its place.
+    expect(readdirSync(out)).toEqual(["_temporary"]);
+    rmdirSync(join(out, "_temporary"));
     writeFileSync(join(out, "_temporary"), "a file where the committer needs a directory\n");
     await cluster.startWorker();
     const done = await waitForJobEnd(cluster.client, job.id);

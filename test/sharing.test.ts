@@ -3,7 +3,6 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { spawnMr } from "../src/cli/processes.js";
 import { mr, startCluster, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -124,21 +123,7 @@ describe("a worker that fails every task it touches", () => {
       workers: 2,
       driverArgs: ["--max-attempts", "8"],
     });
-    const bad = await spawnMr(
-      [
-        "worker",
-        "--port",
-        "0",
-        "--data-dir",
-        join(dir, "bad"),
-        "--apps-dir",
-        join(import.meta.dirname, "fixtures", "apps"),
-      ],
-      {
-        env: { ...cluster.env, MR_TOKEN_FILE: cluster.tokenFiles!.worker, MR_TEST_BAD_HOST: "1" },
-      },
-    );
-    cluster.workers.push(bad);
+    const bad = await cluster.startWorker({ MR_TEST_BAD_HOST: "1" });
     const job = await submit(cluster, dir, "out", 30, ["--param", "failWhereEnv=MR_TEST_BAD_HOST"]);
     let shownExcluded = false;
     for (let i = 0; i < 200 && !shownExcluded; i++) {

@@ -20,6 +20,7 @@ import { listen, shutdown } from "../src/grpc.js";
 import { LIMITS } from "../src/limits.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runMapTask } from "../src/mr/mapTask.js";
+import { prepareOutputDir } from "../src/mr/output.js";
 import { resolveTunables } from "../src/mr/tunables.js";
 import { Roots } from "../src/roots.js";
 import { TaskKind } from "../src/types.js";
@@ -78,7 +79,9 @@ async function shuffleWorker(
   return { address, outputs, committed, inMemory };
 }
 
+/** A reduce of these map outputs, into `outputDir`, made ready as a submit makes it. */
 function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment {
+  prepareOutputDir(outputDir, false);
   return {
     attemptId: "a00000000000000ff",
     jobId: 1,

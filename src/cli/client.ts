@@ -8,6 +8,9 @@ import { channelCredentials, readTls, tlsFiles, type Tls } from "../tls.js";
 
 const CALL_TIMEOUT_MS = 15_000;
 
+/** The fields of a submit that DriverClient.submitJob fills in when they are left out. */
+type SubmitDefaults = "overwrite" | "priority" | "maxRunningTasks" | "noSpeculation";
+
 /** A JobService client whose unary methods return promises. */
 export class DriverClient {
   readonly raw: JobServiceClient;
@@ -21,14 +24,16 @@ export class DriverClient {
     this.raw = new JobServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
   }
 
-  /** Submits a job; `overwrite` is off, `priority` 0 and `maxRunningTasks` 0 (no cap), unless asked for. */
+  /**
+   * Submits a job; `overwrite` is off, `priority` 0, `maxRunningTasks` 0 (no cap) and
+   * speculation on, unless asked for.
+   */
   submitJob(
-    request: Omit<pb.SubmitJobRequest, "overwrite" | "priority" | "maxRunningTasks"> &
-      Partial<Pick<pb.SubmitJobRequest, "overwrite" | "priority" | "maxRunningTasks">>,
+    request: Omit<pb.SubmitJobRequest, SubmitDefaults> & Partial<Pick<pb.SubmitJobRequest, SubmitDefaults>>,
   ): Promise<pb.Job> {
     return callUnary(
       this.raw.submitJob.bind(this.raw),
-      { overwrite: false, priority: 0, maxRunningTasks: 0, ...request },
+      { overwrite: false, priority: 0, maxRunningTasks: 0, noSpeculation: false, ...request },
       CALL_TIMEOUT_MS,
     );
   }

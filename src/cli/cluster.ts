@@ -112,12 +112,13 @@ export class LocalCluster {
     return driver;
   }
 
-  async startWorker(): Promise<MrProcess> {
+  /** Starts one more worker; `env` adds to its environment (a test app may read it: a slow host, a bad one). */
+  async startWorker(env: NodeJS.ProcessEnv = {}): Promise<MrProcess> {
     const n = ++this.started;
     const args = ["worker", "--port", "0", "--driver", this.env.MR_DRIVER!];
     if (this.tokenFiles) args.push("--token-file", this.tokenFiles.worker);
     const worker = await spawnMr([...args, ...(this.options.workerArgs?.(n) ?? [])], {
-      env: this.processEnv(),
+      env: { ...this.processEnv(), ...env },
       stderr: this.options.logTo?.(`worker-${n}`) ?? "ignore",
     });
     this.workers.push(worker);

@@ -59,6 +59,7 @@ export function jobJson(job: pb.Job) {
     retries: job.retries,
     priority: job.priority,
     maxRunningTasks: job.maxRunningTasks || null,
+    speculation: job.speculation,
   };
 }
 
@@ -78,6 +79,7 @@ export function jobDetailJson(detail: pb.JobDetail) {
         startedAt: isoOrNull(attempt.startedAtMs),
         finishedAt: isoOrNull(attempt.finishedAtMs),
         progress: attempt.progress,
+        speculative: attempt.speculative,
         error: attempt.error || null,
       })),
     })),
@@ -185,6 +187,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
   if (job.retries > 0) lines.push(`  retries   ${job.retries} (tasks that ran again: see Events)`);
   if (job.priority > 0) lines.push(`  priority  ${job.priority}`);
   if (job.maxRunningTasks > 0) lines.push(`  at most   ${job.maxRunningTasks} tasks at once`);
+  if (!job.speculation) lines.push(`  no backup attempts of stragglers (--no-speculation)`);
   if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
   if (detail.counters.length > 0) {
     lines.push(
@@ -202,7 +205,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
     return task.attempts.map((attempt, i) => [
       i === 0 ? name : "",
       i === 0 ? task.state : "",
-      attempt.id,
+      attempt.speculative ? `${attempt.id} (backup)` : attempt.id,
       attempt.workerId,
       formatAttemptState(attempt),
       formatTime(attempt.startedAtMs),

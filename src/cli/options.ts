@@ -20,6 +20,17 @@ export function parseIntRange(flag: string, least: number, most: number) {
   return parseIntAtLeast(flag, least, `an integer from ${least} to ${most}`, most);
 }
 
+/** `--speculation-quantile 0.75`: a decimal number from `least` to `most`. */
+export function parseNumberRange(flag: string, least: number, most: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+(\.\d+)?$/.test(value.trim()) || n < least || n > most) {
+      throw new UsageError(`${flag} must be a number from ${least} to ${most}, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
 function parseIntAtLeast(flag: string, least: number, what: string, most = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);

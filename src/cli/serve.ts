@@ -4,7 +4,14 @@ import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../conf
 import { LOG_FORMATS, createLogger, type LogFormat } from "../log.js";
 import { loadApps } from "../worker/apps.js";
 import { UsageError } from "./errors.js";
-import { collect, onShutdownSignal, parseNonNegativeInt, parsePort, parsePositiveInt } from "./options.js";
+import {
+  collect,
+  onShutdownSignal,
+  parseNonNegativeInt,
+  parseNumberRange,
+  parsePort,
+  parsePositiveInt,
+} from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -42,6 +49,22 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "--exclude-for <ms>",
       "a worker that two jobs excluded gets no task of any job for this long (default 600000)",
       parsePositiveInt("--exclude-for"),
+    )
+    .option("--no-speculation", "never start backup attempts of straggling tasks (default: start them)")
+    .option(
+      "--speculation-quantile <q>",
+      "the share of a phase's tasks that must have committed before its stragglers get backups (default 0.75)",
+      parseNumberRange("--speculation-quantile", 0.01, 1),
+    )
+    .option(
+      "--speculation-multiplier <x>",
+      "a task running this many times its phase's median is a straggler (default 1.5)",
+      parseNumberRange("--speculation-multiplier", 1, 1000),
+    )
+    .option(
+      "--speculation-min-runtime <ms>",
+      "and running at least this long (default 1000)",
+      parseNonNegativeInt("--speculation-min-runtime"),
     )
     .option(
       "--lease <ms>",
@@ -86,6 +109,10 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           maxAttempts: options.maxAttempts,
           maxFailuresPerWorker: options.maxFailuresPerWorker,
           excludeForMs: options.excludeFor,
+          speculation: options.speculation,
+          speculationQuantile: options.speculationQuantile,
+          speculationMultiplier: options.speculationMultiplier,
+          speculationMinRuntimeMs: options.speculationMinRuntime,
           leaseMs: options.lease,
           reconcileMs: options.reconcileInterval,
           clientTokenFile: options.clientTokenFile,

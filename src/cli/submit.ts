@@ -25,6 +25,8 @@ interface JobOptions {
   overwrite?: boolean;
   priority?: number;
   maxRunningTasks?: number;
+  /** False with --no-speculation. */
+  speculation?: boolean;
 }
 
 /** The job the flags describe, as the driver takes it: `mr submit` and `mr run` both start here. */
@@ -39,6 +41,7 @@ function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobReque
     overwrite: options.overwrite ?? false,
     priority: options.priority ?? 0,
     maxRunningTasks: options.maxRunningTasks ?? 0,
+    noSpeculation: options.speculation === false,
   };
 }
 
@@ -78,6 +81,10 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
       "--max-running-tasks <n>",
       "at most this many of the job's tasks run at once, leaving the rest of the workers to others (default no cap)",
       parsePositiveInt("--max-running-tasks"),
+    )
+    .option(
+      "--no-speculation",
+      "never start a backup attempt of a straggling task: for an app that must not run twice at once",
     )
     .option("--json", "print the job as JSON")
     .action(

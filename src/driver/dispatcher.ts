@@ -7,6 +7,7 @@ import { atRunningCap, getTask } from "../store/tasks.js";
 import { getWorker } from "../store/workers.js";
 import { claimTask, type Assignment } from "./scheduler.js";
 import type { QueueEntry, TaskQueue } from "./queue.js";
+import type { Speculator } from "./speculation.js";
 
 /** A queue entry fetched under a fresh attempt id (its lock token), not yet claimed. */
 export interface Fetched {
@@ -26,9 +27,10 @@ export function newAttemptId(): string {
 }
 
 /**
- * Hands queued tasks to polling workers. A poll with nothing to take waits, up to `pollWaitMs`,
- * for `wake()` (work was enqueued) or a short recheck (a retry's backoff or an expired lease
- * may make work runnable without anyone here enqueueing it).
+ * Hands queued tasks to polling workers, and, when the queue has nothing for one, a backup of a
+ * straggling task (speculation.ts). A poll with nothing to take waits, up to `pollWaitMs`, for
+ * `wake()` (work was enqueued, or stragglers found) or a short recheck (a retry's backoff or an
+ * expired lease may make work runnable without anyone here enqueueing it).
  */
 export class Dispatcher {
   private readonly sleepers = new Set<() => void>();
@@ -41,6 +43,7 @@ export class Dispatcher {
     private readonly queue: TaskQueue,
     private readonly pollWaitMs: number,
     private readonly log: Logger,
+    private readonly speculator?: Pick<Speculator, "claim">,
   ) {}
 
   wake(): void {
@@ -66,14 +69,22 @@ export class Dispatcher {
   }
 
   /**
-   * The next task of one of `apps`, claimed for `workerId` without waiting; undefined when the
-   * queue has nothing runnable (or could not be read).
+   * The next task of one of `apps`, claimed for `workerId` without waiting, or else a backup of
+   * a straggler; undefined when there is neither (or the queue could not be read).
    */
   async claimNow(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
+    if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return undefined; // see exclusions.ts
+    return (
+      (await this.claimQueued(workerId, apps)) ??
+      (await this.speculator?.claim(workerId, apps, newAttemptId()))
+    );
+  }
+
+  /** The next queued task of one of `apps`, claimed for `workerId`; undefined when none is runnable. */
+  private async claimQueued(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
     // Entries of jobs that pass this worker over (they exclude it, or run all they may) are held
     // while the next is fetched, so that the same one does not come straight back; they go back
     // to their places at the end.
-    if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return undefined; // see exclusions.ts
     const passedOver: Fetched[] = [];
     try {
       while (passedOver.length <= MAX_PASSED_OVER) {

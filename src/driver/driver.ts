@@ -20,6 +20,7 @@ import { createJobService } from "./jobService.js";
 import { LivenessMonitor } from "./livenessMonitor.js";
 import { BullmqTaskQueue } from "./queue.js";
 import { extendRunningLeases, reconcileQueue, resumeAfterRestart } from "./recovery.js";
+import { Speculator } from "./speculation.js";
 import { createTaskService } from "./taskService.js";
 import { UnservedJobs } from "./unservedJobs.js";
 import { GroupCommit } from "../store/groupCommit.js";
@@ -120,7 +121,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     log,
   );
   const commits = new GroupCommit(db);
-  const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log);
+  const speculator = new Speculator(db, commits, config, log);
+  const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log, speculator);
   const effects = new JobEffects(db, queue, dispatcher, log, roots);
   const liveness = new LivenessMonitor(db, effects, config, log);
   resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
@@ -161,11 +163,13 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     config.reconcileMs,
   );
   liveness.start();
+  speculator.start();
   const unserved = new UnservedJobs(db, effects, config.noWorkerTimeoutMs, log);
   unserved.start();
 
   const stopBackground = async (): Promise<void> => {
     clearInterval(reconcileTimer);
+    speculator.stop();
     unserved.stop();
     liveness.stop();
     await queue.close();

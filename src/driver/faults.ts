@@ -15,7 +15,14 @@ import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
 import { getTask, getTaskByIndex, listMapsCommittedOn } from "../store/tasks.js";
 import { getWorker, touchWorker } from "../store/workers.js";
 import { AttemptState, TaskKind, TaskState } from "../types.js";
-import { describeTask, endJob, reportedAttempt, staleAttempt, type QueueWork } from "./scheduler.js";
+import {
+  describeTask,
+  endJob,
+  killRivals,
+  reportedAttempt,
+  staleAttempt,
+  type QueueWork,
+} from "./scheduler.js";
 
 export interface LostBudget {
   /** Attempts of one task that may be lost with their worker before the task fails. Default 20. */
@@ -87,7 +94,10 @@ export function stopWorker(db: Db, workerId: number, reason: string, now: number
     for (const attempt of listRunningAttempts(db, workerId)) {
       const task = getTask(db, attempt.taskId)!;
       moveAttempt(db, attempt.id, "kill", `${who} stopped (${reason}); handed back`, now);
-      if (!moveTask(db, "handBack", { taskId: task.id, holder: attempt.id })) continue;
+      if (!moveTask(db, "handBack", { taskId: task.id, holder: attempt.id })) {
+        if (attempt.speculative) noteBackupEnded(db, task, attempt, `${who} stopped`, now);
+        continue;
+      }
       loss.requeue.push({ task, token: attempt.id });
       loss.reassigned.push({ jobId: task.jobId, task, attemptId: attempt.id });
       addEvent(
@@ -169,7 +179,11 @@ function loseAttempt(
 ): void {
   const task = getTask(db, attempt.taskId)!;
   if (!moveAttempt(db, attempt.id, "lose", reason, now)) return;
-  if (task.state !== TaskState.RUNNING || task.attemptId !== attempt.id) return;
+  if (task.attemptId !== attempt.id) {
+    if (attempt.speculative) noteBackupEnded(db, task, attempt, reason, now);
+    return;
+  }
+  if (task.state !== TaskState.RUNNING) return;
   const losses = task.lostAttempts + 1;
   const holder = { taskId: task.id, holder: attempt.id };
   if (losses >= budget.maxLostAttempts) {
@@ -187,6 +201,17 @@ function loseAttempt(
     task.jobId,
     event.type,
     `${describeTask(task)}: ${event.text}; back in the queue (${losses} of ${budget.maxLostAttempts} losses)`,
+    now,
+  );
+}
+
+/** A backup attempt (speculative execution) ended without committing: noted, the task untouched. */
+function noteBackupEnded(db: Db, task: TaskRecord, backup: AttemptRecord, why: string, now: number): void {
+  addEvent(
+    db,
+    task.jobId,
+    EventType.SPECULATION_ENDED,
+    `${describeTask(task)}: backup attempt ${backup.id} on worker ${backup.workerId} ended (${why}), charging the task nothing`,
     now,
   );
 }
@@ -232,9 +257,11 @@ export interface FetchFailureReport {
 /**
  * reportFetchFailure. Expects: a reduce attempt that holds its task and could not fetch the
  * output of map `mapIndex`'s committed attempt `mapAttemptId`. The attempt is KILLED, charged to
- * the reduce's losses, and the reduce WAITS again; the map runs again under a new generation,
- * unless another report already made it do so. A reduce that has now used up its losses fails,
- * and its job with it, naming the map it could not fetch. Returns the queue work.
+ * the reduce's losses, and the reduce WAITS again (a backup of it is KILLED too); the map runs
+ * again under a new generation, unless another report already made it do so. A reduce that has
+ * now used up its losses fails, and its job with it, naming the map it could not fetch. A
+ * backup's fetch failure ends only the backup, charging nothing: its holder finds out for
+ * itself whether the output is gone. Returns the queue work.
  */
 export function reportFetchFailure(
   db: Db,
@@ -247,6 +274,12 @@ export function reportFetchFailure(
     const task = getTask(db, attempt.taskId)!;
     if (task.kind !== TaskKind.REDUCE) {
       throw new FailedPreconditionError(`attempt ${attempt.id} runs a map; only a reduce fetches map output`);
+    }
+    const failure = `fetch failed: map ${report.mapIndex} (attempt ${report.mapAttemptId}): ${report.error}`;
+    if (attempt.state === AttemptState.RUNNING && attempt.speculative && task.attemptId !== attempt.id) {
+      moveAttempt(db, attempt.id, "kill", failure, now);
+      noteBackupEnded(db, task, attempt, failure, now);
+      return { job: getJob(db, task.jobId)!, task, enqueue: [], drop: [] };
     }
     const holder = { taskId: task.id, holder: attempt.id };
     const losses = task.lostAttempts + 1;
@@ -266,6 +299,7 @@ export function reportFetchFailure(
     }
     moveTask(db, "fetchFailed", holder);
     moveAttempt(db, attempt.id, "kill", `fetch failed: ${report.error}`, now);
+    killRivals(db, task, `its reduce waits for map ${report.mapIndex} to run again`, now);
     const map = getTaskByIndex(db, task.jobId, TaskKind.MAP, report.mapIndex);
     const rerun = map?.attemptId === report.mapAttemptId ? rerunMap(db, map) : undefined;
     const enqueue: TaskRecord[] = [];

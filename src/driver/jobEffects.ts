@@ -15,6 +15,8 @@ import type { QueueWork } from "./scheduler.js";
 
 /** Tasks added to the queue in one call. */
 const ENQUEUE_CHUNK = 100;
+/** Queue entries dropped at once. */
+const DROP_CHUNK = 100;
 
 /**
  * What follows a committed state change, outside SQLite: queue entries added and dropped, the
@@ -44,9 +46,16 @@ export class JobEffects {
   }
 
   async applyQueueWork(work: QueueWork, jobId?: number): Promise<void> {
-    for (const task of work.drop) {
-      await this.attempt("drop a queue entry", jobId, () =>
-        this.queue.release(task, { as: "gone", token: task.attemptId, why: "task ended" }),
+    // A job that ends drops every entry it has, up to LIMITS.maps: many at once, not one by one.
+    for (let i = 0; i < work.drop.length; i += DROP_CHUNK) {
+      await Promise.all(
+        work.drop
+          .slice(i, i + DROP_CHUNK)
+          .map((task) =>
+            this.attempt("drop a queue entry", jobId, () =>
+              this.queue.release(task, { as: "gone", token: task.attemptId, why: "task ended" }),
+            ),
+          ),
       );
     }
     for (const { task, token } of work.requeue ?? []) {

@@ -15,7 +15,7 @@ import type * as pb from "../gen/mapreduce.js";
 import { LIMITS } from "../limits.js";
 import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
-import { prepareOutputDir } from "../mr/output.js";
+import { prepareOutputDir, removeTemporaryOutput } from "../mr/output.js";
 import type { Db } from "../store/db.js";
 import { getJob, listJobs } from "../store/jobs.js";
 import { listWorkers } from "../store/workers.js";
@@ -63,7 +63,14 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
       );
     }
     prepareOutputDir(request.outputDir, req.overwrite);
-    const { job, ...work } = submitJob(db, request, Date.now());
+    let submitted;
+    try {
+      submitted = submitJob(db, request, Date.now());
+    } catch (err) {
+      removeTemporaryOutput(request.outputDir); // no _temporary left for the next submit to trip on
+      throw err;
+    }
+    const { job, ...work } = submitted;
     log.info({ jobId: job.id, app: job.app, maps: job.mapsTotal, reduces: job.reducers }, "job submitted");
     await effects.apply(job, work);
     return jobMessage(db, job);
@@ -106,7 +113,11 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
   const cancel = async (req: pb.CancelJobRequest): Promise<pb.Job> => {
     const { job, ...work } = cancelJob(db, req.jobId, Date.now());
     log.info({ jobId: job.id }, "job cancelled");
-    await effects.apply(job, work);
+    // Cancelled in SQLite: the output goes now, and the queue lets go of the job's entries
+    // behind the reply (a job may have LIMITS.maps of them).
+    effects.finishOutput(job);
+    effects.jobChanged(job.id);
+    effects.inBackground(() => effects.applyQueueWork(work, job.id));
     return jobMessage(db, job);
   };
 

@@ -35,12 +35,11 @@ export function resumeAfterRestart(db: Db, workerTimeoutMs: number, now: number)
   });
 }
 
-/** Extends the queue leases of every RUNNING attempt, with the tokens kept in SQLite. */
+/** Extends the queue leases of every RUNNING attempt that holds its task, with the tokens kept in SQLite. */
 export async function extendRunningLeases(db: Db, queue: TaskQueue, log: Logger): Promise<void> {
-  const leases = listRunningAttempts(db).map((attempt) => ({
-    task: getTask(db, attempt.taskId)!,
-    token: attempt.id,
-  }));
+  const leases = listRunningAttempts(db)
+    .map((attempt) => ({ task: getTask(db, attempt.taskId)!, token: attempt.id }))
+    .filter(({ task, token }) => task.attemptId === token); // a backup holds no lease
   try {
     const lost = await queue.extend(leases);
     if (lost.length > 0) log.warn({ queueJobIds: lost }, "leases expired while the driver was away");

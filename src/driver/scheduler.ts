@@ -5,7 +5,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { splitInputs } from "../mr/split.js";
-import { getAttempt, insertAttempt } from "../store/attempts.js";
+import { getAttempt, insertAttempt, listRunningRivals } from "../store/attempts.js";
 import { saveCounters } from "../store/counters.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
@@ -30,6 +30,8 @@ export interface SubmitRequest {
   priority?: number;
   /** At most this many of its tasks run at once; 0 (the default) for no cap. */
   maxRunningTasks?: number;
+  /** False: no task of the job gets a backup attempt (see speculation.ts). Default true. */
+  speculation?: boolean;
 }
 
 /** What a state change asks of the queue once its transaction has committed. */
@@ -116,8 +118,10 @@ export function claimTask(
     if (!task || task.generation !== claim.generation) return null;
     const job = getJob(db, task.jobId)!;
     if (task.kind === TaskKind.REDUCE && job.mapsDone < job.mapsTotal) {
-      if (moveTask(db, "park", { taskId: task.id, holder: task.attemptId }) && task.attemptId !== null) {
-        moveAttempt(db, task.attemptId, "supersede", "a map it needs runs again", now);
+      if (moveTask(db, "park", { taskId: task.id, holder: task.attemptId })) {
+        if (task.attemptId !== null)
+          moveAttempt(db, task.attemptId, "supersede", "a map it needs runs again", now);
+        killRivals(db, task, "a map its reduce needs runs again", now);
       }
       return null;
     }
@@ -177,15 +181,23 @@ export interface Completion extends QueueWork {
   jobSucceeded: boolean;
   /** A retried report of an attempt already committed: nothing changed. */
   duplicate: boolean;
+  /**
+   * The attempt whose lock holds the task's queue entry, which completes: the committed holder,
+   * or the holder a backup beat. Null when there is none: the entry of a task that waited in
+   * the queue is in `drop`.
+   */
+  leaseToken: string | null;
 }
 
 /**
- * completeAttempt. Commits an attempt that still holds its task: the attempt and the task
- * SUCCEEDED, its counters recorded, the job's count advanced. The last map releases the
- * reduces; the last reduce makes the job SUCCEEDED. Any other attempt is refused with
- * FAILED_PRECONDITION. A retried report of the committed attempt changes nothing.
- * `commitOutput` runs inside the transaction once the attempt is known to hold its task, so
- * only the holder's output is ever moved into place; if it throws, nothing is committed.
+ * completeAttempt. Commits an attempt that still holds its task, or a backup of a task not yet
+ * committed (speculative execution: the first to report wins): the attempt and the task
+ * SUCCEEDED, its counters recorded, the job's count advanced, and every other attempt of the
+ * task still running KILLED. The last map releases the reduces; the last reduce makes the job
+ * SUCCEEDED. Any other attempt is refused with FAILED_PRECONDITION. A retried report of the
+ * committed attempt changes nothing. `commitOutput` runs inside the transaction once the
+ * attempt is known to commit, so only the committed attempt's output is ever moved into place;
+ * if it throws, nothing is committed.
  */
 export function completeAttempt(
   db: Db,
@@ -200,22 +212,33 @@ export function completeAttempt(
   return inTransaction(db, () => {
     const attempt = reportedAttempt(db, report.attemptId, report.workerId);
     const task = getTask(db, attempt.taskId)!;
-    const done = { enqueue: [], drop: [], task, jobSucceeded: false };
+    const done = { enqueue: [], drop: [], task, jobSucceeded: false, leaseToken: null };
     if (attempt.state === AttemptState.SUCCEEDED && task.attemptId === attempt.id) {
       return { ...done, job: getJob(db, task.jobId)!, duplicate: true };
     }
-    if (
-      attempt.state !== AttemptState.RUNNING ||
-      !moveTask(db, "commit", { taskId: task.id, holder: attempt.id })
-    ) {
-      throw staleAttempt(attempt, task);
-    }
+    if (attempt.state !== AttemptState.RUNNING) throw staleAttempt(attempt, task);
+    const holds = task.attemptId === attempt.id;
+    const committed = holds
+      ? moveTask(db, "commit", { taskId: task.id, holder: attempt.id })
+      : attempt.speculative === 1 &&
+        moveTask(db, "commitBackup", {
+          taskId: task.id,
+          holder: task.attemptId,
+          generation: attempt.generation,
+          newHolder: attempt.id,
+        });
+    if (!committed) throw staleAttempt(attempt, task);
     report.commitOutput?.(task, getJob(db, task.jobId)!, attempt.id);
     moveAttempt(db, attempt.id, "succeed", null, now);
     saveCounters(db, task.jobId, attempt.id, report.counters);
+    noteWinner(db, task, attempt, now);
     const job = countTaskDone(db, task.jobId, task.kind);
     if (!job)
       throw new FailedPreconditionError(`job ${task.jobId} is no longer running (discard the output)`);
+    // A backup that beat a holder still running completes the holder's entry; one that beat a
+    // task waiting in the queue (its holder was lost or failed) drops the entry.
+    const beaten = holds || task.state === TaskState.RUNNING ? task.attemptId : null;
+    const drop = beaten === null ? [task] : [];
     let enqueue: TaskRecord[] = [];
     let jobSucceeded = false;
     if (task.kind === TaskKind.MAP && job.mapsDone === job.mapsTotal) {
@@ -226,8 +249,49 @@ export function completeAttempt(
       addEvent(db, job.id, EventType.SUCCEEDED, `all ${job.reducers} reduces succeeded`, now);
       jobSucceeded = true;
     }
-    return { ...done, job: getJob(db, job.id)!, enqueue, jobSucceeded, duplicate: false };
+    return {
+      ...done,
+      job: getJob(db, job.id)!,
+      enqueue,
+      drop,
+      jobSucceeded,
+      duplicate: false,
+      leaseToken: beaten,
+    };
   });
+}
+
+/**
+ * After `winner` committed `task`: the attempts of the task still running beside it (its
+ * backups, or the holder a backup beat) are KILLED, and the job's history says which won.
+ */
+function noteWinner(db: Db, task: TaskRecord, winner: AttemptRecord, now: number): void {
+  const who = `${winner.speculative ? "backup attempt" : "attempt"} ${winner.id} on worker ${winner.workerId}`;
+  for (const rival of killRivals(db, task, `${who} committed ${describeTask(task)} first`, now)) {
+    addEvent(
+      db,
+      task.jobId,
+      EventType.SPECULATION_ENDED,
+      `${describeTask(task)}: ${who} committed first; ${rival.speculative ? "backup attempt" : "attempt"} ${rival.id} on worker ${rival.workerId} is KILLED`,
+      now,
+    );
+  }
+  if (winner.speculative && task.state !== TaskState.RUNNING) {
+    addEvent(
+      db,
+      task.jobId,
+      EventType.SPECULATION_ENDED,
+      `${describeTask(task)}: ${who} committed, while the task waited in the queue to run again`,
+      now,
+    );
+  }
+}
+
+/** Kills, with `reason`, the attempts of a task running beside its holder (see listRunningRivals); returns them. */
+export function killRivals(db: Db, task: TaskRecord, reason: string, now: number): AttemptRecord[] {
+  const rivals = listRunningRivals(db, task.id);
+  for (const rival of rivals) moveAttempt(db, rival.id, "kill", reason, now);
+  return rivals;
 }
 
 export interface RetryPolicy extends ExclusionPolicy {
@@ -241,13 +305,16 @@ export interface Failure extends QueueWork {
   /** The task goes back to the queue (after its backoff). */
   retry: boolean;
   duplicate: boolean;
+  /** The attempt whose lock holds the task's queue entry; null for a backup, which holds none. */
+  leaseToken: string | null;
 }
 
 /**
  * failAttempt. Records a failed attempt that still holds its task. Below `maxAttempts` failures
  * the task goes back to PENDING for a retry; at the limit, or at once for an `unrecoverable`
  * failure, the task and its job are FAILED with the attempt's error, and the job's other tasks
- * end. A retried report changes nothing.
+ * end. A backup's failure (speculative execution) is recorded, charging the task nothing: its
+ * holder goes on. A retried report changes nothing.
  */
 export function failAttempt(
   db: Db,
@@ -258,8 +325,21 @@ export function failAttempt(
   return inTransaction(db, () => {
     const attempt = reportedAttempt(db, report.attemptId, report.workerId);
     const task = getTask(db, attempt.taskId)!;
+    const unchanged = { task, retry: false, enqueue: [], drop: [], leaseToken: null };
     if (attempt.state === AttemptState.FAILED) {
-      return { job: getJob(db, task.jobId)!, task, retry: false, duplicate: true, enqueue: [], drop: [] };
+      return { ...unchanged, job: getJob(db, task.jobId)!, duplicate: true };
+    }
+    if (attempt.state === AttemptState.RUNNING && attempt.speculative && task.attemptId !== attempt.id) {
+      moveAttempt(db, attempt.id, "fail", report.error, now);
+      addEvent(
+        db,
+        task.jobId,
+        EventType.SPECULATION_ENDED,
+        `${describeTask(task)}: backup attempt ${attempt.id} failed on worker ${attempt.workerId}, charging the task nothing: ${report.error}`,
+        now,
+      );
+      noteFailure(db, getJob(db, task.jobId)!, attempt.workerId, policy, now);
+      return { ...unchanged, job: getJob(db, task.jobId)!, duplicate: false };
     }
     const retry = !report.unrecoverable && task.failedAttempts + 1 < policy.maxAttempts;
     if (
@@ -294,6 +374,7 @@ export function failAttempt(
       duplicate: false,
       enqueue: [],
       drop,
+      leaseToken: attempt.id,
     };
   });
 }

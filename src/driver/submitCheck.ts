@@ -81,6 +81,7 @@ export function validateSubmit(
     overwrite: req.overwrite,
     priority: req.priority,
     maxRunningTasks: req.maxRunningTasks,
+    speculation: !req.noSpeculation,
   };
 }
 

@@ -142,8 +142,11 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     );
     // The commit is durable: reply now, and bring the queue up to date behind the reply.
     effects.finishOutput(job);
+    const { leaseToken } = completion;
     effects.inBackground(async () => {
-      await effects.releaseLease(() => queue.release(task, { as: "done", token: req.attemptId }));
+      if (leaseToken !== null) {
+        await effects.releaseLease(() => queue.release(task, { as: "done", token: leaseToken }));
+      }
       await effects.applyQueueWork(completion, job.id);
     });
     effects.jobChanged(job.id);
@@ -192,13 +195,15 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       },
       `task attempt failed: ${req.error}`,
     );
-    const token = req.attemptId;
-    await effects.releaseLease(() =>
-      queue.release(
-        task,
-        failure.retry ? { as: "retry", token, error: req.error } : { as: "gone", token, why: req.error },
-      ),
-    );
+    const token = failure.leaseToken;
+    if (token !== null) {
+      await effects.releaseLease(() =>
+        queue.release(
+          task,
+          failure.retry ? { as: "retry", token, error: req.error } : { as: "gone", token, why: req.error },
+        ),
+      );
+    }
     await effects.apply(job, failure);
     return {};
   };

@@ -41,6 +41,7 @@ export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>
     retries: job.retries,
     priority: job.priority,
     maxRunningTasks: job.maxRunningTasks,
+    speculation: job.speculation,
   };
 }
 
@@ -57,6 +58,7 @@ export function jobDetailMessage(db: Db, job: JobRecord): pb.JobDetail {
       finishedAtMs: attempt.finishedAt ?? 0,
       error: attempt.error ?? "",
       progress: attempt.progress,
+      speculative: attempt.speculative === 1,
     });
     attemptsByTask.set(attempt.taskId, list);
   }

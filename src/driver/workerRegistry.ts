@@ -22,7 +22,7 @@ export function mustRegisterAgain(workerId: number): FailedPreconditionError {
 }
 
 export interface HeartbeatOutcome {
-  /** Attempts that still hold their tasks: their leases are to be extended. */
+  /** Attempts that hold their tasks: their leases are to be extended. */
   keep: { attemptId: string; task: TaskRecord }[];
   /** Attempts the worker must stop: they were superseded, killed, or are unknown. */
   abort: string[];
@@ -30,7 +30,9 @@ export interface HeartbeatOutcome {
 
 /**
  * heartbeat. Expects: the worker ALIVE; otherwise it must register again. Records the beat and
- * each attempt's progress, and sorts the attempts into those to keep and those to abort.
+ * the progress of each of its attempts still RUNNING, and sorts them: those that hold their
+ * task keep their lease; a backup (speculative execution) runs on without one; any other
+ * attempt is to be aborted.
  */
 export function heartbeat(
   db: Db,
@@ -43,17 +45,13 @@ export function heartbeat(
     for (const { attemptId, progress } of beat.attempts) {
       const attempt = getAttempt(db, attemptId);
       const task = attempt && getTask(db, attempt.taskId);
-      const holds =
-        attempt?.state === AttemptState.RUNNING &&
-        attempt.workerId === beat.workerId &&
-        task?.state === TaskState.RUNNING &&
-        task.attemptId === attemptId;
-      if (holds) {
-        setAttemptProgress(db, attemptId, Math.min(1, Math.max(0, progress)));
-        outcome.keep.push({ attemptId, task });
-      } else {
+      if (attempt?.state !== AttemptState.RUNNING || attempt.workerId !== beat.workerId || !task) {
         outcome.abort.push(attemptId);
+        continue;
       }
+      setAttemptProgress(db, attemptId, Math.min(1, Math.max(0, progress)));
+      if (task.state === TaskState.RUNNING && task.attemptId === attemptId)
+        outcome.keep.push({ attemptId, task });
     }
     return outcome;
   });

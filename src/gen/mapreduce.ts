@@ -59,6 +59,11 @@ export interface SubmitJobRequest {
   priority: number;
   /** At most this many of the job's tasks run at once; 0 for no cap. */
   maxRunningTasks: number;
+  /**
+   * Never start a backup attempt of a straggling task (speculative execution): for an app
+   * that must not run twice at once, on two workers.
+   */
+  noSpeculation: boolean;
 }
 
 export interface SubmitJobRequest_ParamsEntry {
@@ -98,6 +103,8 @@ export interface Job {
   retries: number;
   priority: number;
   maxRunningTasks: number;
+  /** Whether a straggling task of the job may get a backup attempt. */
+  speculation: boolean;
 }
 
 export interface Job_ParamsEntry {
@@ -118,6 +125,12 @@ export interface Attempt {
    * half the share of map outputs fetched, then half the share of its merged input read.
    */
   progress: number;
+  /**
+   * A backup attempt (speculative execution), started beside the attempt that held the task
+   * while it ran well past its phase's median. Whichever commits first is SUCCEEDED; the other
+   * is KILLED, its error naming the winner.
+   */
+  speculative: boolean;
 }
 
 export interface Task {
@@ -384,6 +397,7 @@ function createBaseSubmitJobRequest(): SubmitJobRequest {
     overwrite: false,
     priority: 0,
     maxRunningTasks: 0,
+    noSpeculation: false,
   };
 }
 
@@ -415,6 +429,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.maxRunningTasks !== 0) {
       writer.uint32(72).int32(message.maxRunningTasks);
+    }
+    if (message.noSpeculation !== false) {
+      writer.uint32(80).bool(message.noSpeculation);
     }
     return writer;
   },
@@ -507,6 +524,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.maxRunningTasks = reader.int32();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.noSpeculation = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -555,6 +580,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.max_running_tasks)
         ? globalThis.Number(object.max_running_tasks)
         : 0,
+      noSpeculation: isSet(object.noSpeculation)
+        ? globalThis.Boolean(object.noSpeculation)
+        : isSet(object.no_speculation)
+        ? globalThis.Boolean(object.no_speculation)
+        : false,
     };
   },
 
@@ -593,6 +623,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.maxRunningTasks !== 0) {
       obj.maxRunningTasks = Math.round(message.maxRunningTasks);
     }
+    if (message.noSpeculation !== false) {
+      obj.noSpeculation = message.noSpeculation;
+    }
     return obj;
   },
 
@@ -618,6 +651,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     message.overwrite = object.overwrite ?? false;
     message.priority = object.priority ?? 0;
     message.maxRunningTasks = object.maxRunningTasks ?? 0;
+    message.noSpeculation = object.noSpeculation ?? false;
     return message;
   },
 };
@@ -730,6 +764,7 @@ function createBaseJob(): Job {
     retries: 0,
     priority: 0,
     maxRunningTasks: 0,
+    speculation: false,
   };
 }
 
@@ -797,6 +832,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.maxRunningTasks !== 0) {
       writer.uint32(168).int32(message.maxRunningTasks);
+    }
+    if (message.speculation !== false) {
+      writer.uint32(176).bool(message.speculation);
     }
     return writer;
   },
@@ -985,6 +1023,14 @@ export const Job: MessageFns<Job> = {
             message.maxRunningTasks = reader.int32();
             continue;
           }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.speculation = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1081,6 +1127,7 @@ export const Job: MessageFns<Job> = {
         : isSet(object.max_running_tasks)
         ? globalThis.Number(object.max_running_tasks)
         : 0,
+      speculation: isSet(object.speculation) ? globalThis.Boolean(object.speculation) : false,
     };
   },
 
@@ -1155,6 +1202,9 @@ export const Job: MessageFns<Job> = {
     if (message.maxRunningTasks !== 0) {
       obj.maxRunningTasks = Math.round(message.maxRunningTasks);
     }
+    if (message.speculation !== false) {
+      obj.speculation = message.speculation;
+    }
     return obj;
   },
 
@@ -1192,6 +1242,7 @@ export const Job: MessageFns<Job> = {
     message.retries = object.retries ?? 0;
     message.priority = object.priority ?? 0;
     message.maxRunningTasks = object.maxRunningTasks ?? 0;
+    message.speculation = object.speculation ?? false;
     return message;
   },
 };
@@ -1282,7 +1333,16 @@ export const Job_ParamsEntry: MessageFns<Job_ParamsEntry> = {
 };
 
 function createBaseAttempt(): Attempt {
-  return { id: "", workerId: 0, state: "", startedAtMs: 0, finishedAtMs: 0, error: "", progress: 0 };
+  return {
+    id: "",
+    workerId: 0,
+    state: "",
+    startedAtMs: 0,
+    finishedAtMs: 0,
+    error: "",
+    progress: 0,
+    speculative: false,
+  };
 }
 
 export const Attempt: MessageFns<Attempt> = {
@@ -1307,6 +1367,9 @@ export const Attempt: MessageFns<Attempt> = {
     }
     if (message.progress !== 0) {
       writer.uint32(57).double(message.progress);
+    }
+    if (message.speculative !== false) {
+      writer.uint32(64).bool(message.speculative);
     }
     return writer;
   },
@@ -1380,6 +1443,14 @@ export const Attempt: MessageFns<Attempt> = {
             message.progress = reader.double();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.speculative = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1413,6 +1484,7 @@ export const Attempt: MessageFns<Attempt> = {
         : 0,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
       progress: isSet(object.progress) ? globalThis.Number(object.progress) : 0,
+      speculative: isSet(object.speculative) ? globalThis.Boolean(object.speculative) : false,
     };
   },
 
@@ -1439,6 +1511,9 @@ export const Attempt: MessageFns<Attempt> = {
     if (message.progress !== 0) {
       obj.progress = floatToJson(message.progress);
     }
+    if (message.speculative !== false) {
+      obj.speculative = message.speculative;
+    }
     return obj;
   },
 
@@ -1454,6 +1529,7 @@ export const Attempt: MessageFns<Attempt> = {
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.error = object.error ?? "";
     message.progress = object.progress ?? 0;
+    message.speculative = object.speculative ?? false;
     return message;
   },
 };

@@ -4,7 +4,9 @@
  * `_temporary/<attempt>/`; committing an attempt renames its part file into
  * `_temporary/committed/`; committing the job, once it has succeeded, renames every committed
  * part into the directory and leaves `_SUCCESS`. A job that fails or is cancelled leaves no part
- * file behind: its `_temporary` goes whole.
+ * file behind: its `_temporary` goes whole. `_temporary` is made when the job is submitted, and
+ * never by an attempt: one that starts late, after its job has ended (a backup, a zombie),
+ * finds it gone and fails, rather than leave a stray `_temporary` in a finished output.
  */
 import {
   accessSync,
@@ -94,7 +96,8 @@ export function checkOutputDir(dir: string, overwrite: boolean): void {
 
 /**
  * Makes the output directory ready for a job that passed checkOutputDir: emptied with
- * `overwrite`, and created one level at a time, never with a recursive mkdir.
+ * `overwrite`, created one level at a time, never with a recursive mkdir, and given the
+ * `_temporary` its attempts write under.
  */
 export function prepareOutputDir(dir: string, overwrite: boolean): void {
   try {
@@ -104,6 +107,7 @@ export function prepareOutputDir(dir: string, overwrite: boolean): void {
     const missing: string[] = [];
     for (let at = dir; !exists(at); at = dirname(at)) missing.unshift(at);
     for (const path of missing) mkdirOne(path);
+    mkdirOne(join(dir, TEMPORARY_DIR));
   } catch (err) {
     throw new InvalidArgumentError(
       `output ${dir}: could not ${overwrite ? "empty or create" : "create"} it: ${(err as Error).message}`,
@@ -113,8 +117,9 @@ export function prepareOutputDir(dir: string, overwrite: boolean): void {
 }
 
 /**
- * Makes the directories an attempt's part file goes in, under an output directory that must
- * exist: a job's output directory removed while it runs fails the attempt with that cause.
+ * Makes the directory an attempt's part file goes in, under the job's `_temporary`, which must
+ * exist: it is gone once the job has ended, or if the output directory was removed while the
+ * job ran, and the attempt fails with that cause.
  */
 export function makeTemporaryPartDirs(partPath: string): void {
   const attemptDir = dirname(partPath);
@@ -122,7 +127,13 @@ export function makeTemporaryPartDirs(partPath: string): void {
   if (!exists(dirname(temporary))) {
     throw new Error(`output directory ${dirname(temporary)} is gone (was it removed while the job ran?)`);
   }
-  mkdirOne(temporary);
+  if (!exists(temporary)) {
+    throw new Error(
+      `${temporary} is gone: the job has ended, or its output directory was changed while it ran`,
+    );
+  }
+  if (!statSync(temporary).isDirectory())
+    throw new Error(`${temporary} is a file, where a directory must be`);
   mkdirOne(attemptDir);
 }
 
@@ -174,7 +185,10 @@ export function markOutputSucceeded(outputDir: string): void {
   writeFileSync(join(outputDir, SUCCESS_FILE), "");
 }
 
-/** Removes what attempts of a job that did not succeed left: its `_temporary`, committed parts too. */
+/**
+ * Removes what attempts of a job that did not succeed left, or a submit that was refused after
+ * prepareOutputDir: its `_temporary`, committed parts too.
+ */
 export function removeTemporaryOutput(outputDir: string): void {
   rmSync(join(outputDir, TEMPORARY_DIR), { recursive: true, force: true });
 }

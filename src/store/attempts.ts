@@ -3,15 +3,45 @@ import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
 import { ATTEMPT_COLUMNS, type AttemptRecord } from "./rows.js";
 
-/** insertAttempt. Records a new RUNNING attempt; its id is the lease token. */
+/**
+ * insertAttempt. Records a new RUNNING attempt: the task's new holder, whose id is the lease
+ * token, or a `speculative` backup beside the holder, which holds no lease.
+ */
 export function insertAttempt(
   db: Db,
-  attempt: { id: string; taskId: number; generation: number; workerId: number; now: number },
+  attempt: {
+    id: string;
+    taskId: number;
+    generation: number;
+    workerId: number;
+    now: number;
+    speculative?: boolean;
+  },
 ): void {
   prepared(
     db,
-    `INSERT INTO attempts (id, task_id, generation, worker_id, state, started_at) VALUES (?, ?, ?, ?, 'RUNNING', ?)`,
-  ).run(attempt.id, attempt.taskId, attempt.generation, attempt.workerId, attempt.now);
+    `INSERT INTO attempts (id, task_id, generation, worker_id, state, started_at, speculative)
+     VALUES (?, ?, ?, ?, 'RUNNING', ?, ?)`,
+  ).run(
+    attempt.id,
+    attempt.taskId,
+    attempt.generation,
+    attempt.workerId,
+    attempt.now,
+    attempt.speculative ? 1 : 0,
+  );
+}
+
+/**
+ * The RUNNING attempts of a task that do not hold it: its backups (speculative execution), or,
+ * once a backup has committed, the holder it beat.
+ */
+export function listRunningRivals(db: Db, taskId: number): AttemptRecord[] {
+  return prepared<[number], AttemptRecord>(
+    db,
+    `SELECT ${ATTEMPT_COLUMNS} FROM attempts
+     WHERE task_id = ? AND state = 'RUNNING' AND id IS NOT (SELECT attempt_id FROM tasks WHERE id = task_id)`,
+  ).all(taskId);
 }
 
 export function getAttempt(db: Db, attemptId: string): AttemptRecord | undefined {

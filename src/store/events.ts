@@ -20,6 +20,8 @@ export const EventType = {
   DRIVER_RECOVERED: "driver-recovered",
   APP_UNSERVED: "app-unserved",
   WORKER_EXCLUDED: "worker-excluded",
+  SPECULATED: "speculated",
+  SPECULATION_ENDED: "speculation-ended",
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 

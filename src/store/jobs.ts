@@ -17,6 +17,8 @@ export interface NewJob {
   priority?: number;
   /** 0 (the default) for no cap. */
   maxRunningTasks?: number;
+  /** False: no task of the job ever gets a backup attempt. Default true. */
+  speculation?: boolean;
 }
 
 /**
@@ -29,8 +31,8 @@ export function createJob(db: Db, job: NewJob): number {
   const { lastInsertRowid } = prepared(
     db,
     `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total,
-                       submitted_at, shuffle_key, priority, max_running_tasks)
-     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                       submitted_at, shuffle_key, priority, max_running_tasks, speculation)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.app,
     JSON.stringify(job.inputs),
@@ -43,6 +45,7 @@ export function createJob(db: Db, job: NewJob): number {
     randomBytes(16).toString("hex"),
     job.priority ?? 0,
     job.maxRunningTasks ?? 0,
+    job.speculation === false ? 0 : 1,
   );
   const jobId = Number(lastInsertRowid);
   const insertTask = prepared(

@@ -55,6 +55,12 @@ export const TASK_TRANSITIONS = {
     holder: "keep",
     why: "the holder reported success; it stays as the committed attempt",
   },
+  commitBackup: {
+    from: [TaskState.PENDING, TaskState.RUNNING],
+    to: TaskState.SUCCEEDED,
+    holder: "new",
+    why: "a backup attempt (speculative execution) reported success first; it becomes the committed holder, and the holder it beat, if any, is KILLED",
+  },
   retry: {
     from: [TaskState.RUNNING],
     to: TaskState.PENDING,
@@ -150,12 +156,12 @@ export const ATTEMPT_TRANSITIONS = {
   fail: {
     from: AttemptState.RUNNING,
     to: AttemptState.FAILED,
-    why: "the app threw, or the worker could not run it: charged to the task's failures",
+    why: "the app threw, or the worker could not run it: charged to the task's failures, unless it was a backup",
   },
   lose: {
     from: AttemptState.RUNNING,
     to: AttemptState.LOST,
-    why: "its worker was lost, or the assignment never reached it: charged to the task's losses",
+    why: "its worker was lost, or the assignment never reached it: charged to the task's losses, unless it was a backup",
   },
   supersede: {
     from: AttemptState.RUNNING,
@@ -165,7 +171,7 @@ export const ATTEMPT_TRANSITIONS = {
   kill: {
     from: AttemptState.RUNNING,
     to: AttemptState.KILLED,
-    why: "mr stopped it: its job ended, its worker stopped, or its fetch failed (charged to the task's losses)",
+    why: "mr stopped it: its job ended, its worker stopped, its fetch failed (charged to the task's losses), or another attempt of its task committed first",
   },
   loseOutput: {
     from: AttemptState.SUCCEEDED,

@@ -24,6 +24,8 @@ export interface JobRecord {
   priority: number;
   /** At most this many of its tasks run at once; 0 for no cap. */
   maxRunningTasks: number;
+  /** Whether a straggling task may get a backup attempt (off: submitted with --no-speculation). */
+  speculation: boolean;
 }
 
 export interface TaskRecord {
@@ -56,6 +58,8 @@ export interface AttemptRecord {
   finishedAt: number | null;
   progress: number;
   error: string | null;
+  /** 1 for a backup attempt (speculative execution), started beside the task's holder; else 0. */
+  speculative: 0 | 1;
 }
 
 export interface WorkerRecord {
@@ -78,7 +82,7 @@ export interface EventRecord {
 export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
-  shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks`;
+  shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks, speculation`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app,
   (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, file,
@@ -86,16 +90,19 @@ export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jo
   failed_attempts AS failedAttempts, lost_attempts AS lostAttempts`;
 
 export const ATTEMPT_COLUMNS = `id, task_id AS taskId, generation, worker_id AS workerId, state,
-  started_at AS startedAt, finished_at AS finishedAt, progress, error`;
+  started_at AS startedAt, finished_at AS finishedAt, progress, error, speculative`;
 
 export const WORKER_COLUMNS = `id, address, state, apps, registered_at AS registeredAt,
   last_heartbeat_at AS lastHeartbeatAt, excluded_until AS excludedUntil`;
 
 type Json<T, K extends keyof T> = Omit<T, K> & { [P in K]: string };
 
-export function toJob(row: Json<JobRecord, "inputs" | "params">): JobRecord {
+export function toJob(
+  row: Omit<Json<JobRecord, "inputs" | "params">, "speculation"> & { speculation: 0 | 1 },
+): JobRecord {
   return {
     ...row,
+    speculation: row.speculation === 1,
     inputs: JSON.parse(row.inputs) as string[],
     params: JSON.parse(row.params) as Record<string, string>,
   };

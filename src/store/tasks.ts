@@ -4,16 +4,18 @@ import { prepared } from "./prepared.js";
 import { TASK_COLUMNS, type TaskRecord } from "./rows.js";
 
 /**
- * Whether the job runs as many tasks as its max_running_tasks lets it (never, with no cap). Its
- * RUNNING tasks are found among every RUNNING task, which the workers' slots bound; the job's
- * row is read for its cap alone, on the path of every claim.
+ * Whether the job runs as many attempts as its max_running_tasks lets it (never, with no cap):
+ * the holders of its RUNNING tasks and their backups. They are found among every RUNNING task,
+ * which the workers' slots bound; the job's row is read for its cap alone, on the path of
+ * every claim.
  */
 export function atRunningCap(db: Db, jobId: number): boolean {
   return (
     prepared<[number], number>(
       db,
       `SELECT max_running_tasks > 0 AND max_running_tasks <=
-         (SELECT count(*) FROM tasks WHERE state = 'RUNNING' AND job_id = jobs.id)
+         (SELECT count(*) FROM tasks t JOIN attempts a ON a.task_id = t.id
+          WHERE t.state = 'RUNNING' AND t.job_id = jobs.id AND a.state = 'RUNNING')
        FROM jobs WHERE id = ?`,
     )
       .pluck()
