@@ -77,9 +77,38 @@ describe("finding stragglers", () => {
         holder,
         holderWorkerId: slow,
         medianMs: 2000,
-        thresholdMs: 3000,
+        estimatedMs: 3001,
       }),
     ]);
+  });
+
+  it("names sooner a task whose rate of progress says it will run past 1.5 × the median", () => {
+    const slowRate = straggling();
+    // At 1.2 s, its report at 1 s said 25%: 4 s in all, past 3 s.
+    heartbeat(
+      slowRate.db,
+      { workerId: slowRate.slow, attempts: [{ attemptId: slowRate.holder, progress: 0.25 }] },
+      1000,
+    );
+    expect(findStragglers(slowRate.db, POLICY, 1200)).toEqual([
+      expect.objectContaining({ taskId: slowRate.taskId, estimatedMs: 4000 }),
+    ]);
+    // 50% at 1 s: 2 s in all, a task like the others.
+    const onTime = straggling();
+    heartbeat(
+      onTime.db,
+      { workerId: onTime.slow, attempts: [{ attemptId: onTime.holder, progress: 0.5 }] },
+      1000,
+    );
+    expect(findStragglers(onTime.db, POLICY, 1200)).toEqual([]);
+    // A report from its first moments (0.2 s, under a quarter of the minimum runtime) is not trusted.
+    const early = straggling();
+    heartbeat(
+      early.db,
+      { workerId: early.slow, attempts: [{ attemptId: early.holder, progress: 0.01 }] },
+      200,
+    );
+    expect(findStragglers(early.db, POLICY, 1200)).toEqual([]);
   });
 
   it("waits for the quantile of the phase, and for the minimum runtime", () => {
@@ -107,7 +136,7 @@ describe("finding stragglers", () => {
     expect(startBackup(db, found!, { attemptId: "b2", workerId: idle }, 5000)).toBeUndefined();
     expect(listEvents(db, 1).at(-1)).toMatchObject({ type: "speculated" });
     expect(listEvents(db, 1).at(-1)!.message).toMatch(
-      /map 3: attempt \S+ on worker 1 has run 5\.0 s, past 3\.0 s \(the median of 3 committed is 2\.0 s\); backup attempt b1 starts on worker 2/,
+      /map 3: attempt \S+ on worker 1 has run 5\.0 s and will take 5\.0 s at its rate, against a median of 2\.0 s over 3 committed; backup attempt b1 starts on worker 2/,
     );
 
     failAttempt(db, { attemptId: "b1", workerId: idle, error: "boom" }, RETRY, 6000);

@@ -5,7 +5,10 @@
  * - sharing: a job submitted 1 s after another, its time from submit to end, with round-robin
  *   between them (equal priorities) and first come first served (the first job at a higher
  *   priority, so that the second waits behind all of it, as a FIFO queue would have it); once
- *   for two equal jobs, once for a job an eighth the size of the first.
+ *   for two equal jobs, once for a job an eighth the size of the first;
+ * - a straggler: a job on 5 workers and a sixth 4 times slower (the faulty app blocks longer
+ *   there, as on an overloaded host; no SIGSTOP), with speculative execution (the default) and
+ *   without (--no-speculation), against the same job with no slow worker.
  * Prints each sample and the median.
  */
 import { mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
@@ -136,6 +139,11 @@ async function main(): Promise<void> {
     }
   } finally {
     await cluster.stop();
+  }
+  let stragglers: Stragglers;
+  try {
+    stragglers = await measureStragglers(redis.url, home, line);
+  } finally {
     await redis.stop();
     rmSync(home, { recursive: true, force: true });
   }
@@ -156,6 +164,9 @@ async function main(): Promise<void> {
         row("the same, first come first served", sharing.equal.firstComeFirstServed, "-"),
         row("a job 1/8 the size, 1 s after, round-robin", sharing.small.roundRobin, "-"),
         row("the same, first come first served", sharing.small.firstComeFirstServed, "-"),
+        row("a job, no slow worker, submit -> end", stragglers.none, "-"),
+        row("the same with a 4x slow worker, speculation on", stragglers.speculation, "-"),
+        row("the same, --no-speculation", stragglers.noSpeculation, "-"),
       ],
     ),
   );
@@ -163,6 +174,71 @@ async function main(): Promise<void> {
     const ratio = median(sharing[size].roundRobin) / median(sharing[size].firstComeFirstServed);
     console.log(`second job (${size}): round-robin / first come first served, medians: ${ratio.toFixed(2)}`);
   }
+  const none = median(stragglers.none);
+  console.log(
+    `a slow worker, speculation / no slow worker, medians: ${(median(stragglers.speculation) / none).toFixed(2)} (target <= 1.30); ` +
+      `--no-speculation / no slow worker: ${(median(stragglers.noSpeculation) / none).toFixed(2)}`,
+  );
+}
+
+interface Stragglers {
+  none: number[];
+  speculation: number[];
+  noSpeculation: number[];
+}
+
+/** The environment variable that makes a worker the faulty app's slow host. */
+const SLOW_HOST = "MR_BENCH_SLOW_HOST";
+
+/**
+ * One job, 30 maps of about 1 s (20 records of 50 ms) and 2 reduces, on 5 workers and a sixth
+ * where each record takes 150 ms more (4 s a map): submit to end with speculation, without, and
+ * with no slow worker (the job names a host variable no worker sets). The three alternate.
+ */
+async function measureStragglers(redisUrl: string, home: string, line: string): Promise<Stragglers> {
+  const input = join(home, "stragglers.txt");
+  writeFileSync(input, line.repeat(20 * 30));
+  const cluster = await LocalCluster.start({
+    redisUrl,
+    home: join(home, "stragglers"),
+    workers: 5,
+    workerArgs: () => ["--apps-dir", FIXTURE_APPS],
+    logTo: () => "ignore",
+  });
+  await cluster.startWorker({ [SLOW_HOST]: "1" });
+  const times: Stragglers = { none: [], speculation: [], noSpeculation: [] };
+  try {
+    for (let i = 0; i < SAMPLES; i++) {
+      for (const kind of ["none", "speculation", "noSpeculation"] as const) {
+        const job = await cluster.client.submitJob({
+          app: "faulty",
+          inputs: [input],
+          outputDir: join(home, `straggler-${kind}-${i}`),
+          reducers: 2,
+          splitSizeBytes: 20 * line.length,
+          params: {
+            slowMs: "50",
+            slowWhereEnv: kind === "none" ? "MR_BENCH_NO_SUCH_HOST" : SLOW_HOST,
+            slowWhereMs: "150",
+          },
+          noSpeculation: kind === "noSpeculation",
+        });
+        const done = await poll(
+          "the job's end",
+          async () => {
+            const { job: now } = await cluster.client.getJob(job.id);
+            return now!.state === "RUNNING" ? undefined : now!;
+          },
+          300_000,
+        );
+        if (done.state !== "SUCCEEDED") throw new Error(`job ${job.id} ${done.state}: ${done.error}`);
+        times[kind].push(done.finishedAtMs - done.submittedAtMs);
+      }
+    }
+  } finally {
+    await cluster.stop();
+  }
+  return times;
 }
 
 main().catch((err: unknown) => {

@@ -46,7 +46,7 @@ export class JobEffects {
   }
 
   async applyQueueWork(work: QueueWork, jobId?: number): Promise<void> {
-    // A job that ends drops every entry it has, up to LIMITS.maps: many at once, not one by one.
+    // A job that ends drops every entry it has (up to LIMITS.maps): many at once, not one by one.
     for (let i = 0; i < work.drop.length; i += DROP_CHUNK) {
       await Promise.all(
         work.drop

@@ -1,10 +1,13 @@
 /**
  * Speculative execution (backup tasks), as the MapReduce paper, Hadoop and Spark have it: one
  * slow host must not hold a whole job back. When most of a phase's tasks have committed
- * (`speculationQuantile`, Spark's 0.75), a task whose holder has run longer than
- * `speculationMultiplier` (1.5) times the median of the phase's committed attempts, and at
- * least `speculationMinRuntimeMs`, is a straggler: an idle worker other than the holder's gets a
- * backup attempt of it, once the queue has nothing for that worker.
+ * (`speculationQuantile`, Spark's 0.75), a task whose holder has run at least
+ * `speculationMinRuntimeMs` and will take longer than `speculationMultiplier` (1.5) times the
+ * median of the phase's committed attempts is a straggler: it has run that long already
+ * (Spark's rule), or its rate of progress, as its heartbeats last reported it, says it will
+ * (Hadoop's LATE estimate, which finds a slow task before it has run long). An idle worker other
+ * than the holder's gets a backup attempt of it, once the queue has nothing for that worker;
+ * the straggler with the longest estimated time left goes first.
  *
  * A backup holds no queue lease (the holder keeps the task's entry). The first of the two to
  * report success commits (scheduler.ts `completeAttempt`: `commit`, or `commitBackup` for the
@@ -22,7 +25,7 @@ import type { GroupCommit } from "../store/groupCommit.js";
 import { getJob, listRunningJobs } from "../store/jobs.js";
 import { inTransaction } from "../store/prepared.js";
 import type { JobRecord } from "../store/rows.js";
-import { committedDurations, listStragglers } from "../store/speculation.js";
+import { committedDurations, listRunningHolders, type RunningHolder } from "../store/speculation.js";
 import { atRunningCap, getTask, listMapOutputs } from "../store/tasks.js";
 import { getWorker } from "../store/workers.js";
 import { JobState, TaskKind, TaskState } from "../types.js";
@@ -35,7 +38,7 @@ export interface SpeculationPolicy {
   speculationQuantile: number;
   /** A holder that has run this many times the phase's median is a straggler. */
   speculationMultiplier: number;
-  /** ...and at least this long, in ms: short tasks are not worth a second attempt. */
+  /** ...having run at least this long, in ms: short tasks are not worth a second attempt. */
   speculationMinRuntimeMs: number;
 }
 
@@ -52,10 +55,10 @@ export interface Straggling {
   taskId: number;
   holder: string;
   holderWorkerId: number;
-  /** When the holder started; the phase's median and the threshold it ran past, in ms. */
+  /** When the holder started; how long it will take in all, as estimated; the phase's median, in ms. */
   startedAt: number;
+  estimatedMs: number;
   medianMs: number;
-  thresholdMs: number;
   /** Committed attempts the median was taken over. */
   committed: number;
 }
@@ -70,7 +73,10 @@ function phaseToWatch(job: JobRecord, quantile: number): { kind: TaskKind; total
   return done < total && done >= Math.max(1, Math.floor(quantile * total)) ? { kind, total } : undefined;
 }
 
-/** findStragglers. The tasks of RUNNING jobs that deserve a backup now, longest-running first per job. */
+/**
+ * findStragglers. The tasks of RUNNING jobs that deserve a backup now, those with the longest
+ * estimated time left first.
+ */
 export function findStragglers(db: Db, policy: SpeculationPolicy, now: number): Straggling[] {
   const found: Straggling[] = [];
   if (!policy.speculation) return found;
@@ -81,23 +87,39 @@ export function findStragglers(db: Db, policy: SpeculationPolicy, now: number): 
     const durations = committedDurations(db, job.id, phase.kind);
     if (durations.length === 0) continue; // maps re-run for lost output: nothing typical to go by
     const medianMs = durations[Math.floor((durations.length - 1) / 2)]!;
-    const thresholdMs = Math.max(policy.speculationMultiplier * medianMs, policy.speculationMinRuntimeMs);
-    for (const straggler of listStragglers(db, job.id, phase.kind, now - thresholdMs)) {
-      if (straggler.backups >= MAX_BACKUPS_PER_TASK) continue;
+    const minRuntimeMs = policy.speculationMinRuntimeMs;
+    for (const holder of listRunningHolders(db, job.id, phase.kind, now - minRuntimeMs)) {
+      const estimatedMs = estimatedDuration(holder, now, minRuntimeMs);
+      if (holder.backups >= MAX_BACKUPS_PER_TASK || estimatedMs <= policy.speculationMultiplier * medianMs) {
+        continue;
+      }
       found.push({
         jobId: job.id,
         app: job.app,
-        taskId: straggler.taskId,
-        holder: straggler.holder,
-        holderWorkerId: straggler.holderWorkerId,
-        startedAt: straggler.startedAt,
+        taskId: holder.taskId,
+        holder: holder.holder,
+        holderWorkerId: holder.holderWorkerId,
+        startedAt: holder.startedAt,
+        estimatedMs,
         medianMs,
-        thresholdMs,
         committed: durations.length,
       });
     }
   }
-  return found;
+  const left = (s: Straggling): number => s.estimatedMs - (now - s.startedAt);
+  return found.sort((a, b) => left(b) - left(a));
+}
+
+/**
+ * How long a running holder will take in all: the time it has run, or, if longer, what the
+ * rate of its last reported progress makes it. A report from its first moments (under a quarter
+ * of the minimum runtime) says more of start-up costs than of its rate, and is not trusted.
+ */
+function estimatedDuration(holder: RunningHolder, now: number, minRuntimeMs: number): number {
+  const ranMs = now - holder.startedAt;
+  const reportedAfterMs = holder.progressAt === null ? 0 : holder.progressAt - holder.startedAt;
+  if (holder.progress <= 0 || reportedAfterMs < minRuntimeMs / 4) return ranMs;
+  return Math.max(ranMs, reportedAfterMs / holder.progress);
 }
 
 /**
@@ -134,8 +156,8 @@ export function startBackup(
       db,
       job.id,
       EventType.SPECULATED,
-      `${describeTask(task)}: attempt ${task.attemptId} on worker ${straggling.holderWorkerId} has run ${s(now - straggling.startedAt)}, ` +
-        `past ${s(straggling.thresholdMs)} (the median of ${straggling.committed} committed is ${s(straggling.medianMs)}); ` +
+      `${describeTask(task)}: attempt ${task.attemptId} on worker ${straggling.holderWorkerId} has run ${s(now - straggling.startedAt)} ` +
+        `and will take ${s(straggling.estimatedMs)} at its rate, against a median of ${s(straggling.medianMs)} over ${straggling.committed} committed; ` +
         `backup attempt ${backup.attemptId} starts on worker ${backup.workerId}`,
       now,
     );

@@ -49,7 +49,7 @@ export function heartbeat(
         outcome.abort.push(attemptId);
         continue;
       }
-      setAttemptProgress(db, attemptId, Math.min(1, Math.max(0, progress)));
+      setAttemptProgress(db, attemptId, Math.min(1, Math.max(0, progress)), now);
       if (task.state === TaskState.RUNNING && task.attemptId === attemptId)
         outcome.keep.push({ attemptId, task });
     }

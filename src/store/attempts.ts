@@ -59,10 +59,11 @@ export function listJobAttempts(db: Db, jobId: number): AttemptRecord[] {
   ).all(jobId);
 }
 
-/** Records progress (0..1) reported by a heartbeat of a RUNNING attempt. */
-export function setAttemptProgress(db: Db, attemptId: string, progress: number): void {
-  prepared(db, `UPDATE attempts SET progress = ? WHERE id = ? AND state = 'RUNNING'`).run(
+/** Records progress (0..1) reported at `now` by a heartbeat of a RUNNING attempt. */
+export function setAttemptProgress(db: Db, attemptId: string, progress: number, now: number): void {
+  prepared(db, `UPDATE attempts SET progress = ?, progress_at = ? WHERE id = ? AND state = 'RUNNING'`).run(
     progress,
+    now,
     attemptId,
   );
 }

@@ -14,13 +14,15 @@ export function committedDurations(db: Db, jobId: number, kind: TaskKind): numbe
     .all(jobId, kind);
 }
 
-/** A RUNNING task whose holder has run long, and that has no backup running. */
-export interface Straggler {
+/** A RUNNING task's holder, and how far it had got when last heard from. */
+export interface RunningHolder {
   taskId: number;
-  /** Its holder, and the worker and time it started on. */
   holder: string;
   holderWorkerId: number;
   startedAt: number;
+  /** Its progress (0..1) as last reported, and when; progressAt is null before any report. */
+  progress: number;
+  progressAt: number | null;
   /** Backups the task has had in its current generation. */
   backups: number;
 }
@@ -29,10 +31,16 @@ export interface Straggler {
  * The job's RUNNING tasks of `kind` whose holder started before `startedBefore` and that no
  * backup runs beside, longest-running first.
  */
-export function listStragglers(db: Db, jobId: number, kind: TaskKind, startedBefore: number): Straggler[] {
-  return prepared<[number, string, number], Straggler>(
+export function listRunningHolders(
+  db: Db,
+  jobId: number,
+  kind: TaskKind,
+  startedBefore: number,
+): RunningHolder[] {
+  return prepared<[number, string, number], RunningHolder>(
     db,
     `SELECT t.id AS taskId, t.attempt_id AS holder, a.worker_id AS holderWorkerId, a.started_at AS startedAt,
+       a.progress, a.progress_at AS progressAt,
        (SELECT count(*) FROM attempts b WHERE b.task_id = t.id AND b.generation = t.generation
           AND b.speculative = 1) AS backups
      FROM tasks t JOIN attempts a ON a.id = t.attempt_id
