@@ -124,7 +124,7 @@ export async function shutdown(server: Server, graceMs: number): Promise<void> {
 }
 
 /** grpc-js's callback form of a unary client method. */
-type UnaryMethod<Req, Res> = (
+export type UnaryMethod<Req, Res> = (
   request: Req,
   metadata: Metadata,
   options: Partial<CallOptions>,

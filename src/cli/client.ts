@@ -1,12 +1,19 @@
+import { makeGenericClientConstructor, type Client } from "@grpc/grpc-js";
 import type { Command } from "commander";
+import { service as healthService } from "grpc-health-check";
 import { readTokenFile, withToken } from "../auth.js";
 import { driverAddress } from "../config.js";
 import type * as pb from "../gen/mapreduce.js";
 import { JobServiceClient } from "../gen/mapreduce.js";
-import { CHANNEL_OPTIONS, callUnary } from "../grpc.js";
+import { CHANNEL_OPTIONS, callUnary, type UnaryMethod } from "../grpc.js";
 import { channelCredentials, readTls, tlsFiles, type Tls } from "../tls.js";
 
 const CALL_TIMEOUT_MS = 15_000;
+
+/** A client of grpc.health.v1.Health, as grpc-health-check defines the service. */
+const HealthClient = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
+/** The serving statuses of grpc.health.v1, by number, for a reply that carries one. */
+const SERVING_STATUS = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 /** The fields of a submit that DriverClient.submitJob fills in when they are left out. */
 type SubmitDefaults = "overwrite" | "priority" | "maxRunningTasks" | "noSpeculation";
@@ -14,6 +21,7 @@ type SubmitDefaults = "overwrite" | "priority" | "maxRunningTasks" | "noSpeculat
 /** A JobService client whose unary methods return promises. */
 export class DriverClient {
   readonly raw: JobServiceClient;
+  private readonly health: Client;
 
   /** `token`: the client secret, sent with every call; `tls`: TLS to the driver. */
   constructor(
@@ -22,6 +30,21 @@ export class DriverClient {
     tls?: Tls,
   ) {
     this.raw = new JobServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
+    // On the same channel as the JobService client.
+    this.health = new HealthClient(address, channelCredentials(tls), {
+      channelOverride: this.raw.getChannel(),
+    });
+  }
+
+  /** The driver's health, as grpc.health.v1 says it: SERVING, or NOT_SERVING while it cannot work. */
+  async checkHealth(): Promise<string> {
+    const check = (
+      this.health as unknown as { check: UnaryMethod<{ service: string }, { status: string | number }> }
+    ).check;
+    const reply = await callUnary(check.bind(this.health), { service: "" }, CALL_TIMEOUT_MS);
+    return typeof reply.status === "number"
+      ? (SERVING_STATUS[reply.status] ?? String(reply.status))
+      : reply.status;
   }
 
   /**
@@ -60,7 +83,7 @@ export class DriverClient {
   }
 
   close(): void {
-    this.raw.close();
+    this.raw.close(); // and the channel the health client shares
   }
 }
 

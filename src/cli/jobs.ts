@@ -85,6 +85,7 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
       }),
     );
 
+  addStatusCommand(program, env);
   const workers = program.command("workers").description("workers known to the driver");
   addDriverOptions(workers.command("list"))
     .description(
@@ -101,6 +102,50 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
         if (options.json) console.log(JSON.stringify(workers.map(workerJson), null, 2));
         else if (workers.length === 0) console.log("no workers");
         else console.log(workersTable(workers));
+      }),
+    );
+}
+
+/**
+ * `mr status`: the driver's health, its live workers and running jobs. Exits 1 unless the
+ * driver is SERVING.
+ */
+function addStatusCommand(program: Command, env: NodeJS.ProcessEnv): void {
+  addDriverOptions(program.command("status"))
+    .description(
+      "the driver's health (SERVING once it reaches Redis and has recovered), live workers, running jobs",
+    )
+    .option("--json", "print JSON")
+    .action((options: DriverFlags & { json?: boolean }) =>
+      withClient(options, env, async (client) => {
+        const health = await client.checkHealth();
+        const workers = await followPages(async (pageToken) => {
+          const reply = await client.listWorkers({ pageToken });
+          return { items: reply.workers, next: reply.nextPageToken };
+        });
+        const running = await followPages(async (pageToken) => {
+          const reply = await client.listJobs({ state: "running", limit: 1000, pageToken });
+          return { items: reply.jobs, next: reply.nextPageToken };
+        });
+        const alive = workers.filter((worker) => worker.state === "ALIVE");
+        const status = {
+          driver: client.address,
+          health,
+          workers: alive.length,
+          slotsBusy: alive.reduce((sum, worker) => sum + worker.runningAttempts.length, 0),
+          runningJobs: running.map((job) => job.id),
+        };
+        if (options.json) console.log(JSON.stringify(status, null, 2));
+        else {
+          const why =
+            health === "SERVING" ? "" : " (it cannot reach Redis, or is still recovering after a start)";
+          console.log(`driver   ${status.driver}: ${health}${why}`);
+          console.log(`workers  ${status.workers} alive, running ${status.slotsBusy} attempts`);
+          console.log(
+            `jobs     ${running.length} running${running.length > 0 ? `: ${status.runningJobs.join(", ")}` : ""}`,
+          );
+        }
+        if (health !== "SERVING") process.exitCode = 1;
       }),
     );
 }

@@ -24,6 +24,12 @@ import { Speculator } from "./speculation.js";
 import { createTaskService } from "./taskService.js";
 import { UnservedJobs } from "./unservedJobs.js";
 import { GroupCommit } from "../store/groupCommit.js";
+import { Health } from "../health.js";
+
+/** How often the health status is brought up to date with Redis, in ms. */
+const HEALTH_CHECK_MS = 500;
+const JOB_SERVICE = "mr.v1.JobService";
+const TASK_SERVICE = "mr.v1.TaskService";
 
 export interface Driver {
   /** The address the gRPC server is bound to. */
@@ -145,6 +151,11 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     })();
     return reconciling;
   };
+  // SERVING once the first connection to Redis has extended the leases and rebuilt the queue,
+  // and while Redis is reachable.
+  let recovered = false;
+  const health = new Health([JOB_SERVICE, TASK_SERVICE]);
+  const healthTimer = setInterval(() => health.set(recovered && queue.isConnected()), HEALTH_CHECK_MS);
   let firstConnection = true;
   queue.onReady(() => {
     const started = firstConnection;
@@ -155,6 +166,8 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     void (async () => {
       if (started) await extendRunningLeases(db, queue, log);
       await reconcile(started ? "driver started" : "redis reconnected");
+      if (started) recovered = true;
+      health.set(recovered && queue.isConnected());
     })();
   });
   // A flushed Redis, or an entry lost between a commit and its queue call, is found here.
@@ -169,6 +182,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
 
   const stopBackground = async (): Promise<void> => {
     clearInterval(reconcileTimer);
+    clearInterval(healthTimer);
     speculator.stop();
     unserved.stop();
     liveness.stop();
@@ -178,6 +192,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   const deps = { db, commits, queue, dispatcher, effects, config, roots, log };
   addService(server, JobServiceService, tokens.guard(JobServiceService, createJobService(deps), "client"));
   addService(server, TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
+  health.addTo(server);
   let address: string;
   try {
     address = await listen(server, config.listen, credentials);

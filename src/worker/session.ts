@@ -42,6 +42,8 @@ export interface SessionHooks {
   jobsEnded(jobIds: readonly number[]): void;
   /** The driver declared this worker lost: what runs here, and its map output, count for nothing now. */
   lost(): void;
+  /** The session moved to `state`. */
+  changed?(state: SessionState): void;
 }
 
 const MAX_BACKOFF_MS = 5_000;
@@ -211,6 +213,7 @@ export class WorkerSession {
   private moveTo(next: SessionState, why: string): void {
     const from = this.current;
     this.current = next;
+    this.hooks.changed?.(next);
     this.log.info({ from, to: next, workerId: this.id, address: this.member.address, why }, `worker ${next}`);
   }
 }

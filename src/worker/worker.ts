@@ -16,11 +16,12 @@ import { FetchFailedError, InvalidArgumentError, hasCode, isUnrecoverable, toErr
 import { LIMITS } from "../limits.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
 import { addService, listen, shutdown } from "../grpc.js";
+import { Health } from "../health.js";
 import type { App } from "../mr/app.js";
 import { Progress } from "../mr/context.js";
 import { TaskKind, type Counters } from "../types.js";
 import { grpcDriverCalls, type DriverCalls } from "./driverCalls.js";
-import { WorkerSession } from "./session.js";
+import { SessionState, WorkerSession } from "./session.js";
 import { createShuffleService } from "./shuffleServer.js";
 import { TaskRunner } from "./taskRunner.js";
 
@@ -90,6 +91,8 @@ export class MrWorker {
   }
 
   private readonly server: Server;
+  /** SERVING while registered with the driver. */
+  private readonly health = new Health(["mr.v1.ShuffleService"]);
   /** The worker secret: sent to the driver and to other workers, asked of reducers. */
   private readonly token: string | undefined;
   /** The address reducers fetch from. */
@@ -138,6 +141,7 @@ export class MrWorker {
           this.committed.clear();
           this.runner.discardAll();
         },
+        changed: (state) => this.health.set(state === SessionState.REGISTERED),
       },
       log,
     );
@@ -152,6 +156,7 @@ export class MrWorker {
     );
     const tokens = new TokenCheck(this.token === undefined ? {} : { worker: this.token }, this.log);
     addService(this.server, ShuffleServiceService, tokens.guard(ShuffleServiceService, shuffle, "worker"));
+    this.health.addTo(this.server);
     await this.session.start();
     if (this.stopped !== undefined) return; // stopped while it registered: no slot starts
     this.slotsDone = Promise.all(Array.from({ length: this.config.slots }, () => this.runSlot()));
