@@ -23,10 +23,12 @@ export class Health {
     this.set(false);
   }
 
-  /** Adds the health and reflection services to `server`. */
+  /** Adds the health and reflection services to `server`; reflection names only its own services. */
   addTo(server: Server): void {
     this.health.addToServer(server);
-    new ReflectionService(loadSync(PROTO_PATH, { keepCase: true })).addToServer(server);
+    new ReflectionService(loadSync(PROTO_PATH, { keepCase: true }), {
+      services: [...this.services],
+    }).addToServer(server);
   }
 
   /** SERVING or NOT_SERVING, for the server as a whole ("") and each of its services. */
