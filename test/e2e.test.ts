@@ -16,7 +16,7 @@ import {
   waitForJobEnd,
   type Cluster,
 } from "./helpers/cluster.js";
-import { countWords, readOutput, writeCorpus } from "./helpers/corpus.js";
+import { countWords, partFiles, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
 let cluster: Cluster | undefined;
@@ -24,14 +24,6 @@ afterEach(async () => {
   await cluster?.stop();
   cluster = undefined;
 });
-
-function partFiles(dir: string): Record<string, string> {
-  return Object.fromEntries(
-    readdirSync(dir)
-      .filter((name) => name.startsWith("part-r-"))
-      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
-  );
-}
 
 describe("a job through a real driver and real workers", () => {
   it("runs wordcount on three workers to exactly the output of mr run --local, and keeps its history across a driver restart", async () => {

@@ -24,7 +24,7 @@ import {
   type Cluster,
   type ClusterOptions,
 } from "./helpers/cluster.js";
-import { writeCorpus } from "./helpers/corpus.js";
+import { partFiles, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const REDUCERS = 3;
@@ -66,14 +66,6 @@ function submit(setup: Setup, params: Record<string, string>, name = "out"): Pro
     splitSizeBytes: 4000,
     params,
   });
-}
-
-function partFiles(dir: string): Record<string, string> {
-  return Object.fromEntries(
-    readdirSync(dir)
-      .filter((name) => name.startsWith("part-r-"))
-      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
-  );
 }
 
 /** The output must equal wordcount run by the local engine on the same input, file for file. */

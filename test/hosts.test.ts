@@ -3,7 +3,7 @@
  * own address (see src/cli/hosts.ts); shuffle crosses hosts. Links go down and come back, and
  * carry delay and loss. Every output is checked against the local engine, file for file.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,7 +11,7 @@ import { HostCluster, hostsUnavailable, netemUnavailable } from "../src/cli/host
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
 import { runLocalJob } from "../src/mr/local.js";
 import { FIXTURE_APPS } from "./helpers/cluster.js";
-import { writeCorpus } from "./helpers/corpus.js";
+import { partFiles, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const unavailable = hostsUnavailable();
@@ -84,14 +84,6 @@ async function waitForEnd(n: Net, jobId: number, timeoutMs = 120_000): Promise<S
     if (Date.now() > deadline) throw new Error(`job ${jobId} still running after ${timeoutMs} ms`);
     await sleep(300);
   }
-}
-
-function partFiles(dir: string): Record<string, string> {
-  return Object.fromEntries(
-    readdirSync(dir)
-      .filter((name) => name.startsWith("part-r-"))
-      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
-  );
 }
 
 /** The output equals wordcount by the local engine, file for file, and each task committed once. */

@@ -3,7 +3,7 @@
  * blocks there, as an overloaded machine would be slow; no SIGSTOP), where backups of its tasks
  * on the other workers win, commit once and count once.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
@@ -18,6 +18,7 @@ import {
   waitForJobEnd,
   type Cluster,
 } from "./helpers/cluster.js";
+import { partFiles } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
 let cluster: Cluster | undefined;
@@ -80,14 +81,6 @@ async function submit(
   const result = await mr([...args, "--output", join(dir, name), "--json", ...extra, input], c.env);
   expect(result.code, result.stderr).toBe(0);
   return { id: (JSON.parse(result.stdout) as { id: number }).id, input };
-}
-
-function partFiles(dir: string): Record<string, string> {
-  return Object.fromEntries(
-    readdirSync(dir)
-      .filter((name) => name.startsWith("part-r-"))
-      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
-  );
 }
 
 /** The job's output is wordcount's by the local engine, file for file, and nothing else is left. */

@@ -116,3 +116,12 @@ export function readOutput(dir: string): string[] {
     )
     .sort();
 }
+
+/** An output directory's part files, by name: to compare two outputs file for file. */
+export function partFiles(dir: string): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(dir)
+      .filter((name) => name.startsWith("part-r-"))
+      .map((name) => [name, readFileSync(join(dir, name), "utf8")]),
+  );
+}
