@@ -12,4 +12,6 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
     },
   },
+  // The web UI runs in the browser.
+  { files: ["ui/**/*.js"], languageOptions: { globals: globals.browser } },
 );

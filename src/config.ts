@@ -83,10 +83,15 @@ const driverSchema = z.object({
   clientTokenFile: z.string().min(1).optional(),
   /** A file holding the secret of the worker role. Default none. */
   workerTokenFile: z.string().min(1).optional(),
-  /** Listen beyond loopback without secrets or roots, knowingly. Default false. */
   /** Take the database from a driver that still holds its lease, known to be gone. */
   takeover: z.boolean().default(false),
+  /** Listen beyond loopback without secrets or roots, knowingly. Default false. */
   insecure: z.boolean().default(false),
+  /**
+   * Where the web UI, the JSON API and /metrics are served, HOST:PORT, or "off". Default
+   * 127.0.0.1 and the gRPC port + 1 (a free port when gRPC's is 0).
+   */
+  http: z.union([z.literal("off"), address]).optional(),
   /** Directories under which job inputs may be, after symbolic links; none: anywhere. */
   inputRoots: z.array(z.string().min(1)).default([]),
   /** Directories under which job outputs may be written, after symbolic links; none: anywhere. */
@@ -96,7 +101,12 @@ const driverSchema = z.object({
   tlsKey: z.string().min(1).optional(),
   tlsCa: z.string().min(1).optional(),
 });
-export type DriverConfig = Readonly<z.infer<typeof driverSchema>>;
+export type DriverConfig = Readonly<
+  Omit<z.infer<typeof driverSchema>, "http"> & {
+    /** Where HTTP is served; null: not at all. */
+    http: string | null;
+  }
+>;
 
 const workerSchema = z.object({
   /** Where the worker's shuffle service listens, HOST:PORT; port 0 picks a free one. */
@@ -124,6 +134,8 @@ const workerSchema = z.object({
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
   tlsCa: z.string().min(1).optional(),
+  /** Where /metrics is served, HOST:PORT; default nowhere. */
+  http: address.optional(),
   /** Tasks the worker runs at once, as Hadoop's task slots. Default 1. */
   slots: z.coerce.number().int().min(1).max(64).default(1),
   /**
@@ -168,7 +180,17 @@ export function resolveDriverConfig(
     dbPath: join(mrHome(env), "driver.db"),
     ...definedOnly(flags),
   };
-  return Object.freeze(parse(driverSchema, merged, "driver options"));
+  const config = parse(driverSchema, merged, "driver options");
+  return Object.freeze({
+    ...config,
+    http: config.http === "off" ? null : (config.http ?? nextTo(config.listen)),
+  });
+}
+
+/** 127.0.0.1 and the port after `listen`'s (before, for the last port), or a free port when `listen`'s is 0. */
+function nextTo(listen: string): string {
+  const port = Number(listen.slice(listen.lastIndexOf(":") + 1));
+  return `127.0.0.1:${port === 0 ? 0 : port < 65535 ? port + 1 : port - 1}`;
 }
 
 export function resolveWorkerConfig(

@@ -31,6 +31,10 @@ export class Health {
     }).addToServer(server);
   }
 
+  isServing(): boolean {
+    return this.serving === true;
+  }
+
   /** SERVING or NOT_SERVING, for the server as a whole ("") and each of its services. */
   set(serving: boolean): void {
     if (serving === this.serving) return;

@@ -177,6 +177,7 @@ describe("the map task", () => {
     });
     expect(inMemory.counters.SPILLED_RECORDS).toBeUndefined();
     expect(spilled.counters.SPILLED_RECORDS).toBeGreaterThan(1000);
+    expect(spilled.counters.SPILLED_BYTES).toBeGreaterThan(spilled.counters.SPILLED_RECORDS!);
     // Hundreds of runs: more than a merge reads at once, so some were merged ahead, and their
     // records written twice.
     expect(spilled.counters.SPILLED_RECORDS).toBeGreaterThan(spilled.counters.MAP_OUTPUT_RECORDS!);

@@ -65,8 +65,12 @@ export class DriverClient {
     return callUnary(this.raw.getJob.bind(this.raw), { jobId }, CALL_TIMEOUT_MS);
   }
 
-  listJobs(request: pb.ListJobsRequest): Promise<pb.ListJobsResponse> {
-    return callUnary(this.raw.listJobs.bind(this.raw), request, CALL_TIMEOUT_MS);
+  listJobs(request: Partial<pb.ListJobsRequest> = {}): Promise<pb.ListJobsResponse> {
+    return callUnary(
+      this.raw.listJobs.bind(this.raw),
+      { state: "", app: "", limit: 0, pageToken: "", ...request },
+      CALL_TIMEOUT_MS,
+    );
   }
 
   cancelJob(jobId: number): Promise<pb.Job> {

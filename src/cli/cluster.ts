@@ -46,6 +46,7 @@ export class LocalCluster {
   /** The environment for `mr` commands against this cluster: MR_DRIVER and MR_HOME. */
   readonly env: NodeJS.ProcessEnv;
   private driverPort = 0;
+  private httpPort = 0;
   private started = 0;
   private readonly queuePrefix: string;
   /** The files of the two roles' secrets, when the cluster has them. */
@@ -92,7 +93,16 @@ export class LocalCluster {
 
   /** Starts the driver; after the first time, on the address it had, so that all find it again. */
   async startDriver(): Promise<MrProcess> {
-    const args = ["driver", "--listen", `127.0.0.1:${this.driverPort}`, "--redis", this.options.redisUrl];
+    // Both ports picked afresh the first time, and kept after, so that a restart keeps its addresses.
+    const args = [
+      "driver",
+      "--listen",
+      `127.0.0.1:${this.driverPort}`,
+      "--http",
+      `127.0.0.1:${this.httpPort}`,
+      "--redis",
+      this.options.redisUrl,
+    ];
     if (this.tokenFiles) {
       args.push("--client-token-file", this.tokenFiles.client, "--worker-token-file", this.tokenFiles.worker);
     }
@@ -105,6 +115,7 @@ export class LocalCluster {
     );
     if (this.driverPort === 0) {
       this.driverPort = Number(driver.address.slice(driver.address.lastIndexOf(":") + 1));
+      this.httpPort = Number(driver.httpAddress?.slice(driver.httpAddress.lastIndexOf(":") + 1) ?? 0);
       this.env.MR_DRIVER = driver.address;
       this.client = connectDriver({ driver: driver.address }, this.env);
     }
@@ -137,6 +148,11 @@ export class LocalCluster {
     this.client?.close();
     await Promise.all(this.workers.map((worker) => worker.stop()));
     await this.driver?.stop();
+  }
+
+  /** The driver's web UI, `http://127.0.0.1:PORT`, unless its arguments turned HTTP off. */
+  get httpUrl(): string | undefined {
+    return this.driver.httpAddress === undefined ? undefined : `http://${this.driver.httpAddress}`;
   }
 
   /** Where the driver keeps its database. */

@@ -40,6 +40,8 @@ async function runDemo(workerCount: number, keep: boolean, env: NodeJS.ProcessEn
     redisUrl = await findRedis(env, (server) => (redis = server), say);
     cluster = await LocalCluster.start({ redisUrl, home, workers: workerCount, env, queuePrefix });
     say(`driver on ${cluster.driver.address}, state in ${cluster.dbPath}`);
+    if (cluster.httpUrl)
+      say(`watch the job at ${cluster.httpUrl}/ (web UI; metrics at ${cluster.httpUrl}/metrics)`);
     cluster.workers.forEach((worker, i) => say(`worker ${i + 1} on ${worker.address}`));
     const inputs = readdirSync(SAMPLE_DIR).map((name) => join(SAMPLE_DIR, name));
     const outputDir = join(home, "out");

@@ -1,6 +1,7 @@
 /** How jobs, tasks and workers look on the screen and in --json. */
 import Table from "cli-table3";
 import type * as pb from "../gen/mapreduce.js";
+import { taskDurations, type DurationQuantiles } from "../json.js";
 
 export function formatTime(ms: number): string {
   if (ms === 0) return "-";
@@ -12,7 +13,13 @@ export function formatTime(ms: number): string {
 
 export function formatDuration(fromMs: number, toMs: number): string {
   if (fromMs === 0) return "-";
-  const seconds = Math.max(0, (toMs || Date.now()) - fromMs) / 1000;
+  return formatMs(Math.max(0, (toMs || Date.now()) - fromMs));
+}
+
+/** `42ms`, `1.4s`, `3m05s`, `2h10m`. */
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
   if (seconds < 60) return `${seconds.toFixed(1)}s`;
   const minutes = Math.floor(seconds / 60);
   if (minutes < 60) return `${minutes}m${String(Math.floor(seconds % 60)).padStart(2, "0")}s`;
@@ -30,67 +37,10 @@ function formatAttemptState(attempt: pb.Attempt): string {
   return attempt.state === "RUNNING" ? `RUNNING ${Math.floor(attempt.progress * 100)}%` : attempt.state;
 }
 
-function isoOrNull(ms: number): string | null {
-  return ms === 0 ? null : new Date(ms).toISOString();
-}
-
 export function table(head: string[], rows: (string | number)[][]): string {
   const t = new Table({ head, style: { head: [], border: [], compact: true } });
   t.push(...rows.map((row) => row.map(String)));
   return t.toString();
-}
-
-export function jobJson(job: pb.Job) {
-  return {
-    id: job.id,
-    state: job.state,
-    app: job.app,
-    inputs: job.inputs,
-    output: job.outputDir,
-    reducers: job.reducers,
-    splitSizeBytes: job.splitSizeBytes,
-    params: job.params,
-    maps: { done: job.mapsDone, progress: job.mapsProgress, total: job.mapsTotal },
-    reduces: { done: job.reducesDone, progress: job.reducesProgress, total: job.reducesTotal },
-    submittedAt: isoOrNull(job.submittedAtMs),
-    finishedAt: isoOrNull(job.finishedAtMs),
-    error: job.error || null,
-    waitingFor: job.waitingFor || null,
-    retries: job.retries,
-    priority: job.priority,
-    maxRunningTasks: job.maxRunningTasks || null,
-    speculation: job.speculation,
-  };
-}
-
-export function jobDetailJson(detail: pb.JobDetail) {
-  return {
-    ...jobJson(detail.job!),
-    tasks: detail.tasks.map((task) => ({
-      id: task.id,
-      kind: task.kind,
-      index: task.index,
-      state: task.state,
-      generation: task.generation,
-      attempts: task.attempts.map((attempt) => ({
-        id: attempt.id,
-        worker: attempt.workerId,
-        state: attempt.state,
-        startedAt: isoOrNull(attempt.startedAtMs),
-        finishedAt: isoOrNull(attempt.finishedAtMs),
-        progress: attempt.progress,
-        speculative: attempt.speculative,
-        error: attempt.error || null,
-      })),
-    })),
-    // As protobuf's JSON mapping writes 64-bit integers: decimal strings.
-    counters: Object.fromEntries(detail.counters.map(({ name, value }) => [name, value])),
-    events: detail.events.map((event) => ({
-      at: new Date(event.atMs).toISOString(),
-      type: event.type,
-      message: event.message,
-    })),
-  };
 }
 
 /** Jobs, a row each; RETRIES is blank for a job whose every task ran once. */
@@ -199,6 +149,21 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
       ),
     );
   }
+  const durations = taskDurations(detail);
+  if (durations.map || durations.reduce) {
+    const row = (kind: string, q: DurationQuantiles | null) =>
+      q
+        ? [kind, q.tasks, ...[q.min, q.p25, q.median, q.p75, q.max].map(formatMs)]
+        : [kind, 0, "-", "-", "-", "-", "-"];
+    lines.push(
+      "",
+      "Task durations (committed attempts)",
+      table(
+        ["PHASE", "TASKS", "MIN", "P25", "MEDIAN", "P75", "MAX"],
+        [row("map", durations.map), row("reduce", durations.reduce)],
+      ),
+    );
+  }
   const rows = detail.tasks.flatMap((task) => {
     const name = `${task.kind === "MAP" ? "m" : "r"}${task.index}${task.generation > 0 ? ` (g${task.generation})` : ""}`;
     if (task.attempts.length === 0) return [[name, task.state, "-", "-", "-", "-", "-", ""]];
@@ -240,20 +205,6 @@ export function workersTable(workers: pb.Worker[]): string {
       formatExclusion(worker),
     ]),
   );
-}
-
-export function workerJson(worker: pb.Worker) {
-  return {
-    id: worker.id,
-    address: worker.address,
-    state: worker.state,
-    registeredAt: isoOrNull(worker.registeredAtMs),
-    lastHeartbeatAt: isoOrNull(worker.lastHeartbeatMs),
-    runningAttempts: worker.runningAttempts,
-    apps: worker.apps,
-    excludedByJobs: worker.excludedByJobs,
-    excludedUntil: isoOrNull(worker.excludedUntilMs),
-  };
 }
 
 /** `all jobs until 2026-12-02 17:20:00Z`, or `jobs 3, 4`, or nothing. */

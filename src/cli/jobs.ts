@@ -3,7 +3,8 @@ import type { Command } from "commander";
 import { JobState } from "../types.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { UsageError } from "./errors.js";
-import { jobDetailJson, jobDetailText, jobJson, jobsTable, workerJson, workersTable } from "./format.js";
+import { jobDetailJson, jobJson, workerJson } from "../json.js";
+import { jobDetailText, jobsTable, workersTable } from "./format.js";
 import { parseDuration, parseJobId, parsePositiveInt } from "./options.js";
 import { reportOutcome, waitWithProgress } from "./submit.js";
 import { UNREACHABLE_LIMIT_MS } from "./watch.js";
@@ -26,9 +27,10 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
   addDriverOptions(jobs.command("list"))
     .description("jobs, newest first")
     .option("--state <state>", "only jobs in this state: running, succeeded, failed or cancelled")
+    .option("--app <app>", "only jobs of this app")
     .option("--limit <n>", "at most this many jobs (default 50)", parsePositiveInt("--limit"))
     .option("--json", "print JSON")
-    .action((options: { driver?: string; state?: string; limit?: number; json?: boolean }) =>
+    .action((options: { driver?: string; state?: string; app?: string; limit?: number; json?: boolean }) =>
       withClient(options, env, async (client) => {
         const state = options.state?.toUpperCase() ?? "";
         if (state !== "" && !Object.hasOwn(JobState, state)) {
@@ -38,7 +40,7 @@ export function addJobsCommands(program: Command, env: NodeJS.ProcessEnv): void 
         }
         // The driver ends a page early when its jobs are big: follow its tokens to the limit.
         const page = await followPages(async (pageToken, want) => {
-          const reply = await client.listJobs({ state, limit: want, pageToken });
+          const reply = await client.listJobs({ state, app: options.app ?? "", limit: want, pageToken });
           return { items: reply.jobs, next: reply.nextPageToken };
         }, options.limit ?? 50);
         if (options.json) console.log(JSON.stringify(page.map(jobJson), null, 2));

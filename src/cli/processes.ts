@@ -13,6 +13,8 @@ export interface MrProcess {
   child: ChildProcess;
   /** The address it printed when ready. */
   address: string;
+  /** The HTTP address it printed, if it serves HTTP: the web UI and /metrics. */
+  httpAddress: string | undefined;
   /** Sends `signal` (default SIGTERM) and waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -34,6 +36,7 @@ export async function spawnMr(
     stdio: ["ignore", "pipe", options.stderr ?? "ignore"],
   });
   const exited = once(child, "exit");
+  let httpAddress: string | undefined;
   const address = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`mr ${args[0]} did not start within ${options.readyTimeoutMs ?? 20_000} ms`)),
@@ -41,6 +44,7 @@ export async function spawnMr(
     );
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
+      httpAddress ??= /http:\/\/([^/\s]+)\//.exec(line)?.[1];
       const match = /listening on (\S+?),?(\s|$)/.exec(line);
       if (match) {
         clearTimeout(timer);
@@ -55,6 +59,7 @@ export async function spawnMr(
   return {
     child,
     address,
+    httpAddress,
     async stop(signal = "SIGTERM") {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill(signal);

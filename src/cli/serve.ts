@@ -20,6 +20,10 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "run the driver: the gRPC server that keeps jobs in SQLite and schedules tasks through Redis",
     )
     .option("--listen <host:port>", "where to serve gRPC (default 127.0.0.1:50051)")
+    .option(
+      "--http <host:port>",
+      "where to serve the web UI, the JSON API, /metrics and /healthz, or off (default 127.0.0.1 and the gRPC port + 1)",
+    )
     .option("--db <file>", "the SQLite database (default $MR_HOME/driver.db)")
     .option("--redis <url>", "Redis for the task queue (default $MR_REDIS_URL or redis://127.0.0.1:6379)")
     .option("--queue-prefix <prefix>", "Redis key prefix of the queue (default mr)")
@@ -101,6 +105,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       const config = resolveDriverConfig(
         {
           listen: options.listen,
+          http: options.http,
           dbPath: options.db,
           redisUrl: options.redis,
           queuePrefix: options.queuePrefix,
@@ -130,6 +135,9 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       // Loaded here, not at the top: BullMQ and SQLite would slow every other command's start.
       const { startDriver } = await import("../driver/driver.js");
       const driver = await startDriver(config, createLogger("driver", env, options.logFormat as LogFormat));
+      if (driver.httpAddress !== undefined) {
+        console.log(`mr driver web UI on http://${driver.httpAddress}/ (metrics at /metrics)`);
+      }
       console.log(`mr driver listening on ${driver.address}`);
       onShutdownSignal(() => driver.close());
       void driver.lost.then((reason) => {
@@ -169,6 +177,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "--tls-ca <file>",
       "the CA that signed the driver's and other workers' certificates (default $MR_TLS_CA)",
     )
+    .option("--http <host:port>", "serve /metrics and /healthz here (default nowhere)")
     .option("--data-dir <dir>", "where map output is kept (default $MR_HOME/worker-<port>, the port bound)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
     .option(
@@ -197,6 +206,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
         {
           listen: workerListen(options.port as number | undefined, options.listen as string | undefined),
           advertise: options.advertise,
+          http: options.http,
           driver: driverAddress(options.driver as string | undefined, env),
           dataDir: options.dataDir,
           sortBufferBytes:
@@ -228,6 +238,8 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       });
       const worker = await starting;
       if (stopRequested.signal.aborted) return;
+      if (worker.httpAddress !== undefined)
+        console.log(`mr worker metrics on http://${worker.httpAddress}/metrics`);
       console.log(`mr worker listening on ${worker.address}, driver ${config.driver}`);
     });
 }

@@ -12,7 +12,7 @@ import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
-import { jobJson } from "./format.js";
+import { jobJson } from "../json.js";
 import { collectParam, parseBytes, parseDuration, parseIntRange, parsePositiveInt } from "./options.js";
 import { followJob, progressView } from "./watch.js";
 

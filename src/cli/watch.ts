@@ -5,7 +5,7 @@ import { UnavailableError, hasCode } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { TERMINAL_JOB_STATES, type JobState } from "../types.js";
 import type { DriverClient } from "./client.js";
-import { formatDuration } from "./format.js";
+import { formatDuration, formatMs } from "./format.js";
 
 /** Without --timeout, how long a wait goes on trying a driver that does not answer. */
 export const UNREACHABLE_LIMIT_MS = 120_000;
@@ -199,7 +199,7 @@ class BarsView implements WaitView {
     if (job === undefined || this.status === undefined) return;
     const parts = [`ran ${formatDuration(job.submittedAtMs, job.finishedAtMs)}`];
     const left = this.eta.leftMs();
-    if (job.finishedAtMs === 0 && left !== undefined) parts.push(`about ${formatDuration(1, 1 + left)} left`);
+    if (job.finishedAtMs === 0 && left !== undefined) parts.push(`about ${formatMs(left)} left`);
     if (job.waitingFor) parts.push(`waiting for ${job.waitingFor}`);
     if (this.unreachableUntil !== undefined) parts.push(unreachableLine(this.driver, this.unreachableUntil));
     this.status.update(0, { line: parts.join(" · ") });

@@ -7,6 +7,7 @@ import { atRunningCap, getTask } from "../store/tasks.js";
 import { getWorker } from "../store/workers.js";
 import { claimTask, type Assignment } from "./scheduler.js";
 import type { QueueEntry, TaskQueue } from "./queue.js";
+import type { DriverMetrics } from "./metrics.js";
 import type { Speculator } from "./speculation.js";
 
 /** A queue entry fetched under a fresh attempt id (its lock token), not yet claimed. */
@@ -44,6 +45,7 @@ export class Dispatcher {
     private readonly pollWaitMs: number,
     private readonly log: Logger,
     private readonly speculator?: Pick<Speculator, "claim">,
+    private readonly metrics?: Pick<DriverMetrics, "claimed">,
   ) {}
 
   wake(): void {
@@ -158,6 +160,7 @@ export class Dispatcher {
       return false;
     }
     const { task, job } = outcome;
+    this.metrics?.claimed(task.kind, Date.now() - entry.readyAt);
     this.log.info(
       {
         jobId: job.id,

@@ -25,6 +25,10 @@ import { createTaskService } from "./taskService.js";
 import { UnservedJobs } from "./unservedJobs.js";
 import { GroupCommit } from "../store/groupCommit.js";
 import { Health } from "../health.js";
+import type { HttpServer } from "../http.js";
+import { startDriverHttp } from "./http.js";
+import { JobWatches } from "./jobWatch.js";
+import { DriverMetrics } from "./metrics.js";
 
 /** How often the health status is brought up to date with Redis, in ms. */
 const HEALTH_CHECK_MS = 500;
@@ -34,6 +38,8 @@ const TASK_SERVICE = "mr.v1.TaskService";
 export interface Driver {
   /** The address the gRPC server is bound to. */
   address: string;
+  /** Where the web UI, the JSON API and /metrics are served; undefined with `--http off`. */
+  httpAddress: string | undefined;
   /** Settles once another driver has taken the database: this one has stopped, for the reason given. */
   lost: Promise<string>;
   close(): Promise<void>;
@@ -93,6 +99,19 @@ function readRoots(config: DriverConfig, log: Logger): Roots {
   return roots;
 }
 
+/**
+ * The web UI, the API and /metrics answer anyone who reaches them, without a secret: beyond
+ * loopback, only with `insecure`.
+ */
+function checkHttpListen(config: DriverConfig): void {
+  if (config.http === null || config.insecure) return;
+  if (!isLoopback(config.http.slice(0, config.http.lastIndexOf(":")))) {
+    throw new InvalidArgumentError(
+      `--http ${config.http}: the web UI, its API and /metrics need no secret, so anyone who reaches them could read every job (serve them on 127.0.0.1 behind a proxy that checks who asks, or give --insecure if that is intended)`,
+    );
+  }
+}
+
 function listensOnLoopback(config: DriverConfig): boolean {
   return isLoopback(config.listen.slice(0, config.listen.lastIndexOf(":")));
 }
@@ -100,6 +119,7 @@ function listensOnLoopback(config: DriverConfig): boolean {
 export async function startDriver(config: DriverConfig, log: Logger): Promise<Driver> {
   const tokens = readDriverTokens(config, log);
   const roots = readRoots(config, log);
+  checkHttpListen(config);
   const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
   const credentials = serverCredentials(tls);
   mkdirSync(dirname(config.dbPath), { recursive: true });
@@ -127,9 +147,11 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     log,
   );
   const commits = new GroupCommit(db);
+  const metrics = new DriverMetrics(db, queue);
   const speculator = new Speculator(db, commits, config, log);
-  const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log, speculator);
+  const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log, speculator, metrics);
   const effects = new JobEffects(db, queue, dispatcher, log, roots);
+  const watches = new JobWatches(db, effects);
   const liveness = new LivenessMonitor(db, effects, config, log);
   resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
   // A job that ended just before the last driver stopped may still lack its _SUCCESS.
@@ -189,14 +211,19 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     await queue.close();
   };
   const server = new Server({ "grpc.max_receive_message_length": LIMITS.driverMessageBytes });
-  const deps = { db, commits, queue, dispatcher, effects, config, roots, log };
+  const deps = { db, watches, commits, queue, dispatcher, effects, config, roots, log };
   addService(server, JobServiceService, tokens.guard(JobServiceService, createJobService(deps), "client"));
   addService(server, TaskServiceService, tokens.guard(TaskServiceService, createTaskService(deps), "worker"));
   health.addTo(server);
   let address: string;
+  let http: HttpServer | undefined;
   try {
     address = await listen(server, config.listen, credentials);
+    if (config.http !== null) {
+      http = await startDriverHttp(config.http, { db, watches, health, metrics, log });
+    }
   } catch (err) {
+    await shutdown(server, 0);
     await stopBackground();
     lease.release();
     db.close();
@@ -209,6 +236,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
       db: config.dbPath,
       redis: withoutPassword(config.redisUrl),
       tls: tls === undefined ? "off" : tls.ca ? "mutual" : "on",
+      http: http?.address ?? "off",
     },
     "driver listening",
   );
@@ -216,6 +244,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       lease.stop();
+      await http?.close();
       await shutdown(server, 1000);
       await effects.drain();
       await stopBackground();
@@ -229,7 +258,7 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
       void close().then(() => resolve(reason));
     });
   });
-  return { address, lost, close };
+  return { address, httpAddress: http?.address, lost, close };
 }
 
 /** A Redis URL fit for a log: its password, if it has one, left out. */

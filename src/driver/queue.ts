@@ -39,6 +39,8 @@ export interface QueueEntry {
   taskId: number;
   generation: number;
   app: string;
+  /** Since when the entry has been ready to hand out, in ms: added, put back, or its backoff over. */
+  readyAt: number;
 }
 
 /** What becomes of a queue entry let go of; `token` is the attempt id that holds it. */
@@ -116,6 +118,11 @@ export class BullmqTaskQueue implements TaskQueue {
   private readonly held = new Map<string, Job<TaskData>>();
   /** When a fetch last found each lane empty. */
   private readonly foundEmpty = new Map<string, number>();
+  /**
+   * Since when each entry this process added or put back has been ready, for the queue-wait
+   * metric; an entry it never touched (the last driver's) is timed from its creation.
+   */
+  private readonly readySince = new Map<string, number>();
 
   private constructor(
     private readonly connection: Redis,
@@ -148,6 +155,11 @@ export class BullmqTaskQueue implements TaskQueue {
   }
 
   async enqueue(tasks: readonly QueuedTask[]): Promise<void> {
+    const now = Date.now();
+    for (const task of tasks) {
+      const id = queueJobId(task);
+      if (!this.readySince.has(id)) this.readySince.set(id, now);
+    }
     for (const [app, ofApp] of groupByApp(tasks)) {
       this.foundEmpty.delete(app);
       await this.lane(app).queue.addBulk(
@@ -192,7 +204,15 @@ export class BullmqTaskQueue implements TaskQueue {
           continue;
         }
         this.held.set(job.id!, job);
-        return { queueJobId: job.id!, taskId: job.data.taskId, generation: job.data.generation, app };
+        const readyAt = this.readySince.get(job.id!) ?? job.timestamp;
+        this.readySince.delete(job.id!);
+        return {
+          queueJobId: job.id!,
+          taskId: job.data.taskId,
+          generation: job.data.generation,
+          app,
+          readyAt,
+        };
       }
       this.foundEmpty.set(app, Date.now());
     }
@@ -230,16 +250,20 @@ export class BullmqTaskQueue implements TaskQueue {
     const id = "queueJobId" in held ? held.queueJobId : queueJobId(held);
     const job = this.held.get(id) ?? (await this.lane(held.app).queue.getJob(id));
     this.held.delete(id);
+    this.readySince.delete(id);
     if (!job) return;
     switch (outcome.as) {
       case "done":
         await job.moveToCompleted("done", outcome.token, false);
         return;
       case "retry":
+        // BullMQ's exponential backoff: the base, doubled for each retry before this one.
+        this.readySince.set(id, Date.now() + this.options.retryBackoffMs * 2 ** job.attemptsMade);
         await job.moveToFailed(new Error(outcome.error), outcome.token, false);
         return;
       case "back":
         this.foundEmpty.delete(held.app);
+        this.readySince.set(id, Date.now());
         await job.moveToWait(outcome.token);
         return;
       case "gone":
@@ -274,6 +298,21 @@ export class BullmqTaskQueue implements TaskQueue {
       });
     }
     return missing;
+  }
+
+  /**
+   * Entries in each state, over the lanes this process has open: `waiting` to be handed out,
+   * `delayed` (a retry's backoff), `active` (held by an attempt).
+   */
+  async depth(): Promise<{ waiting: number; delayed: number; active: number }> {
+    const depth = { waiting: 0, delayed: 0, active: 0 };
+    for (const { queue } of this.lanes.values()) {
+      const counts = await queue.getJobCounts("waiting", "prioritized", "delayed", "active");
+      depth.waiting += (counts.waiting ?? 0) + (counts.prioritized ?? 0);
+      depth.delayed += counts.delayed ?? 0;
+      depth.active += counts.active ?? 0;
+    }
+    return depth;
   }
 
   isConnected(): boolean {

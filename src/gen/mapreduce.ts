@@ -179,6 +179,8 @@ export interface ListJobsRequest {
   limit: number;
   /** The next_page_token of the previous page; empty for the first page. */
   pageToken: string;
+  /** Empty for every app. */
+  app: string;
 }
 
 export interface ListJobsResponse {
@@ -2064,7 +2066,7 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
 };
 
 function createBaseListJobsRequest(): ListJobsRequest {
-  return { state: "", limit: 0, pageToken: "" };
+  return { state: "", limit: 0, pageToken: "", app: "" };
 }
 
 export const ListJobsRequest: MessageFns<ListJobsRequest> = {
@@ -2077,6 +2079,9 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(26).string(message.pageToken);
+    }
+    if (message.app !== "") {
+      writer.uint32(34).string(message.app);
     }
     return writer;
   },
@@ -2118,6 +2123,14 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.app = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2139,6 +2152,7 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      app: isSet(object.app) ? globalThis.String(object.app) : "",
     };
   },
 
@@ -2153,6 +2167,9 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.app !== "") {
+      obj.app = message.app;
+    }
     return obj;
   },
 
@@ -2164,6 +2181,7 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     message.state = object.state ?? "";
     message.limit = object.limit ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.app = object.app ?? "";
     return message;
   },
 };

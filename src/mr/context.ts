@@ -14,6 +14,7 @@ export const Counter = {
   COMBINE_INPUT_RECORDS: "COMBINE_INPUT_RECORDS",
   COMBINE_OUTPUT_RECORDS: "COMBINE_OUTPUT_RECORDS",
   SPILLED_RECORDS: "SPILLED_RECORDS",
+  SPILLED_BYTES: "SPILLED_BYTES",
   SHUFFLE_BYTES: "SHUFFLE_BYTES",
   REDUCE_INPUT_GROUPS: "REDUCE_INPUT_GROUPS",
   REDUCE_INPUT_RECORDS: "REDUCE_INPUT_RECORDS",
@@ -30,6 +31,12 @@ export class TaskCounters {
 
   add(name: string, n: Count = 1): void {
     this.values[name] = addCount(this.values[name] ?? 0, n);
+  }
+
+  /** Records and bytes written to disk to be read again: a spill, or a merge ahead of the last. */
+  spilled(records: number, bytes: number): void {
+    this.add(Counter.SPILLED_RECORDS, records);
+    this.add(Counter.SPILLED_BYTES, bytes);
   }
 
   ctx(params: Record<string, string>): Ctx {

@@ -173,7 +173,7 @@ export class MapOutputBuffer {
       throw err;
     }
     writer.close();
-    counters.add(Counter.SPILLED_RECORDS, writer.records);
+    counters.spilled(writer.records, writer.bytes);
     this.spills.push({ path, ranges });
     // The drained buffer is most of the heap: give it back now, unless it is too small to matter.
     if (tunables.sortBufferBytes >= tunables.collectAfterSpillBytes) collectGarbage();
@@ -213,7 +213,7 @@ export class MapOutputBuffer {
         tunables,
         pause,
         signal,
-        onRewritten: (records) => counters.add(Counter.SPILLED_RECORDS, records),
+        onRewritten: (records, bytes) => counters.spilled(records, bytes),
       });
       try {
         if (app.combine) {

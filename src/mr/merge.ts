@@ -163,8 +163,8 @@ export interface MergeOptions {
   /** Awaited now and then during the merges ahead, so that timers and I/O run. */
   pause?: () => Promise<void> | undefined;
   signal?: AbortSignal;
-  /** Told of the records each merge ahead writes (Hadoop counts them as spilled). */
-  onRewritten?: (records: number) => void;
+  /** Told of the records and bytes each merge ahead writes (Hadoop counts them as spilled). */
+  onRewritten?: (records: number, bytes: number) => void;
 }
 
 /**
@@ -236,5 +236,5 @@ async function mergeToFile(runs: readonly RecordRange[], path: string, options: 
     merged.close();
   }
   writer.close();
-  options.onRewritten?.(writer.records);
+  options.onRewritten?.(writer.records, writer.bytes);
 }

@@ -61,7 +61,7 @@ export async function runReduceTask(options: ReduceTaskOptions): Promise<Counter
     tunables: options.tunables,
     pause,
     signal,
-    onRewritten: (records) => counters.add(Counter.SPILLED_RECORDS, records),
+    onRewritten: (records, bytes) => counters.spilled(records, bytes),
   });
   options.progress?.phase(0.5, 0.5, () => merged.shareRead());
   let reduced = false;

@@ -68,20 +68,22 @@ export function getJob(db: Db, jobId: number): JobRecord | undefined {
   return row && toJob(row);
 }
 
-/** Newest first, from `beforeId` (exclusive) down; `state` undefined for every state. */
+/** Newest first, from `beforeId` (exclusive) down; `state` and `app` undefined for every one. */
 export function listJobs(
   db: Db,
-  options: { state?: JobState; limit: number; beforeId?: number },
+  options: { state?: JobState; app?: string; limit: number; beforeId?: number },
 ): JobRecord[] {
-  const rows = prepared<[string | null, string | null, number, number], Parameters<typeof toJob>[0]>(
+  const rows = prepared<[Record<string, string | number | null>], Parameters<typeof toJob>[0]>(
     db,
-    `SELECT ${JOB_COLUMNS} FROM jobs WHERE (? IS NULL OR state = ?) AND id < ? ORDER BY id DESC LIMIT ?`,
-  ).all(
-    options.state ?? null,
-    options.state ?? null,
-    options.beforeId ?? Number.MAX_SAFE_INTEGER,
-    options.limit,
-  );
+    `SELECT ${JOB_COLUMNS} FROM jobs
+     WHERE (@state IS NULL OR state = @state) AND (@app IS NULL OR app = @app) AND id < @beforeId
+     ORDER BY id DESC LIMIT @limit`,
+  ).all({
+    state: options.state ?? null,
+    app: options.app ?? null,
+    beforeId: options.beforeId ?? Number.MAX_SAFE_INTEGER,
+    limit: options.limit,
+  });
   return rows.map(toJob);
 }
 

@@ -17,11 +17,13 @@ import { LIMITS } from "../limits.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
 import { addService, listen, shutdown } from "../grpc.js";
 import { Health } from "../health.js";
+import { sendHealth, sendText, startHttpServer, type HttpServer } from "../http.js";
 import type { App } from "../mr/app.js";
 import { Progress } from "../mr/context.js";
 import { TaskKind, type Counters } from "../types.js";
 import { grpcDriverCalls, type DriverCalls } from "./driverCalls.js";
 import { SessionState, WorkerSession } from "./session.js";
+import { WorkerMetrics, type WorkerOutcome } from "./metrics.js";
 import { createShuffleService } from "./shuffleServer.js";
 import { TaskRunner } from "./taskRunner.js";
 
@@ -69,6 +71,15 @@ export class MrWorker {
         `--listen ${config.listen} binds every address, and reducers need one they can reach (give --advertise HOST:PORT)`,
       );
     }
+    if (
+      config.http !== undefined &&
+      !isLoopback(config.http.slice(0, config.http.lastIndexOf(":"))) &&
+      !config.insecure
+    ) {
+      throw new InvalidArgumentError(
+        `--http ${config.http}: /metrics needs no secret (serve it on 127.0.0.1, or give --insecure if that is intended)`,
+      );
+    }
     const tls = readTls({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
     const server = new Server({ "grpc.max_receive_message_length": LIMITS.shuffleMessageBytes });
     const bound = await listen(server, config.listen, serverCredentials(tls));
@@ -79,8 +90,10 @@ export class MrWorker {
     const stop = (): void => void worker.stop("stopped before it registered");
     stopRequested?.addEventListener("abort", stop, { once: true });
     try {
+      if (config.http !== undefined) await worker.serveHttp(config.http);
       await worker.begin();
     } catch (err) {
+      await worker.http?.close();
       await shutdown(server, 0);
       throw err;
     } finally {
@@ -99,6 +112,15 @@ export class MrWorker {
   readonly address: string;
   /** Where this worker keeps map output. */
   readonly dataDir: string;
+  private readonly metrics: WorkerMetrics;
+
+  /** Where /metrics is served; undefined without `--http`. */
+  get httpAddress(): string | undefined {
+    return this.http?.address;
+  }
+
+  /** /metrics and /healthz, with `--http`. */
+  private http: HttpServer | undefined;
 
   private constructor(
     private readonly config: WorkerConfig,
@@ -114,6 +136,7 @@ export class MrWorker {
   ) {
     ({ server: this.server, address: this.address, dataDir: this.dataDir } = bound);
     this.token = bound.token;
+    this.metrics = new WorkerMetrics({ total: config.slots, busy: () => this.running.size });
     this.driver = grpcDriverCalls(config.driver, bound.token, bound.tls);
     this.runner = new TaskRunner({
       dataDir: this.dataDir,
@@ -144,6 +167,21 @@ export class MrWorker {
         changed: (state) => this.health.set(state === SessionState.REGISTERED),
       },
       log,
+    );
+  }
+
+  private async serveHttp(listen: string): Promise<void> {
+    const { registry } = this.metrics;
+    this.http = await startHttpServer(
+      listen,
+      [
+        [
+          /^\/metrics$/,
+          async (_req, res) => sendText(res, 200, registry.contentType, await registry.metrics()),
+        ],
+        [/^\/healthz$/, (_req, res) => sendHealth(res, this.health)],
+      ],
+      this.log,
     );
   }
 
@@ -193,6 +231,7 @@ export class MrWorker {
     this.runner.close();
     this.driver.close();
     await shutdown(this.server, 1000);
+    await this.http?.close();
     this.runner.discardAll();
     if (this.config.dataDir === undefined) {
       // The default directory is this run's own (its port is the bound one); an empty one goes.
@@ -235,6 +274,9 @@ export class MrWorker {
     const ids = { jobId: task.jobId, taskId: task.taskId, attemptId: task.attemptId };
     const controller = new AbortController();
     const progress = new Progress();
+    const startedAt = Date.now();
+    const ended = (outcome: WorkerOutcome, counters?: Counters): void =>
+      this.metrics.ended(task.kind, outcome, Date.now() - startedAt, counters);
     this.running.set(task.attemptId, { task, controller, progress });
     this.log.debug({ ...ids, kind: task.kind, index: task.index }, "task started");
     try {
@@ -245,8 +287,10 @@ export class MrWorker {
         this.discard(task);
         if (controller.signal.aborted) {
           this.log.info(ids, "attempt aborted");
+          ended("aborted");
           return;
         }
+        ended("failed");
         await this.reportFailure(task, err);
         return;
       }
@@ -263,6 +307,7 @@ export class MrWorker {
         next = (await this.driver.completeTask(request)).task;
       });
       if (!accepted) this.committed.delete(task.attemptId);
+      ended(accepted ? "succeeded" : "refused", counters);
       this.log.debug({ ...ids, accepted }, "task reported");
       return next;
     } finally {

@@ -7,12 +7,7 @@ import {
   type TaskQueue,
 } from "../../src/driver/queue.js";
 
-interface Entry {
-  queueJobId: string;
-  taskId: number;
-  generation: number;
-  app: string;
-}
+type Entry = QueueEntry;
 
 export class FakeQueue implements TaskQueue {
   connected = true;
@@ -42,7 +37,13 @@ export class FakeQueue implements TaskQueue {
       const id = queueJobId(task);
       const lane = this.lane(task.app);
       if (this.held.has(id) || lane.some((entry) => entry.queueJobId === id)) continue;
-      lane.push({ queueJobId: id, taskId: task.id, generation: task.generation, app: task.app });
+      lane.push({
+        queueJobId: id,
+        taskId: task.id,
+        generation: task.generation,
+        app: task.app,
+        readyAt: Date.now(),
+      });
     }
   }
 
