@@ -1,6 +1,10 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
+import { MR_BIN } from "../src/cli/processes.js";
 import { mr } from "./helpers/cluster.js";
 
 describe("mr demo", () => {
@@ -20,6 +24,28 @@ describe("mr demo", () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  it("with --serve keeps its web UI up after the job, until Ctrl-C, then cleans up", async () => {
+    const child = spawn(process.execPath, [MR_BIN, "demo", "--workers", "1", "--serve"], {
+      env: { ...process.env, MR_REDIS_URL: inject("redisUrl") },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const exited = once(child, "exit");
+    let home = "";
+    let url = "";
+    for await (const line of createInterface({ input: child.stderr! })) {
+      home ||= /state in (\S+)\/driver\.db/.exec(line)?.[1] ?? "";
+      url = /see the job at (http:\S+)\/jobs\/1/.exec(line)?.[1] ?? "";
+      if (url) break;
+    }
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const jobs = (await (await fetch(`${url}/api/v1/jobs`)).json()) as { jobs: { state: string }[] };
+    expect(jobs.jobs.map((job) => job.state)).toEqual(["SUCCEEDED"]);
+    child.kill("SIGINT");
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(existsSync(home)).toBe(false);
   });
 
   it("starts a private redis-server when MR_REDIS_URL does not answer, and keeps its directory with --keep", async () => {

@@ -2,6 +2,7 @@
  * gRPC health checking and reflection through real processes: the driver is SERVING once it
  * reaches Redis, NOT_SERVING while it cannot, and `mr status` says so; a worker is SERVING while
  * registered; both describe their services to a client that has no proto files and no secret.
+ * The driver's /healthz says the same over HTTP.
  */
 import { credentials, loadPackageDefinition, makeGenericClientConstructor, type Client } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
@@ -66,6 +67,13 @@ function reflectedServices(address: string): Promise<string[]> {
   });
 }
 
+/** GET /healthz on the driver's HTTP port: its status code and the status it names. */
+async function httpHealth(base: string): Promise<string> {
+  const res = await fetch(`${base}/healthz`);
+  const { status } = (await res.json()) as { status: string };
+  return `${res.status} ${status}`;
+}
+
 async function waitFor<T>(
   probe: () => Promise<T>,
   want: (value: T) => boolean,
@@ -94,6 +102,7 @@ describe("health and reflection", () => {
         (s) => s === "SERVING",
       ),
     ).toBe("SERVING");
+    expect(await httpHealth(cluster.httpUrl!)).toBe("200 SERVING");
     const status = await mr(["status"], cluster.env);
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain(`driver   ${address}: SERVING`);
@@ -114,6 +123,7 @@ describe("health and reflection", () => {
         (s) => s === "NOT_SERVING",
       ),
     ).toBe("NOT_SERVING");
+    expect(await httpHealth(cluster.httpUrl!)).toBe("503 NOT_SERVING");
     const down = await mr(["status"], cluster.env);
     expect(down.code).toBe(1);
     expect(down.stdout).toContain(`${address}: NOT_SERVING (it cannot reach Redis`);

@@ -20,16 +20,22 @@ export function addDemoCommand(program: Command, env: NodeJS.ProcessEnv): void {
     )
     .option("--workers <n>", "how many workers to start (default 2)", parsePositiveInt("--workers"))
     .option("--keep", "keep the demo's directory (database, logs, output) instead of removing it")
-    .action(async (options: { workers?: number; keep?: boolean }) =>
-      runDemo(options.workers ?? 2, options.keep ?? false, env),
+    .option("--serve", "keep the cluster and its web UI up after the job, until Ctrl-C")
+    .action(async (options: { workers?: number; keep?: boolean; serve?: boolean }) =>
+      runDemo(options.workers ?? 2, { keep: options.keep ?? false, serve: options.serve ?? false }, env),
     );
 }
 
 /**
  * Runs the demo, then leaves nothing behind: the cluster and any private Redis stopped, the
  * queue's keys deleted from a shared Redis, and the temporary directory removed unless `keep`.
+ * With `serve`, the cluster stays up after the job until SIGINT or SIGTERM, for the web UI.
  */
-async function runDemo(workerCount: number, keep: boolean, env: NodeJS.ProcessEnv): Promise<void> {
+async function runDemo(
+  workerCount: number,
+  { keep, serve }: { keep: boolean; serve: boolean },
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), "mr-demo-"));
   const queuePrefix = `mr-demo-${process.pid}`;
   let redis: RedisServer | undefined;
@@ -58,6 +64,15 @@ async function runDemo(workerCount: number, keep: boolean, env: NodeJS.ProcessEn
     reportOutcome(job);
     console.log(`Top 10 words${keep ? ` (output in ${outputDir})` : ""}:`);
     console.log(table(["WORD", "COUNT"], topWords(outputDir, 10)));
+    if (serve && cluster.httpUrl) {
+      say(
+        `the cluster stays up: see the job at ${cluster.httpUrl}/jobs/${job.id} (Ctrl-C stops it and cleans up)`,
+      );
+      await new Promise((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
+    }
   } finally {
     await cluster?.stop();
     if (redis !== undefined) await redis.stop();
