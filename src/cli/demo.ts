@@ -46,8 +46,7 @@ async function runDemo(
     redisUrl = await findRedis(env, (server) => (redis = server), say);
     cluster = await LocalCluster.start({ redisUrl, home, workers: workerCount, env, queuePrefix });
     say(`driver on ${cluster.driver.address}, state in ${cluster.dbPath}`);
-    if (cluster.httpUrl)
-      say(`watch the job at ${cluster.httpUrl}/ (web UI; metrics at ${cluster.httpUrl}/metrics)`);
+    if (cluster.httpUrl) say(`web UI at ${cluster.httpUrl}/ (metrics at ${cluster.httpUrl}/metrics)`);
     cluster.workers.forEach((worker, i) => say(`worker ${i + 1} on ${worker.address}`));
     const inputs = readdirSync(SAMPLE_DIR).map((name) => join(SAMPLE_DIR, name));
     const outputDir = join(home, "out");
@@ -60,6 +59,7 @@ async function runDemo(
       params: {},
     });
     say(`job ${submitted.id}: wordcount over ${inputs.length} books, ${submitted.mapsTotal} maps, 4 reduces`);
+    if (cluster.httpUrl) say(`watch it at ${cluster.httpUrl}/jobs/${submitted.id}`);
     const job = await waitWithProgress(cluster.client, submitted.id);
     reportOutcome(job);
     console.log(`Top 10 words${keep ? ` (output in ${outputDir})` : ""}:`);
