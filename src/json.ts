@@ -17,6 +17,7 @@ export function jobJson(job: pb.Job) {
     output: job.outputDir,
     reducers: job.reducers,
     splitSizeBytes: job.splitSizeBytes,
+    openCostBytes: job.openCostBytes,
     params: job.params,
     maps: { done: job.mapsDone, progress: job.mapsProgress, total: job.mapsTotal },
     reduces: { done: job.reducesDone, progress: job.reducesProgress, total: job.reducesTotal },

@@ -23,6 +23,8 @@ export const LIMITS = Object.freeze({
   paramNameBytes: 128,
   /** Bytes of a job's params together, names and values. */
   paramBytes: 64 << 10,
+  /** Tasks one worker may run at once (its --slots). */
+  slotsPerWorker: 1024,
   /** Apps one worker may offer. */
   appsPerWorker: 256,
   /** Distinct counters an app may count in one attempt (ctx.count). */

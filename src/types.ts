@@ -9,7 +9,8 @@
  *   or the one that failed it.
  * - generation: bumped each time a committed task must run again (its map output was lost);
  *   the queue entry of a task is named after its task and generation, so enqueueing twice is harmless.
- * - split: a byte range of one input file; records are lines, cut as Hadoop's line reader does.
+ * - split: the input of one map: a byte range of one file, or small files packed together up to
+ *   the split size; records are lines, cut as Hadoop's line reader does.
  * - partition: a reduce bucket, `hash(key) mod R` unless the app says otherwise.
  * - map output: one file (or buffer) per map attempt with its R key-sorted partitions back to
  *   back, kept by the worker that ran it and served to reducers until the job ends.
@@ -79,11 +80,17 @@ export const TERMINAL_JOB_STATES: readonly JobState[] = [
 ];
 
 /** A byte range of one input file. `end` is exclusive; lines that start at or before it belong here. */
-export interface Split {
+export interface FileRange {
   file: string;
   start: number;
   end: number;
 }
+
+/**
+ * The input of one map: a range of one file, or the ranges of several small files packed
+ * together (as Hadoop's CombineFileInputFormat does), read in order.
+ */
+export type Split = readonly FileRange[];
 
 /** A counter's value: a 64-bit integer, a number while it is a safe one (see src/counters.ts). */
 export type Count = number | bigint;

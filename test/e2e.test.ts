@@ -112,6 +112,29 @@ describe("a job through a real driver and real workers", () => {
     expect(partFiles(join(dir, "first"))).toEqual(partFiles(join(dir, "local")));
   });
 
+  it("packs many small files into a few maps, and indexes each word under its own file, as local does", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 30, bytes: 2_000, seed: 19 });
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 2 });
+    const jobArgs = ["--app", "indexer", "--reducers", "2", "--split-size", "64KiB", "--open-cost", "4KiB"];
+    const submitted = await mr(
+      ["submit", ...jobArgs, "--output", join(dir, "out"), "--wait", "--json", ...inputs],
+      cluster.env,
+    );
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const job = JSON.parse(submitted.stdout);
+    // 30 files of 6 KiB each counting the open cost, a map up to 64 KiB: 11, 11 and 8 files.
+    expect(job).toMatchObject({ state: "SUCCEEDED", maps: { total: 3 }, openCostBytes: 4096 });
+
+    const local = await mr(["run", ...jobArgs, "--output", join(dir, "local"), ...inputs], cluster.env);
+    expect(local.stderr).toContain("ran 3 maps");
+    const apart = ["--app", "indexer", "--reducers", "2", "--split-size", "64KiB", "--open-cost", "64KiB"];
+    const alone = await mr(["run", ...apart, "--output", join(dir, "alone"), ...inputs], cluster.env);
+    expect(alone.stderr).toContain("ran 30 maps");
+    expect(partFiles(join(dir, "out"))).toEqual(partFiles(join(dir, "alone")));
+    expect(partFiles(join(dir, "local"))).toEqual(partFiles(join(dir, "alone")));
+  });
+
   it("runs as many tasks at once on a worker as it has --slots", async () => {
     const dir = tempDir();
     cluster = await startCluster({

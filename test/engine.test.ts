@@ -4,6 +4,7 @@ import {
   readFileSync,
   readdirSync,
   readlinkSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -133,6 +134,47 @@ describe("the merge", () => {
     expect(readdirSync(work)).toEqual([]); // the runs merged ahead are gone
   });
 
+  it("merges runs that fit in memory in one pass, however many, and holds no descriptor for them", async () => {
+    const dir = tempDir();
+    const runs = writeRuns(dir, { runs: 250, records: 20, keys: 30, seed: 12 });
+    const expected = runs.flat().sort((a, b) => compareKeys(a[0], b[0]));
+    const ranges = runs.map((_, r) => {
+      const path = join(dir, `run${r}`);
+      return { path, start: 0, end: statSync(path).size };
+    });
+    const merge = async (mergeMemoryBytes: number) => {
+      let open = 0;
+      let mostOpen = 0;
+      const files = new (class extends SharedFiles {
+        override acquire(path: string): number {
+          mostOpen = Math.max(mostOpen, ++open);
+          return super.acquire(path);
+        }
+        override release(path: string): void {
+          open--;
+          super.release(path);
+        }
+      })();
+      let rewritten = 0;
+      const tunables = resolveTunables({ mergeFactor: 10, mergeMemoryBytes });
+      const merged = await openMerge(ranges, {
+        dir: join(dir, "work"),
+        files,
+        tunables,
+        onRewritten: (records) => (rewritten += records),
+      });
+      const seen: [string, string][] = [];
+      while (merged.next()) seen.push([merged.key, merged.value]);
+      merged.close();
+      return { seen, rewritten, mostOpen };
+    };
+    const inMemory = await merge(1 << 20);
+    expect(inMemory).toEqual({ seen: expected, rewritten: 0, mostOpen: 1 });
+    const onDisk = await merge(0); // never in memory: merged ahead in passes, as before
+    expect(onDisk.seen).toEqual(expected);
+    expect(onDisk.rewritten).toBeGreaterThan(0);
+  });
+
   it("skips the values a callback leaves unread", async () => {
     const path = join(tempDir(), "run");
     const writer = new RecordWriter(path);
@@ -168,7 +210,7 @@ describe("the map task", () => {
   it("spills a full sort buffer many times and merges the runs, in passes, into the same output", async () => {
     const dir = tempDir();
     const [input] = writeCorpus(dir, { files: 1, bytes: 200_000, seed: 3 });
-    const split = { file: input!, start: 0, end: 200_000 };
+    const split = [{ file: input!, start: 0, end: 200_000 }];
     const options = { app: lineWordcount, params: {}, split, reducers: 3 };
     const inMemory = await mapTask(dir, "mem", options);
     const spilled = await mapTask(dir, "spill", {
@@ -191,7 +233,7 @@ describe("the map task", () => {
   it("maps with an app's block mapper to what its map gives, through flushes and spills", async () => {
     const dir = tempDir();
     const [input] = writeCorpus(dir, { files: 1, bytes: 3_000_000, seed: 5 }); // several read blocks
-    const split = { file: input!, start: 1_000, end: 2_500_000 };
+    const split = [{ file: input!, start: 1_000, end: 2_500_000 }];
     const byLine = await mapTask(dir, "line", { app: lineWordcount, params: {}, split, reducers: 2 });
     const byBlock = await mapTask(dir, "block", {
       app: BUILTIN_APPS.wordcount!,
@@ -226,7 +268,7 @@ describe("the map task", () => {
       },
     };
     const tunables = resolveTunables({ sortBufferBytes: 2048, combineInBufferAt: 8 });
-    const split = { file: join(dir, "in"), start: 0, end: 1000 };
+    const split = [{ file: join(dir, "in"), start: 0, end: 1000 }];
     const { counters } = await mapTask(dir, "c", { app: identity, params: {}, split, reducers: 1, tunables });
     expect(counters.MAP_OUTPUT_RECORDS).toBe(500);
     expect(counters.SPILLED_RECORDS).toBeGreaterThan(0);
@@ -241,7 +283,7 @@ describe("the map task", () => {
     const options = {
       app: lineWordcount,
       params: {},
-      split: { file: join(dir, "in"), start: 0, end: 8 },
+      split: [{ file: join(dir, "in"), start: 0, end: 8 }],
       reducers: 2,
     };
     const small = await mapTask(dir, "small", { ...options, memoryBytes: 1024 });
@@ -260,12 +302,53 @@ describe("the map task", () => {
     ]);
   });
 
+  it("reads a packed split file by file: each record keeps its own file and offset", async () => {
+    const dir = tempDir();
+    const [a, b] = [join(dir, "a.txt"), join(dir, "b.txt")];
+    writeFileSync(a, "one two\nthree\n");
+    writeFileSync(b, "four\nfive six"); // no final newline
+    const where: App = {
+      map: ({ file, offset, line }, emit) => emit(`${file.slice(dir.length + 1)}:${offset}`, line),
+      reduce: () => undefined,
+    };
+    const split = [
+      { file: a, start: 0, end: 14 },
+      { file: b, start: 0, end: 13 },
+    ];
+    const { output, counters } = await mapTask(dir, "m", { app: where, params: {}, split, reducers: 1 });
+    expect(readPartition(output, 0)).toEqual([
+      ["a.txt:0", "one two"],
+      ["a.txt:8", "three"],
+      ["b.txt:0", "four"],
+      ["b.txt:5", "five six"],
+    ]);
+    expect(counters.MAP_INPUT_RECORDS).toBe(4);
+    expect(counters.MAP_INPUT_BYTES).toBe(27);
+
+    const seen: string[] = [];
+    const blocks: App = {
+      ...where,
+      blockMapper: () => ({
+        block: (block, offset, _emit, file) =>
+          seen.push(`${file.slice(dir.length + 1)}@${offset}:${block.length}`),
+        end: () => undefined,
+      }),
+    };
+    await mapTask(dir, "b", { app: blocks, params: {}, split, reducers: 1 });
+    expect(seen).toEqual(["a.txt@0:14", "b.txt@0:5", "b.txt@5:8"]); // a last line without a newline comes alone
+  });
+
   it("refuses a partition outside [0, R) with a message that names it", async () => {
     const dir = tempDir();
     writeFileSync(join(dir, "in"), "x\n");
     const app: App = { map: (_, emit) => emit("k", "v"), reduce: () => undefined, partition: () => 5 };
     await expect(
-      mapTask(dir, "m", { app, params: {}, split: { file: join(dir, "in"), start: 0, end: 2 }, reducers: 2 }),
+      mapTask(dir, "m", {
+        app,
+        params: {},
+        split: [{ file: join(dir, "in"), start: 0, end: 2 }],
+        reducers: 2,
+      }),
     ).rejects.toThrow(/partition\("k", 2\) returned 5/);
   });
 });
@@ -294,7 +377,7 @@ describe("a full disk", () => {
     const map = await runMapTask({
       app: BUILTIN_APPS.wordcount!,
       params: {},
-      split: { file: input, start: 0, end: 1e9 },
+      split: [{ file: input, start: 0, end: 1e9 }],
       reducers: 1,
       path: join(dir, "out"),
       spillDir,
@@ -395,6 +478,7 @@ describe("a local job", () => {
       outputDir,
       reducers: 2,
       splitSizeBytes: 400,
+      tunables: resolveTunables({ mergeMemoryBytes: 0 }), // small outputs, merged on disk all the same
     });
     expect(maps).toBeGreaterThan(100);
     expect(counters.SPILLED_RECORDS).toBeGreaterThan(0); // records rewritten by merges ahead

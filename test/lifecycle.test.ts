@@ -31,15 +31,16 @@ const KINDS = Object.values(TaskKind);
 
 function setup(splits = 1): { db: Db; jobId: number; workerId: number } {
   const db = openDb(join(tempDir(), "driver.db"));
-  const workerId = registerWorker(db, { address: "127.0.0.1:9001", apps: [], now: 1 });
+  const workerId = registerWorker(db, { address: "127.0.0.1:9001", apps: [], slots: 1, now: 1 });
   const jobId = createJob(db, {
     app: "wordcount",
     inputs: ["/in"],
     outputDir: "/out",
     reducers: splits,
     splitSizeBytes: 1,
+    openCostBytes: 0,
     params: {},
-    splits: Array.from({ length: splits }, (_, i) => ({ file: "/in", start: i, end: i + 1 })),
+    splits: Array.from({ length: splits }, (_, i) => [{ file: "/in", start: i, end: i + 1 }]),
     now: 1,
   });
   return { db, jobId, workerId };

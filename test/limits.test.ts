@@ -168,7 +168,11 @@ describe("ListWorkers", () => {
     db.close();
     const calls = grpcDriverCalls(cluster.driver.address, tokenOf(cluster, "worker"), undefined);
     try {
-      const { workerId } = await calls.registerWorker({ address: "127.0.0.1:9", apps: ["wordcount"] });
+      const { workerId } = await calls.registerWorker({
+        address: "127.0.0.1:9",
+        apps: ["wordcount"],
+        slots: 1,
+      });
       const recent = await cluster.client.listWorkers();
       expect(recent.workers.map((worker) => worker.id)).toContain(workerId);
       expect(recent.workers.every((worker) => worker.state === "ALIVE" || worker.lastHeartbeatMs > 0)).toBe(
@@ -195,7 +199,7 @@ describe("a worker", () => {
     const calls = driver();
     try {
       const register = (apps: string[]) =>
-        calls.registerWorker({ address: "127.0.0.1:1", apps }).then(
+        calls.registerWorker({ address: "127.0.0.1:1", apps, slots: 1 }).then(
           () => undefined,
           (err: unknown) => err,
         );
@@ -221,7 +225,7 @@ describe("a worker", () => {
           .split("\n").length;
       const before = await clients();
       const apps = Array.from({ length: LIMITS.appsPerWorker }, (_, i) => `offered${i}`);
-      const { workerId } = await calls.registerWorker({ address: "127.0.0.1:8", apps });
+      const { workerId } = await calls.registerWorker({ address: "127.0.0.1:8", apps, slots: 1 });
       const poll = new AbortController();
       setTimeout(() => poll.abort(), 1500);
       await calls.pollTask({ workerId }, poll.signal).catch(() => undefined);

@@ -7,6 +7,7 @@ import { getAttempt } from "../src/store/attempts.js";
 import { jobCounters } from "../src/store/counters.js";
 import { listEvents } from "../src/store/events.js";
 import { getJob } from "../src/store/jobs.js";
+import { parseSplit } from "../src/store/rows.js";
 import { getTask, listTasks } from "../src/store/tasks.js";
 import { claim, setupScheduler as setup, submitRequest as request } from "./helpers/scheduler.js";
 
@@ -61,6 +62,26 @@ describe("the scheduler", () => {
     const { job, enqueue } = submitJob(db, request({ inputs: [{ path: "/data/empty", size: 0 }] }), 1);
     expect(job.mapsTotal).toBe(0);
     expect(enqueue.map((task) => task.kind)).toEqual(["REDUCE", "REDUCE"]);
+  });
+
+  it("packs small files into maps, leaving as many maps as the live workers have slots", () => {
+    const { db } = setup(); // one worker of one slot
+    const inputs = Array.from({ length: 8 }, (_, i) => ({ path: `/data/f${i}`, size: 10 }));
+    const packed = (outputDir: string) =>
+      submitJob(db, request({ inputs, outputDir, splitSizeBytes: 1000, openCostBytes: 10 }), 1).job;
+    // 160 bytes of cost over 2 slots (the least counted): 4 files a map.
+    expect(packed("/out/one-slot").mapsTotal).toBe(2);
+    registerWorker(db, { address: "127.0.0.1:9002", apps: ["wordcount"], slots: 3 }, 1);
+    const job = packed("/out/four-slots"); // 40 each: 2 files a map
+    expect(job).toMatchObject({ mapsTotal: 4, openCostBytes: 10 });
+    const maps = listTasks(db, job.id).filter((task) => task.kind === "MAP");
+    expect(maps.map((task) => parseSplit(task.split!).map(({ file }) => file))).toEqual([
+      ["/data/f0", "/data/f1"],
+      ["/data/f2", "/data/f3"],
+      ["/data/f4", "/data/f5"],
+      ["/data/f6", "/data/f7"],
+    ]);
+    expect(listEvents(db, job.id)[0]!.message).toBe("wordcount: 4 maps over 8 inputs, 2 reduces");
   });
 
   it("refuses an output directory that a running or succeeded job owns", () => {

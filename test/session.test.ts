@@ -71,7 +71,7 @@ function recordingHooks(): SessionHooks & { told: string[] } {
 }
 
 const log = pino({ level: "silent" });
-const member = { address: "127.0.0.1:9001", apps: ["wordcount"], driver: "127.0.0.1:50051" };
+const member = { address: "127.0.0.1:9001", apps: ["wordcount"], slots: 1, driver: "127.0.0.1:50051" };
 let session: WorkerSession | undefined;
 afterEach(async () => {
   session?.giveUp();
@@ -93,7 +93,7 @@ describe("the worker session", () => {
     await started;
     expect(session.state).toBe("REGISTERED");
     expect(session.workerId).toBe(1);
-    expect(driver.registrations).toEqual([{ address: member.address, apps: member.apps }]);
+    expect(driver.registrations).toEqual([{ address: member.address, apps: member.apps, slots: 1 }]);
     driver.abortNext = ["a1"];
     await expect.poll(() => hooks.told.includes("abort a1")).toBe(true);
     expect(hooks.told[0]).toBe("ended 99"); // of the jobs it holds output of, those that ended

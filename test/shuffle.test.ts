@@ -58,7 +58,7 @@ async function shuffleWorker(
     const { output } = await runMapTask({
       app: BUILTIN_APPS.wordcount!,
       params: {},
-      split: { file: input, start: 0, end: 1e9 },
+      split: [{ file: input, start: 0, end: 1e9 }],
       reducers,
       ...store.placeFor(attemptId),
       spillDir: attemptDir(dataDir, attemptId),
@@ -91,7 +91,7 @@ function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment 
     app: "wordcount",
     params: {},
     reducers: 1,
-    split: undefined,
+    split: [],
     mapOutputs,
     outputDir,
     shuffleKey: SHUFFLE_KEY,

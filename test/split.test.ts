@@ -1,15 +1,15 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { readSplit, readSplitBlocks, splitInputs } from "../src/mr/split.js";
+import { readRange, readRangeBlocks, splitInputs } from "../src/mr/split.js";
 import { tempDir } from "./helpers/tmp.js";
 
 async function linesOf(path: string, size: number, splitSize: number) {
-  const splits = splitInputs([{ path, size }], splitSize);
+  const splits = splitInputs([{ path, size }], { splitSizeBytes: splitSize });
   const perSplit: { offset: number; line: string }[][] = [];
-  for (const split of splits) {
+  for (const range of splits.flat()) {
     const lines: { offset: number; line: string }[] = [];
-    await readSplit(split, (offset, line) => lines.push({ offset, line }));
+    await readRange(range, (offset, line) => lines.push({ offset, line }));
     perSplit.push(lines);
   }
   return { splits, perSplit, all: perSplit.flat() };
@@ -22,6 +22,8 @@ function write(text: string): { path: string; size: number } {
 }
 
 describe("splitInputs", () => {
+  const range = (file: string, start: number, end: number) => ({ file, start, end });
+
   it("cuts each file into ranges of at most the split size, and an empty file into none", () => {
     expect(
       splitInputs(
@@ -30,18 +32,53 @@ describe("splitInputs", () => {
           { path: "empty", size: 0 },
           { path: "b", size: 4 },
         ],
-        4,
+        { splitSizeBytes: 4 },
       ),
-    ).toEqual([
-      { file: "a", start: 0, end: 4 },
-      { file: "a", start: 4, end: 8 },
-      { file: "a", start: 8, end: 10 },
-      { file: "b", start: 0, end: 4 },
+    ).toEqual([[range("a", 0, 4)], [range("a", 4, 8)], [range("a", 8, 10)], [range("b", 0, 4)]]);
+  });
+
+  it("packs small files in input order up to the split size, each counting its open cost", () => {
+    const files = [
+      { path: "a", size: 30 },
+      { path: "b", size: 30 },
+      { path: "c", size: 30 },
+      { path: "d", size: 250 },
+      { path: "e", size: 5 },
+    ];
+    // a and b cost 40 + 30 ≤ 100; c would make 110. A range of the split size stays alone; the
+    // tail of d (50) takes e (5) beside it.
+    expect(splitInputs(files, { splitSizeBytes: 100, openCostBytes: 10 })).toEqual([
+      [range("a", 0, 30), range("b", 0, 30)],
+      [range("c", 0, 30)],
+      [range("d", 0, 100)],
+      [range("d", 100, 200)],
+      [range("d", 200, 250), range("e", 0, 5)],
     ]);
+  });
+
+  it("leaves at least as many splits as slots when the input is small, as Spark's bytes per core", () => {
+    const files = Array.from({ length: 8 }, (_, i) => ({ path: `f${i}`, size: 10 }));
+    const sizes = (parallelism: number) =>
+      splitInputs(files, { splitSizeBytes: 1000, openCostBytes: 10, parallelism }).map((s) => s.length);
+    expect(sizes(4)).toEqual([2, 2, 2, 2]); // 160 bytes of cost over 4 slots: 40 each
+    expect(sizes(1)).toEqual([4, 4]); // fewer than 2 slots counts as 2
+    expect(sizes(100)).toEqual([1, 1, 1, 1, 1, 1, 1, 1]); // never under one open cost: a file each
+  });
+
+  it("gives every file a split of its own when the open cost is the split size", () => {
+    const files = Array.from({ length: 5 }, (_, i) => ({ path: `f${i}`, size: 3 }));
+    expect(splitInputs(files, { splitSizeBytes: 64, openCostBytes: 64 })).toHaveLength(5);
+  });
+
+  it("packs by bytes alone with no open cost", () => {
+    const files = Array.from({ length: 10 }, (_, i) => ({ path: `f${i}`, size: 10 }));
+    expect(splitInputs(files, { splitSizeBytes: 50, openCostBytes: 0 }).map((split) => split.length)).toEqual(
+      [5, 5],
+    );
   });
 });
 
-describe("readSplit", () => {
+describe("readRange", () => {
   it("gives a line that crosses a split edge to the split it starts in", async () => {
     const { path, size } = write("alpha\nbravo charlie\ndelta\n");
     const { perSplit } = await linesOf(path, size, 8); // the edge at 8 falls inside "bravo charlie"
@@ -104,8 +141,8 @@ describe("readSplit", () => {
     const bytes = Buffer.from(text);
     for (let splitSize = 1; splitSize <= size + 1; splitSize++) {
       const blocks: Buffer[] = [];
-      for (const split of splitInputs([{ path, size }], splitSize)) {
-        await readSplitBlocks(split, (block, offset) => {
+      for (const range of splitInputs([{ path, size }], { splitSizeBytes: splitSize }).flat()) {
+        await readRangeBlocks(range, (block, offset) => {
           expect(block.equals(bytes.subarray(offset, offset + block.length))).toBe(true);
           expect(offset === 0 || bytes[offset - 1] === 0x0a, `block at ${offset}`).toBe(true);
           blocks.push(Buffer.from(block));
@@ -121,7 +158,7 @@ describe("readSplit", () => {
     const timer = setInterval(() => ticks++, 1);
     let blocks = 0;
     try {
-      await readSplitBlocks({ file: path, start: 0, end: size }, () => {
+      await readRangeBlocks({ file: path, start: 0, end: size }, () => {
         blocks++;
         const until = performance.now() + 20; // a slow block mapper
         while (performance.now() < until);

@@ -10,6 +10,7 @@ import { JOB_COUNTERS_SQL, jobCounters } from "../src/store/counters.js";
 import { MIGRATIONS_DIR, migrate, openDb } from "../src/store/db.js";
 import { GroupCommit } from "../src/store/groupCommit.js";
 import { getJob } from "../src/store/jobs.js";
+import { parseSplit } from "../src/store/rows.js";
 import { getTask } from "../src/store/tasks.js";
 import { claim, setupScheduler as setup, submitRequest as request } from "./helpers/scheduler.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -88,6 +89,37 @@ describe("migrations", () => {
     expect(keys).toHaveLength(2);
     for (const key of keys) expect(key).toMatch(/^[0-9a-f]{32}$/);
     expect(keys[0]).not.toBe(keys[1]);
+    db.close();
+  });
+
+  it("keep each map's one range as a split of one range when splits may pack files", () => {
+    const dir = tempDir();
+    const before = join(dir, "migrations");
+    mkdirSync(before);
+    for (const name of readdirSync(MIGRATIONS_DIR).filter((file) => file < "0013")) {
+      copyFileSync(join(MIGRATIONS_DIR, name), join(before, name));
+    }
+    const db = openDb(join(dir, "a.db"), before);
+    db.prepare(
+      `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total, submitted_at, shuffle_key)
+       VALUES ('wordcount', 'RUNNING', '["/in/a b"]', '/out', 1, 10, '{}', 2, 0, 'k')`,
+    ).run();
+    const task = db.prepare(
+      `INSERT INTO tasks (job_id, kind, idx, state, file, start_byte, end_byte) VALUES (1, ?, ?, ?, ?, ?, ?)`,
+    );
+    task.run("MAP", 0, "SUCCEEDED", "/in/a b", 0, 10);
+    task.run("MAP", 1, "PENDING", "/in/a b", 10, 17);
+    task.run("REDUCE", 0, "WAITING", null, null, null);
+    migrate(db, MIGRATIONS_DIR);
+    const splits = db.prepare("SELECT split FROM tasks ORDER BY id").pluck().all() as (string | null)[];
+    expect(splits.map((split) => split && parseSplit(split))).toEqual([
+      [{ file: "/in/a b", start: 0, end: 10 }],
+      [{ file: "/in/a b", start: 10, end: 17 }],
+      null,
+    ]);
+    const columns = db.prepare("SELECT name FROM pragma_table_info('tasks')").pluck().all();
+    expect(columns).not.toContain("start_byte");
+    expect(db.prepare("SELECT open_cost_bytes FROM jobs").pluck().get()).toBe(0);
     db.close();
   });
 });

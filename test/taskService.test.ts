@@ -32,7 +32,7 @@ async function setup(maps: number, driverArgs: string[] = []) {
   const tasks = client;
   const { workerId } = await callUnary(
     tasks.registerWorker.bind(tasks),
-    { address: "127.0.0.1:1", apps: ["wordcount"] },
+    { address: "127.0.0.1:1", apps: ["wordcount"], slots: 1 },
     5000,
   );
   const input = join(dir, "input.txt");

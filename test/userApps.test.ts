@@ -199,7 +199,7 @@ export function blockMapper(ctx) {
     const { counters } = await runMapTask({
       app: apps.lines!,
       params: {},
-      split: { file: join(dir, "in.txt"), start: 0, end: 14 },
+      split: [{ file: join(dir, "in.txt"), start: 0, end: 14 }],
       reducers: 1,
       path: join(dir, "m.out"),
       spillDir: join(dir, "m"),

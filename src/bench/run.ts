@@ -21,7 +21,7 @@ import { MR_BIN, startRedisServer, type RedisServer } from "../cli/processes.js"
 import { followJob } from "../cli/watch.js";
 import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
-import { readSplit, readSplitBlocks } from "../mr/split.js";
+import { readRange, readRangeBlocks } from "../mr/split.js";
 import { writeZipfCorpus } from "./corpus.js";
 import { median } from "./median.js";
 
@@ -126,7 +126,7 @@ async function jobOnNewCluster(
 async function tokenizerAlone(corpus: string): Promise<number> {
   const started = performance.now();
   let words = 0;
-  await readSplit({ file: corpus, start: 0, end: statSync(corpus).size }, (_offset, line) =>
+  await readRange({ file: corpus, start: 0, end: statSync(corpus).size }, (_offset, line) =>
     forEachWord(line, () => words++),
   );
   return (performance.now() - started) / 1000;
@@ -136,7 +136,7 @@ async function tokenizerAlone(corpus: string): Promise<number> {
 async function wordCounterAlone(corpus: string): Promise<number> {
   const started = performance.now();
   const counts = new WordCounts();
-  await readSplitBlocks({ file: corpus, start: 0, end: statSync(corpus).size }, (block) =>
+  await readRangeBlocks({ file: corpus, start: 0, end: statSync(corpus).size }, (block) =>
     counts.addWords(block),
   );
   return (performance.now() - started) / 1000;

@@ -55,13 +55,16 @@ const UNITS: Record<string, number> = {
   gib: 1024 ** 3,
 };
 
-/** `--split-size 64MiB`: bytes, with an optional unit (KiB, MiB, GiB, KB, MB, GB, or K, M, G as binary). */
-export function parseBytes(flag: string) {
+/**
+ * `--split-size 64MiB`: bytes, with an optional unit (KiB, MiB, GiB, KB, MB, GB, or K, M, G as
+ * binary); at least 1, or 0 too where `zero` allows it.
+ */
+export function parseBytes(flag: string, { zero = false } = {}) {
   return (value: string): number => {
     const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
     const unit = match && UNITS[match[2]!.toLowerCase()];
     const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : NaN;
-    if (!Number.isSafeInteger(bytes) || bytes < 1) {
+    if (!Number.isSafeInteger(bytes) || bytes < (zero ? 0 : 1)) {
       throw new UsageError(
         `${flag} must be a size such as 1048576, 512KiB or 64MiB, got ${JSON.stringify(value)}`,
       );

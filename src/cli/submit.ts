@@ -21,6 +21,7 @@ interface JobOptions {
   reducers: number;
   output: string;
   splitSize?: number;
+  openCost?: number;
   param?: Record<string, string>;
   overwrite?: boolean;
   priority?: number;
@@ -37,6 +38,7 @@ function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobReque
     outputDir: resolve(options.output),
     reducers: options.reducers,
     splitSizeBytes: options.splitSize ?? 0,
+    openCostBytes: options.openCost,
     params: options.param ?? {},
     overwrite: options.overwrite ?? false,
     priority: options.priority ?? 0,
@@ -59,6 +61,11 @@ function addJobOptions(command: Command): Command {
       "--split-size <bytes>",
       "largest input split, such as 64MiB (default 64MiB)",
       parseBytes("--split-size"),
+    )
+    .option(
+      "--open-cost <bytes>",
+      "what each file counts for, beside its bytes, when small files are packed into one split (default 4MiB; as big as --split-size: a map per file)",
+      parseBytes("--open-cost", { zero: true }),
     )
     .option("--param <key=value>", "a parameter for the app; repeatable", collectParam)
     .argument("<inputs...>", "input files, or directories of them");
@@ -129,6 +136,7 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
         outputDir: job.outputDir,
         reducers: job.reducers,
         splitSizeBytes: job.splitSizeBytes,
+        openCostBytes: job.openCostBytes,
         overwrite: options.overwrite,
       });
       const seconds = ((performance.now() - started) / 1000).toFixed(2);

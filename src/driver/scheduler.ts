@@ -4,7 +4,7 @@
  * queue. Nothing here touches gRPC or BullMQ, so it can be tested without a network.
  */
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { splitInputs } from "../mr/split.js";
+import { DEFAULT_OPEN_COST_BYTES, splitInputs } from "../mr/split.js";
 import { getAttempt, insertAttempt, listRunningRivals } from "../store/attempts.js";
 import { saveCounters } from "../store/counters.js";
 import type { Db } from "../store/db.js";
@@ -13,6 +13,7 @@ import { countTaskDone, createJob, findJobOwningOutput, getJob } from "../store/
 import { killJobAttempts, moveAttempt, moveJob, moveJobTasks, moveTask } from "../store/lifecycle.js";
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
+import { aliveSlots } from "../store/workers.js";
 import { getTask, listMapOutputs, listTasksInState, type MapOutputLocation } from "../store/tasks.js";
 import { AttemptState, JobState, TaskKind, TaskState, type Counters } from "../types.js";
 import { noteFailure, type ExclusionPolicy } from "./exclusions.js";
@@ -23,6 +24,8 @@ export interface SubmitRequest {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
+  /** Counted for each file packed into a split; default DEFAULT_OPEN_COST_BYTES. */
+  openCostBytes?: number;
   params: Record<string, string>;
   /** The output directory may hold a finished job's output, which goes (see prepareOutputDir). */
   overwrite?: boolean;
@@ -56,9 +59,15 @@ export function describeTask(task: Pick<TaskRecord, "kind" | "index">): string {
 export function submitJob(db: Db, request: SubmitRequest, now: number): { job: JobRecord } & QueueWork {
   return inTransaction(db, () => {
     refuseOwnedOutput(db, request.outputDir, request.overwrite ?? false);
-    const splits = splitInputs(request.inputs, request.splitSizeBytes);
+    const openCostBytes = request.openCostBytes ?? DEFAULT_OPEN_COST_BYTES;
+    const splits = splitInputs(request.inputs, {
+      splitSizeBytes: request.splitSizeBytes,
+      openCostBytes,
+      parallelism: aliveSlots(db),
+    });
     const jobId = createJob(db, {
       ...request,
+      openCostBytes,
       inputs: request.inputs.map(({ path }) => path),
       splits,
       now,

@@ -13,6 +13,7 @@ import type * as pb from "../gen/mapreduce.js";
 import { LIMITS, MAX_JOB_PRIORITY } from "../limits.js";
 import { grepPattern } from "../mr/apps/grep.js";
 import { checkOutputDir } from "../mr/output.js";
+import { DEFAULT_OPEN_COST_BYTES } from "../mr/split.js";
 import type { Roots } from "../roots.js";
 import type { SubmitRequest } from "./scheduler.js";
 
@@ -64,6 +65,11 @@ export function validateSubmit(
     );
   }
   const splitSizeBytes = req.splitSizeBytes || defaults.defaultSplitSizeBytes;
+  const openCostBytes = req.openCostBytes ?? DEFAULT_OPEN_COST_BYTES;
+  if (!Number.isSafeInteger(openCostBytes) || openCostBytes < 0) {
+    throw new InvalidArgumentError(`open_cost_bytes: must be 0 or more, got ${openCostBytes}`);
+  }
+  // As many maps as ranges at most: packing only joins small files.
   const maps = inputs.reduce((sum, { size }) => sum + Math.ceil(size / splitSizeBytes), 0);
   if (maps > LIMITS.maps) {
     const least = Math.ceil(inputs.reduce((sum, { size }) => sum + size, 0) / LIMITS.maps);
@@ -77,6 +83,7 @@ export function validateSubmit(
     outputDir,
     reducers: req.reducers,
     splitSizeBytes,
+    openCostBytes,
     params: req.params,
     overwrite: req.overwrite,
     priority: req.priority,

@@ -12,7 +12,7 @@ import { Counter } from "../mr/context.js";
 import type { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";
 import type { GroupCommit } from "../store/groupCommit.js";
-import type { JobRecord, TaskRecord } from "../store/rows.js";
+import { parseSplit, type JobRecord, type TaskRecord } from "../store/rows.js";
 import { getJob } from "../store/jobs.js";
 import { getWorker } from "../store/workers.js";
 import { JobState, TaskKind, WorkerState, type Counters } from "../types.js";
@@ -44,7 +44,14 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       );
     }
     checkApps(req.apps);
-    const workerId = registerWorker(db, { address: req.address, apps: req.apps }, Date.now());
+    if (!Number.isInteger(req.slots) || req.slots < 0 || req.slots > LIMITS.slotsPerWorker) {
+      throw new InvalidArgumentError(`slots: must be 1 to ${LIMITS.slotsPerWorker}, got ${req.slots}`);
+    }
+    const workerId = registerWorker(
+      db,
+      { address: req.address, apps: req.apps, slots: req.slots },
+      Date.now(),
+    );
     log.info({ workerId, address: req.address }, "worker registered");
     return {
       workerId,
@@ -304,10 +311,7 @@ function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb
     app: job.app,
     params: job.params,
     reducers: job.reducers,
-    split:
-      task.kind === TaskKind.MAP
-        ? { file: task.file!, start: task.startByte!, end: task.endByte! }
-        : undefined,
+    split: task.split === null ? [] : parseSplit(task.split),
     mapOutputs,
     outputDir: job.outputDir,
     shuffleKey: job.shuffleKey,

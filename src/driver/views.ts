@@ -32,6 +32,7 @@ export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>
     outputDir: job.outputDir,
     reducers: job.reducers,
     splitSizeBytes: job.splitSizeBytes,
+    openCostBytes: job.openCostBytes,
     params: job.params,
     mapsTotal: job.mapsTotal,
     mapsDone: job.mapsDone,

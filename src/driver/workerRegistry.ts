@@ -11,8 +11,13 @@ import { getTask } from "../store/tasks.js";
 import { registerWorker as insertWorker, touchWorker } from "../store/workers.js";
 import { AttemptState, TaskState } from "../types.js";
 
-export function registerWorker(db: Db, worker: { address: string; apps: string[] }, now: number): number {
-  return inTransaction(db, () => insertWorker(db, { ...worker, now }));
+/** A worker that does not say how many tasks it runs at once runs one. */
+export function registerWorker(
+  db: Db,
+  worker: { address: string; apps: string[]; slots?: number },
+  now: number,
+): number {
+  return inTransaction(db, () => insertWorker(db, { ...worker, slots: worker.slots || 1, now }));
 }
 
 export function mustRegisterAgain(workerId: number): FailedPreconditionError {

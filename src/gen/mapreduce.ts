@@ -64,6 +64,12 @@ export interface SubmitJobRequest {
    * that must not run twice at once, on two workers.
    */
   noSpeculation: boolean;
+  /**
+   * Bytes counted for each file a split opens, when small files are packed together into one
+   * split (as Spark's openCostInBytes); absent means 4 MiB. As big as the split size, every
+   * file gets a map of its own.
+   */
+  openCostBytes?: number | undefined;
 }
 
 export interface SubmitJobRequest_ParamsEntry {
@@ -105,6 +111,8 @@ export interface Job {
   maxRunningTasks: number;
   /** Whether a straggling task of the job may get a backup attempt. */
   speculation: boolean;
+  /** What the job counted for each file it packed into its splits. */
+  openCostBytes: number;
 }
 
 export interface Job_ParamsEntry {
@@ -229,6 +237,11 @@ export interface ListWorkersResponse {
 export interface RegisterWorkerRequest {
   address: string;
   apps: string[];
+  /**
+   * Tasks it runs at once: the driver packs small input files into no fewer maps than the
+   * live workers have slots.
+   */
+  slots: number;
 }
 
 export interface RegisterWorkerResponse {
@@ -251,7 +264,8 @@ export interface DeregisterWorkerRequest {
 export interface DeregisterWorkerResponse {
 }
 
-export interface Split {
+/** A byte range of one input file; lines that start at or before `end` belong to it. */
+export interface FileRange {
   file: string;
   start: number;
   end: number;
@@ -275,10 +289,11 @@ export interface TaskAssignment {
   app: string;
   params: { [key: string]: string };
   reducers: number;
-  /** For a map. */
-  split?:
-    | Split
-    | undefined;
+  /**
+   * For a map: its split, one range of a file or the ranges of small files packed together,
+   * read in order.
+   */
+  split: FileRange[];
   /** For a reduce: one entry per map task. */
   mapOutputs: MapOutput[];
   outputDir: string;
@@ -400,6 +415,7 @@ function createBaseSubmitJobRequest(): SubmitJobRequest {
     priority: 0,
     maxRunningTasks: 0,
     noSpeculation: false,
+    openCostBytes: undefined,
   };
 }
 
@@ -434,6 +450,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.noSpeculation !== false) {
       writer.uint32(80).bool(message.noSpeculation);
+    }
+    if (message.openCostBytes !== undefined) {
+      writer.uint32(88).int64(message.openCostBytes);
     }
     return writer;
   },
@@ -534,6 +553,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.noSpeculation = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.openCostBytes = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -587,6 +614,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.no_speculation)
         ? globalThis.Boolean(object.no_speculation)
         : false,
+      openCostBytes: isSet(object.openCostBytes)
+        ? globalThis.Number(object.openCostBytes)
+        : isSet(object.open_cost_bytes)
+        ? globalThis.Number(object.open_cost_bytes)
+        : undefined,
     };
   },
 
@@ -628,6 +660,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.noSpeculation !== false) {
       obj.noSpeculation = message.noSpeculation;
     }
+    if (message.openCostBytes !== undefined) {
+      obj.openCostBytes = Math.round(message.openCostBytes);
+    }
     return obj;
   },
 
@@ -654,6 +689,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     message.priority = object.priority ?? 0;
     message.maxRunningTasks = object.maxRunningTasks ?? 0;
     message.noSpeculation = object.noSpeculation ?? false;
+    message.openCostBytes = object.openCostBytes ?? undefined;
     return message;
   },
 };
@@ -767,6 +803,7 @@ function createBaseJob(): Job {
     priority: 0,
     maxRunningTasks: 0,
     speculation: false,
+    openCostBytes: 0,
   };
 }
 
@@ -837,6 +874,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.speculation !== false) {
       writer.uint32(176).bool(message.speculation);
+    }
+    if (message.openCostBytes !== 0) {
+      writer.uint32(184).int64(message.openCostBytes);
     }
     return writer;
   },
@@ -1033,6 +1073,14 @@ export const Job: MessageFns<Job> = {
             message.speculation = reader.bool();
             continue;
           }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.openCostBytes = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1130,6 +1178,11 @@ export const Job: MessageFns<Job> = {
         ? globalThis.Number(object.max_running_tasks)
         : 0,
       speculation: isSet(object.speculation) ? globalThis.Boolean(object.speculation) : false,
+      openCostBytes: isSet(object.openCostBytes)
+        ? globalThis.Number(object.openCostBytes)
+        : isSet(object.open_cost_bytes)
+        ? globalThis.Number(object.open_cost_bytes)
+        : 0,
     };
   },
 
@@ -1207,6 +1260,9 @@ export const Job: MessageFns<Job> = {
     if (message.speculation !== false) {
       obj.speculation = message.speculation;
     }
+    if (message.openCostBytes !== 0) {
+      obj.openCostBytes = Math.round(message.openCostBytes);
+    }
     return obj;
   },
 
@@ -1245,6 +1301,7 @@ export const Job: MessageFns<Job> = {
     message.priority = object.priority ?? 0;
     message.maxRunningTasks = object.maxRunningTasks ?? 0;
     message.speculation = object.speculation ?? false;
+    message.openCostBytes = object.openCostBytes ?? 0;
     return message;
   },
 };
@@ -2859,7 +2916,7 @@ export const ListWorkersResponse: MessageFns<ListWorkersResponse> = {
 };
 
 function createBaseRegisterWorkerRequest(): RegisterWorkerRequest {
-  return { address: "", apps: [] };
+  return { address: "", apps: [], slots: 0 };
 }
 
 export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
@@ -2869,6 +2926,9 @@ export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
     }
     for (const v of message.apps) {
       writer.uint32(18).string(v!);
+    }
+    if (message.slots !== 0) {
+      writer.uint32(24).int32(message.slots);
     }
     return writer;
   },
@@ -2902,6 +2962,14 @@ export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
             message.apps.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.slots = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2918,6 +2986,7 @@ export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
     return {
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       apps: globalThis.Array.isArray(object?.apps) ? object.apps.map((e: any) => globalThis.String(e)) : [],
+      slots: isSet(object.slots) ? globalThis.Number(object.slots) : 0,
     };
   },
 
@@ -2929,6 +2998,9 @@ export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
     if (message.apps?.length) {
       obj.apps = message.apps;
     }
+    if (message.slots !== 0) {
+      obj.slots = Math.round(message.slots);
+    }
     return obj;
   },
 
@@ -2939,6 +3011,7 @@ export const RegisterWorkerRequest: MessageFns<RegisterWorkerRequest> = {
     const message = createBaseRegisterWorkerRequest();
     message.address = object.address ?? "";
     message.apps = object.apps?.map((e) => e) || [];
+    message.slots = object.slots ?? 0;
     return message;
   },
 };
@@ -3217,12 +3290,12 @@ export const DeregisterWorkerResponse: MessageFns<DeregisterWorkerResponse> = {
   },
 };
 
-function createBaseSplit(): Split {
+function createBaseFileRange(): FileRange {
   return { file: "", start: 0, end: 0 };
 }
 
-export const Split: MessageFns<Split> = {
-  encode(message: Split, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const FileRange: MessageFns<FileRange> = {
+  encode(message: FileRange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.file !== "") {
       writer.uint32(10).string(message.file);
     }
@@ -3235,7 +3308,7 @@ export const Split: MessageFns<Split> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): Split {
+  decode(input: BinaryReader | Uint8Array, length?: number): FileRange {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -3244,7 +3317,7 @@ export const Split: MessageFns<Split> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSplit();
+      const message = createBaseFileRange();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -3284,7 +3357,7 @@ export const Split: MessageFns<Split> = {
     }
   },
 
-  fromJSON(object: any): Split {
+  fromJSON(object: any): FileRange {
     return {
       file: isSet(object.file) ? globalThis.String(object.file) : "",
       start: isSet(object.start) ? globalThis.Number(object.start) : 0,
@@ -3292,7 +3365,7 @@ export const Split: MessageFns<Split> = {
     };
   },
 
-  toJSON(message: Split): unknown {
+  toJSON(message: FileRange): unknown {
     const obj: any = {};
     if (message.file !== "") {
       obj.file = message.file;
@@ -3306,11 +3379,11 @@ export const Split: MessageFns<Split> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<Split>, I>>(base?: I): Split {
-    return Split.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<FileRange>, I>>(base?: I): FileRange {
+    return FileRange.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<Split>, I>>(object: I): Split {
-    const message = createBaseSplit();
+  fromPartial<I extends Exact<DeepPartial<FileRange>, I>>(object: I): FileRange {
+    const message = createBaseFileRange();
     message.file = object.file ?? "";
     message.start = object.start ?? 0;
     message.end = object.end ?? 0;
@@ -3437,7 +3510,7 @@ function createBaseTaskAssignment(): TaskAssignment {
     app: "",
     params: {},
     reducers: 0,
-    split: undefined,
+    split: [],
     mapOutputs: [],
     outputDir: "",
     shuffleKey: "",
@@ -3470,8 +3543,8 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     if (message.reducers !== 0) {
       writer.uint32(64).int32(message.reducers);
     }
-    if (message.split !== undefined) {
-      Split.encode(message.split, writer.uint32(74).fork()).join();
+    for (const v of message.split) {
+      FileRange.encode(v!, writer.uint32(106).fork()).join();
     }
     for (const v of message.mapOutputs) {
       MapOutput.encode(v!, writer.uint32(82).fork()).join();
@@ -3565,12 +3638,12 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
             message.reducers = reader.int32();
             continue;
           }
-          case 9: {
-            if (tag !== 74) {
+          case 13: {
+            if (tag !== 106) {
               break;
             }
 
-            message.split = Split.decode(reader, reader.uint32());
+            message.split.push(FileRange.decode(reader, reader.uint32()));
             continue;
           }
           case 10: {
@@ -3644,7 +3717,9 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
         )
         : {},
       reducers: isSet(object.reducers) ? globalThis.Number(object.reducers) : 0,
-      split: isSet(object.split) ? Split.fromJSON(object.split) : undefined,
+      split: globalThis.Array.isArray(object?.split)
+        ? object.split.map((e: any) => FileRange.fromJSON(e))
+        : [],
       mapOutputs: globalThis.Array.isArray(object?.mapOutputs)
         ? object.mapOutputs.map((e: any) => MapOutput.fromJSON(e))
         : globalThis.Array.isArray(object?.map_outputs)
@@ -3695,8 +3770,8 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     if (message.reducers !== 0) {
       obj.reducers = Math.round(message.reducers);
     }
-    if (message.split !== undefined) {
-      obj.split = Split.toJSON(message.split);
+    if (message.split?.length) {
+      obj.split = message.split.map((e) => FileRange.toJSON(e));
     }
     if (message.mapOutputs?.length) {
       obj.mapOutputs = message.mapOutputs.map((e) => MapOutput.toJSON(e));
@@ -3731,7 +3806,7 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
       {},
     );
     message.reducers = object.reducers ?? 0;
-    message.split = (object.split !== undefined && object.split !== null) ? Split.fromPartial(object.split) : undefined;
+    message.split = object.split?.map((e) => FileRange.fromPartial(e)) || [];
     message.mapOutputs = object.mapOutputs?.map((e) => MapOutput.fromPartial(e)) || [];
     message.outputDir = object.outputDir ?? "";
     message.shuffleKey = object.shuffleKey ?? "";

@@ -26,10 +26,11 @@ export interface MapInput {
 export interface BlockMapper {
   /**
    * Maps a block of whole lines of the split, in UTF-8, each ended by `\n` but for a file's
-   * last line when it has none; `offset` is the file offset of its first byte. The block is
-   * valid only during the call.
+   * last line when it has none; `offset` is the offset in `file` of its first byte. A split of
+   * small files packed together gives each file's blocks in turn. The block is valid only
+   * during the call.
    */
-  block(block: Buffer, offset: number, emit: Emit): void;
+  block(block: Buffer, offset: number, emit: Emit, file: string): void;
   /** The split has ended: emit whatever is held. */
   end(emit: Emit): void;
 }

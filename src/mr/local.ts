@@ -23,6 +23,8 @@ export interface LocalJobOptions {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
+  /** Counted for each file packed into a split; default DEFAULT_OPEN_COST_BYTES. */
+  openCostBytes?: number;
   /** Empty the output directory first (see prepareOutputDir). */
   overwrite?: boolean;
   /** The sort buffer, the merge factor and the rest; default DEFAULT_TUNABLES. */
@@ -37,7 +39,7 @@ const LOCAL_ATTEMPT = "local";
  */
 export async function runLocalJob(options: LocalJobOptions): Promise<{ maps: number; counters: Counters }> {
   const files = options.inputs.map((path) => ({ path: resolve(path), size: statSync(path).size }));
-  const splits = splitInputs(files, options.splitSizeBytes);
+  const splits = splitInputs(files, options);
   prepareOutputDir(options.outputDir, options.overwrite ?? false);
   const workDir = mkdtempSync(join(tmpdir(), "mr-local-"));
   const counters: Counters = {};

@@ -3,7 +3,7 @@ import type { App, BlockMapper, Ctx, Emit } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, type Progress } from "./context.js";
 import { MapOutputBuffer, type Ranges } from "./mapOutputBuffer.js";
 import type { RecordRange } from "./records.js";
-import { readSplit, readSplitBlocks } from "./split.js";
+import { readRange, readRangeBlocks, splitBytes } from "./split.js";
 import { DEFAULT_TUNABLES, type EngineTunables } from "./tunables.js";
 
 export interface MapTaskOptions {
@@ -66,7 +66,8 @@ export async function runMapTask(
   });
   const emit = checkedEmit("map", (key, value) => buffer.collect(key, value));
   const read: InputRead = { records: 0, bytes: 0 };
-  options.progress?.phase(0, 1, () => read.bytes / (split.end - split.start));
+  const bytes = splitBytes(split);
+  options.progress?.phase(0, 1, () => read.bytes / bytes);
   if (app.blockMapper) {
     await mapBlocks(
       app.blockMapper(ctx, { memoryBytes: tunables.sortBufferBytes / 4 }),
@@ -94,7 +95,10 @@ interface InputRead {
   bytes: number;
 }
 
-/** Feeds the split to a block mapper, then ends it; the mapper is unreachable once this returns. */
+/**
+ * Feeds the split to a block mapper, range by range, then ends it; the mapper is unreachable
+ * once this returns.
+ */
 async function mapBlocks(
   mapper: BlockMapper,
   split: Split,
@@ -102,19 +106,21 @@ async function mapBlocks(
   read: InputRead,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  await readSplitBlocks(
-    split,
-    (block, offset) => {
-      read.records += countLines(block);
-      read.bytes += block.length;
-      mapper.block(block, offset, emit);
-    },
-    signal,
-  );
+  for (const range of split) {
+    await readRangeBlocks(
+      range,
+      (block, offset) => {
+        read.records += countLines(block);
+        read.bytes += block.length;
+        mapper.block(block, offset, emit, range.file);
+      },
+      signal,
+    );
+  }
   mapper.end(emit);
 }
 
-/** Calls the app's `map` on each line of the split. */
+/** Calls the app's `map` on each line of the split, range by range. */
 async function mapLines(
   app: App,
   ctx: Ctx,
@@ -123,15 +129,17 @@ async function mapLines(
   read: InputRead,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  await readSplit(
-    split,
-    (offset, line, bytes) => {
-      read.records++;
-      read.bytes += bytes;
-      app.map({ file: split.file, offset, line }, emit, ctx);
-    },
-    signal,
-  );
+  for (const { file, start, end } of split) {
+    await readRange(
+      { file, start, end },
+      (offset, line, bytes) => {
+        read.records++;
+        read.bytes += bytes;
+        app.map({ file, offset, line }, emit, ctx);
+      },
+      signal,
+    );
+  }
 }
 
 /** The lines of a block: its newlines, and one more for a last line that has none. */

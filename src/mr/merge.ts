@@ -168,14 +168,23 @@ export interface MergeOptions {
 }
 
 /**
- * A merge of sorted runs that never reads more than `factor` of them at once, however many
- * there are: past that, runs are first merged into files, as Hadoop's multi-pass merge does,
- * so a reduce over 20,000 maps holds about 16 MiB of read buffers and `factor` descriptors,
- * not 20,000 of each. Only runs next to each other are merged, which keeps the merge stable
- * (equal keys in the order of `runs`), and only as many as bring the count down to `factor`.
+ * A merge of sorted runs. Runs that fit in `mergeMemoryBytes` together are read whole into
+ * memory and merged in one pass, however many there are, as Hadoop's in-memory merge of
+ * shuffled map outputs: a reduce over a thousand small map outputs rewrites nothing. Otherwise
+ * it never reads more than `factor` runs at once: past that, runs are first merged into files,
+ * as Hadoop's multi-pass merge does, so a reduce over 20,000 maps holds about 16 MiB of read
+ * buffers and `factor` descriptors, not 20,000 of each. Only runs next to each other are
+ * merged, which keeps the merge stable (equal keys in the order of `runs`), and only as many as
+ * bring the count down to `factor`.
  */
 export async function openMerge(runs: readonly RecordRange[], options: MergeOptions): Promise<MergedReader> {
   const tunables = options.tunables ?? DEFAULT_TUNABLES;
+  if (runBytes(runs) <= tunables.mergeMemoryBytes) {
+    const whole = runs.map(
+      ({ path, start = 0, end }) => new RecordReader(path, start, end, options.files, end! - start),
+    );
+    return new MergedReader(whole);
+  }
   const factor = tunables.mergeFactor;
   const pending = [...runs];
   const written = new Set<string>(); // the runs merged ahead, until the final merge is closed
@@ -202,6 +211,11 @@ export async function openMerge(runs: readonly RecordRange[], options: MergeOpti
     throw err;
   }
   return new MergedReader(readersOf(pending, options.files, tunables), () => remove(written));
+}
+
+/** The bytes of `runs` together; Infinity if one is a whole file, of a size not known here. */
+function runBytes(runs: readonly RecordRange[]): number {
+  return runs.reduce((sum, { start = 0, end = Infinity }) => sum + end - start, 0);
 }
 
 /** Readers of `runs`, each with its share of the merge's read buffers. */

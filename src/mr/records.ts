@@ -150,7 +150,8 @@ export class SharedFiles {
 export class RecordReader {
   key = "";
   value = "";
-  private readonly fd: number;
+  /** Undefined once the range is read whole into memory, or the reader is closed. */
+  private fd: number | undefined;
   private buf: Buffer = Buffer.alloc(0);
   private pos = 0;
   private filePos: number;
@@ -160,7 +161,9 @@ export class RecordReader {
 
   /**
    * With `files`, the file's descriptor is shared with other readers of the same file.
-   * `chunkBytes` is what one read asks for; the reader holds about that much.
+   * `chunkBytes` is what one read asks for; the reader holds about that much. A range no
+   * bigger is read whole at once, and its descriptor let go: a merge of a thousand small runs
+   * holds their bytes, not a thousand descriptors.
    */
   constructor(
     private readonly path: string,
@@ -172,6 +175,13 @@ export class RecordReader {
     this.fd = files ? files.acquire(path) : openSync(path, "r");
     this.filePos = start;
     this.bytesTotal = end - start;
+    if (this.bytesTotal <= chunkBytes) {
+      try {
+        this.fill(0);
+      } finally {
+        this.release();
+      }
+    }
   }
 
   /** The bytes of the range handed out as records so far. */
@@ -198,8 +208,14 @@ export class RecordReader {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.release();
+  }
+
+  private release(): void {
+    if (this.fd === undefined) return;
     if (this.files) this.files.release(this.path);
     else closeSync(this.fd);
+    this.fd = undefined;
   }
 
   private readString(): string | null {
@@ -230,7 +246,7 @@ export class RecordReader {
     const next = Buffer.allocUnsafe(Math.min(size, Math.max(0, this.end - this.filePos)) + rest.length);
     rest.copy(next, 0);
     let have = rest.length;
-    while (have < next.length) {
+    while (have < next.length && this.fd !== undefined) {
       const n = readSync(this.fd, next, have, next.length - have, this.filePos);
       if (n === 0) break;
       have += n;

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from "node:fs";
-import type { Split } from "../types.js";
+import type { FileRange, Split } from "../types.js";
 import { createYielder } from "./context.js";
 
 const NEWLINE = 0x0a;
@@ -9,27 +9,76 @@ const CR = 0x0d;
 export const DEFAULT_SPLIT_SIZE_BYTES = 64 * 1024 * 1024;
 
 /**
- * Cuts files into byte ranges of at most `splitSizeBytes`. An empty file gives no split. The
- * ranges ignore line boundaries; `readSplit` finds them, so cutting needs only the sizes.
+ * What opening a file costs a map, counted in bytes when small files are packed into splits:
+ * 4 MiB, Spark's `spark.sql.files.openCostInBytes`. A split of 64 MiB thus packs at most about
+ * 16 files, however small; 0 packs them by their bytes alone.
  */
-export function splitInputs(
-  files: readonly { path: string; size: number }[],
-  splitSizeBytes: number,
-): Split[] {
-  const splits: Split[] = [];
-  for (const { path, size } of files) {
-    for (let start = 0; start < size; start += splitSizeBytes) {
-      splits.push({ file: path, start, end: Math.min(start + splitSizeBytes, size) });
-    }
-  }
-  return splits;
+export const DEFAULT_OPEN_COST_BYTES = 4 * 1024 * 1024;
+
+export interface SplitOptions {
+  /** The largest split, in bytes of input. */
+  splitSizeBytes: number;
+  /** Bytes counted for each file a split opens; default DEFAULT_OPEN_COST_BYTES. */
+  openCostBytes?: number;
+  /**
+   * The task slots that will run the maps (at least 2 is assumed). Packing stops short of the
+   * split size when it would leave fewer splits than slots, as Spark's bytes per core does, so a
+   * few small files still make a map each.
+   */
+  parallelism?: number;
 }
 
 /**
- * Reads one split as blocks of whole lines, as Hadoop's line reader divides a file: a split
- * that does not start at 0 begins after the first newline at or after its start, and a split
- * reads every line that starts at or before its end, so it ends at the first newline at or after
- * its end. Every line of a file is thus read by exactly one split, whatever the split size.
+ * Cuts files into splits, the way Spark packs file partitions: each file into ranges of at most
+ * the split size, then the ranges, in input order, into splits of at most the target size, each
+ * range counting its bytes and the open cost. The target is the split size, or less when the
+ * input is small: the input's cost shared by the slots, but never under one open cost. A range
+ * as big as the target thus stays alone, and small files go together. An empty file gives
+ * nothing. The ranges ignore line boundaries; `readRange` finds them, so cutting needs only
+ * the sizes.
+ */
+export function splitInputs(
+  files: readonly { path: string; size: number }[],
+  options: SplitOptions,
+): Split[] {
+  const { splitSizeBytes } = options;
+  const openCost = options.openCostBytes ?? DEFAULT_OPEN_COST_BYTES;
+  const ranges: FileRange[] = [];
+  for (const { path, size } of files) {
+    for (let start = 0; start < size; start += splitSizeBytes) {
+      ranges.push({ file: path, start, end: Math.min(start + splitSizeBytes, size) });
+    }
+  }
+  const totalCost = ranges.reduce((sum, { start, end }) => sum + end - start + openCost, 0);
+  const perSlot = Math.ceil(totalCost / Math.max(2, options.parallelism ?? 2));
+  const target = Math.min(splitSizeBytes, Math.max(openCost, perSlot));
+  const splits: Split[] = [];
+  let current: FileRange[] = [];
+  let cost = 0;
+  for (const range of ranges) {
+    const bytes = range.end - range.start;
+    if (current.length > 0 && cost + bytes > target) {
+      splits.push(current);
+      current = [];
+      cost = 0;
+    }
+    current.push(range);
+    cost += bytes + openCost;
+  }
+  if (current.length > 0) splits.push(current);
+  return splits;
+}
+
+/** The bytes of input a split covers. */
+export function splitBytes(split: Split): number {
+  return split.reduce((sum, { start, end }) => sum + end - start, 0);
+}
+
+/**
+ * Reads one range of a split as blocks of whole lines, as Hadoop's line reader divides a file: a
+ * range that does not start at 0 begins after the first newline at or after its start, and a
+ * range reads every line that starts at or before its end, so it ends at the first newline at or
+ * after its end. Every line of a file is thus read by exactly one range, whatever the split size.
  *
  * `onBlock` gets raw bytes holding whole lines, each ended by `\n` but for a file's last line
  * when it has none, and the file offset of the block's first byte. A block is a view of a
@@ -41,18 +90,18 @@ export function splitInputs(
  * for a small split's open, read and close; and a map does not overlap its reads anyway. So
  * that heartbeats and shuffle requests still run, it yields between blocks now and then.
  */
-export async function readSplitBlocks(
-  split: Split,
+export async function readRangeBlocks(
+  range: FileRange,
   onBlock: (block: Buffer, offset: number) => void | Promise<void>,
   signal?: AbortSignal,
 ): Promise<void> {
-  // Reads of 1 MiB, or less for a small split: a map of a few bytes must not allocate a MiB.
-  let buffer: Buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1 << 16, split.end - split.start + 1)));
-  let bufferOffset = split.start; // file offset of buffer[0]
+  // Reads of 1 MiB, or less for a small range: a map of a few bytes must not allocate a MiB.
+  let buffer: Buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1 << 16, range.end - range.start + 1)));
+  let bufferOffset = range.start; // file offset of buffer[0]
   let filled = 0; // bytes of buffer read and not yet handed out: the start of an unfinished line
-  let skipping = split.start !== 0; // discarding the tail of a line that the previous split owns
+  let skipping = range.start !== 0; // discarding the tail of a line that the previous range owns
   const pause = createYielder();
-  const fd = openSync(split.file, "r");
+  const fd = openSync(range.file, "r");
   try {
     for (;;) {
       signal?.throwIfAborted();
@@ -72,8 +121,8 @@ export async function readSplitBlocks(
         from = newline + 1;
         skipping = false;
       }
-      // The lines this split owns start at or before its end: stop after the one that does last.
-      const lastStart = split.end - bufferOffset;
+      // The lines this range owns start at or before its end: stop after the one that does last.
+      const lastStart = range.end - bufferOffset;
       let to = eof ? filled : buffer.lastIndexOf(NEWLINE, filled - 1) + 1;
       let done = eof;
       if (from > lastStart) {
@@ -107,18 +156,18 @@ function grown(buffer: Buffer): Buffer {
 }
 
 /**
- * Yields the records of one split, by `readSplitBlocks`'s rule of which split owns a line.
+ * Yields the records of one range, by `readRangeBlocks`'s rule of which range owns a line.
  * `onLine` gets the line without `\n` or `\r\n`, its byte offset, and the bytes it took in the
  * file.
  */
-export async function readSplit(
-  split: Split,
+export async function readRange(
+  range: FileRange,
   onLine: (offset: number, line: string, bytes: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
   const pause = createYielder(); // a slow map must not starve the worker's heartbeats
-  await readSplitBlocks(
-    split,
+  await readRangeBlocks(
+    range,
     async (block, offset) => {
       for (let start = 0; start < block.length;) {
         const newline = block.indexOf(NEWLINE, start);

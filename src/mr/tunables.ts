@@ -19,6 +19,12 @@ export interface EngineTunables {
   mergeFactor: number;
   /** What the readers of one merge hold in all, shared out between them, in bytes. Default 16 MiB. */
   mergeReadBytes: number;
+  /**
+   * Sorted runs this big in all, or smaller, are read into memory and merged in one pass,
+   * whatever their count (Hadoop's in-memory shuffle merge); 0 never. Default: the sort
+   * buffer's size, so that a task holds no more at its merge than at its sort.
+   */
+  mergeMemoryBytes: number;
   /** The most one read of a record file asks for, in bytes. Default 1 MiB. */
   readChunkBytes: number;
   /** Fetch streams a reduce keeps open at once (Hadoop's parallel copies). Default 4. */
@@ -39,6 +45,7 @@ export const DEFAULT_TUNABLES: Readonly<EngineTunables> = Object.freeze({
   collectAfterSpillBytes: 8 * MiB,
   mergeFactor: 100,
   mergeReadBytes: 16 * MiB,
+  mergeMemoryBytes: 64 * MiB,
   readChunkBytes: MiB,
   parallelFetches: 4,
   fetchBatch: 100,
@@ -53,6 +60,7 @@ const MINIMUMS: Readonly<EngineTunables> = {
   collectAfterSpillBytes: 0,
   mergeFactor: 2,
   mergeReadBytes: 64 * 1024,
+  mergeMemoryBytes: 0,
   readChunkBytes: 4096,
   parallelFetches: 1,
   fetchBatch: 1,
@@ -74,5 +82,6 @@ export function resolveTunables(overrides: Partial<EngineTunables> = {}): Readon
     }
     tunables[name] = value;
   }
+  if (overrides.mergeMemoryBytes === undefined) tunables.mergeMemoryBytes = tunables.sortBufferBytes;
   return Object.freeze(tunables);
 }

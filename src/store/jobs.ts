@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { JobState, TaskKind, TaskState, type Split } from "../types.js";
 import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
-import { JOB_COLUMNS, toJob, type JobRecord } from "./rows.js";
+import { JOB_COLUMNS, splitJson, toJob, type JobRecord } from "./rows.js";
 
 export interface NewJob {
   app: string;
@@ -10,6 +10,7 @@ export interface NewJob {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
+  openCostBytes: number;
   params: Record<string, string>;
   splits: Split[];
   now: number;
@@ -30,15 +31,16 @@ export interface NewJob {
 export function createJob(db: Db, job: NewJob): number {
   const { lastInsertRowid } = prepared(
     db,
-    `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total,
-                       submitted_at, shuffle_key, priority, max_running_tasks, speculation)
-     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, open_cost_bytes, params,
+                       maps_total, submitted_at, shuffle_key, priority, max_running_tasks, speculation)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.app,
     JSON.stringify(job.inputs),
     job.outputDir,
     job.reducers,
     job.splitSizeBytes,
+    job.openCostBytes,
     JSON.stringify(job.params),
     job.splits.length,
     job.now,
@@ -50,13 +52,12 @@ export function createJob(db: Db, job: NewJob): number {
   const jobId = Number(lastInsertRowid);
   const insertTask = prepared(
     db,
-    `INSERT INTO tasks (job_id, kind, idx, state, file, start_byte, end_byte) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO tasks (job_id, kind, idx, state, split) VALUES (?, ?, ?, ?, ?)`,
   );
   job.splits.forEach((split, m) =>
-    insertTask.run(jobId, TaskKind.MAP, m, TaskState.PENDING, split.file, split.start, split.end),
+    insertTask.run(jobId, TaskKind.MAP, m, TaskState.PENDING, splitJson(split)),
   );
-  for (let r = 0; r < job.reducers; r++)
-    insertTask.run(jobId, TaskKind.REDUCE, r, TaskState.WAITING, null, null, null);
+  for (let r = 0; r < job.reducers; r++) insertTask.run(jobId, TaskKind.REDUCE, r, TaskState.WAITING, null);
   return jobId;
 }
 

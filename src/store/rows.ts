@@ -1,4 +1,4 @@
-import type { AttemptState, JobState, TaskKind, TaskState, WorkerState } from "../types.js";
+import type { AttemptState, FileRange, JobState, Split, TaskKind, TaskState, WorkerState } from "../types.js";
 
 /** A job as the store returns it. */
 export interface JobRecord {
@@ -9,6 +9,8 @@ export interface JobRecord {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
+  /** The bytes counted for each file when small files were packed into splits. */
+  openCostBytes: number;
   params: Record<string, string>;
   mapsTotal: number;
   mapsDone: number;
@@ -39,10 +41,8 @@ export interface TaskRecord {
   index: number;
   state: TaskState;
   generation: number;
-  /** The split of a map; null for a reduce. */
-  file: string | null;
-  startByte: number | null;
-  endByte: number | null;
+  /** The split of a map as stored, JSON [file, start, end] ranges (see parseSplit); null for a reduce. */
+  split: string | null;
   attemptId: string | null;
   failedAttempts: number;
   lostAttempts: number;
@@ -67,6 +67,8 @@ export interface WorkerRecord {
   address: string;
   state: WorkerState;
   apps: string[];
+  /** Tasks it runs at once. */
+  slots: number;
   registeredAt: number;
   lastHeartbeatAt: number;
   /** Until this time (epoch ms) the worker gets no task of any job: several jobs excluded it. */
@@ -82,18 +84,28 @@ export interface EventRecord {
 export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, reducers,
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
-  shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks, speculation`;
+  shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks, speculation,
+  open_cost_bytes AS openCostBytes`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app,
-  (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, file,
-  start_byte AS startByte, end_byte AS endByte, attempt_id AS attemptId,
+  (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, split,
+  attempt_id AS attemptId,
   failed_attempts AS failedAttempts, lost_attempts AS lostAttempts`;
 
 export const ATTEMPT_COLUMNS = `id, task_id AS taskId, generation, worker_id AS workerId, state,
   started_at AS startedAt, finished_at AS finishedAt, progress, error, speculative`;
 
-export const WORKER_COLUMNS = `id, address, state, apps, registered_at AS registeredAt,
+export const WORKER_COLUMNS = `id, address, state, apps, slots, registered_at AS registeredAt,
   last_heartbeat_at AS lastHeartbeatAt, excluded_until AS excludedUntil`;
+
+/** A split as tasks.split stores it: [file, start, end] ranges, compact for thousands of files. */
+export function splitJson(split: Split): string {
+  return JSON.stringify(split.map(({ file, start, end }) => [file, start, end]));
+}
+
+export function parseSplit(json: string): FileRange[] {
+  return (JSON.parse(json) as [string, number, number][]).map(([file, start, end]) => ({ file, start, end }));
+}
 
 type Json<T, K extends keyof T> = Omit<T, K> & { [P in K]: string };
 

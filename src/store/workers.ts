@@ -3,12 +3,26 @@ import { prepared } from "./prepared.js";
 import { WORKER_COLUMNS, toWorker, type WorkerRecord } from "./rows.js";
 
 /** registerWorker. Records a new ALIVE worker and returns its id. */
-export function registerWorker(db: Db, worker: { address: string; apps: string[]; now: number }): number {
+export function registerWorker(
+  db: Db,
+  worker: { address: string; apps: string[]; slots: number; now: number },
+): number {
   return Number(
     prepared(
       db,
-      `INSERT INTO workers (address, state, apps, registered_at, last_heartbeat_at) VALUES (?, 'ALIVE', ?, ?, ?)`,
-    ).run(worker.address, JSON.stringify(worker.apps), worker.now, worker.now).lastInsertRowid,
+      `INSERT INTO workers (address, state, apps, slots, registered_at, last_heartbeat_at)
+       VALUES (?, 'ALIVE', ?, ?, ?, ?)`,
+    ).run(worker.address, JSON.stringify(worker.apps), worker.slots, worker.now, worker.now).lastInsertRowid,
+  );
+}
+
+/** The task slots of the ALIVE workers together. */
+export function aliveSlots(db: Db): number {
+  return (
+    prepared<[], { slots: number | null }>(
+      db,
+      `SELECT sum(slots) AS slots FROM workers WHERE state = 'ALIVE'`,
+    ).get()!.slots ?? 0
   );
 }
 

@@ -61,7 +61,7 @@ export class WorkerSession {
 
   constructor(
     private readonly driver: DriverCalls,
-    private readonly member: { address: string; apps: string[]; driver: string },
+    private readonly member: { address: string; apps: string[]; slots: number; driver: string },
     private readonly hooks: SessionHooks,
     private readonly log: Logger,
   ) {}
@@ -161,7 +161,11 @@ export class WorkerSession {
     let reply;
     try {
       reply = await this.retry("register", () =>
-        this.driver.registerWorker({ address: this.member.address, apps: this.member.apps }),
+        this.driver.registerWorker({
+          address: this.member.address,
+          apps: this.member.apps,
+          slots: this.member.slots,
+        }),
       );
     } catch (err) {
       if (this.givingUp.signal.aborted) return; // stopped before the driver answered

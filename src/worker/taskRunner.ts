@@ -185,8 +185,12 @@ export class TaskRunner {
     if (!app) throw new Error(`this worker does not offer app ${JSON.stringify(task.app)}`);
     const dir = attemptDir(this.options.dataDir, task.attemptId);
     if (task.kind === TaskKind.MAP) {
-      if (!task.split) throw new UnrecoverableError("a map task came without its split");
-      const file = confined(() => this.options.roots().checkInput(task.split!.file));
+      if (task.split.length === 0) throw new UnrecoverableError("a map task came without its split");
+      const roots = this.options.roots();
+      const split = task.split.map((range) => ({
+        ...range,
+        file: confined(() => roots.checkInput(range.file)),
+      }));
       const { path, memoryBytes } = this.mapOutputs.placeFor(task.attemptId);
       const { counters, map } = await this.threads.run(
         {
@@ -194,7 +198,7 @@ export class TaskRunner {
           app: task.app,
           params: task.params,
           tunables: this.options.tunables,
-          map: { split: { ...task.split, file }, reducers: task.reducers, path, memoryBytes, spillDir: dir },
+          map: { split, reducers: task.reducers, path, memoryBytes, spillDir: dir },
         },
         signal,
         progress,

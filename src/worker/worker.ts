@@ -149,7 +149,12 @@ export class MrWorker {
       taskTimeoutMs: config.taskTimeoutMs,
       threads: config.slots,
     });
-    const member = { address: this.address, apps: Object.keys(apps), driver: config.driver };
+    const member = {
+      address: this.address,
+      apps: Object.keys(apps),
+      slots: config.slots,
+      driver: config.driver,
+    };
     this.session = new WorkerSession(
       this.driver,
       member,

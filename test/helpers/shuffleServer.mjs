@@ -28,7 +28,7 @@ const attemptId = "a0000000000000001";
 const { output } = await runMapTask({
   app: BUILTIN_APPS.wordcount,
   params: {},
-  split: { file: input, start: 0, end: 1e9 },
+  split: [{ file: input, start: 0, end: 1e9 }],
   reducers: 1,
   path: join(dir, `${attemptId}.out`),
   spillDir: join(dir, attemptId),
