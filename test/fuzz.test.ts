@@ -231,8 +231,9 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
       { all: true, limit: -1, pageToken: "-5" },
     ],
     registerWorker: [
-      { address: "127.0.0.1:1", apps: ["wordcount"] },
-      { address: "x".repeat(300), apps: ["a:b", ""] },
+      { address: "127.0.0.1:1", apps: ["wordcount"], slots: 1 },
+      { address: "x".repeat(300), apps: ["a:b", ""], slots: -1 },
+      { address: "127.0.0.1:2", apps: [], slots: 2 ** 31 - 1 },
     ],
     deregisterWorker: [
       { workerId: 9999, reason: "fuzz" },

@@ -195,11 +195,11 @@ describe("ListWorkers", () => {
 describe("a worker", () => {
   const driver = () => grpcDriverCalls(cluster.driver.address, tokenOf(cluster, "worker"), undefined);
 
-  it("offering an app name that is no name, or too many apps, is refused at registration", async () => {
+  it("offering an app name that is no name, too many apps or slots, is refused at registration", async () => {
     const calls = driver();
     try {
-      const register = (apps: string[]) =>
-        calls.registerWorker({ address: "127.0.0.1:1", apps, slots: 1 }).then(
+      const register = (apps: string[], slots = 1) =>
+        calls.registerWorker({ address: "127.0.0.1:1", apps, slots }).then(
           () => undefined,
           (err: unknown) => err,
         );
@@ -208,6 +208,9 @@ describe("a worker", () => {
       expect((colon as Error).message).toContain(`"a:b" is not an app name`);
       const many = await register(Array.from({ length: LIMITS.appsPerWorker + 1 }, (_, i) => `app${i}`));
       expect((many as Error).message).toContain(`at most ${LIMITS.appsPerWorker} apps`);
+      const slots = await register(["wordcount"], LIMITS.slotsPerWorker + 1);
+      expect(hasCode(slots, status.INVALID_ARGUMENT)).toBe(true);
+      expect((slots as Error).message).toContain(`slots: must be 1 to ${LIMITS.slotsPerWorker}`);
       const { workers } = await cluster.client.listWorkers();
       expect(workers.filter((worker) => worker.state === "ALIVE")).toEqual([]);
     } finally {

@@ -4,9 +4,14 @@
  *   block mapper counts), and wordcount with `mr run --local`, with a cluster of 1 worker
  *   and with a cluster of 2 workers: wall time, MB/s, peak worker RSS, and cluster(2)/local;
  * - dispatch: a job of 1,000+ tiny splits end to end, against a bare BullMQ loop on the same Redis;
- * - memory: one map sorting an input four times its sort buffer into one partition.
+ * - memory: one map sorting an input four times its sort buffer into one partition;
+ * - small files: wordcount over 320 files of 400 KB (128 MB), R = 8, with `mr run --local`,
+ *   against the same bytes as one file, and with 2 single-slot workers, their splits packed and
+ *   a map per file, with the job's time broken down by phase from its attempt records; and one
+ *   reduce over 320 small map outputs (3 MB), merged in memory and on disk.
  * Environment: MR_BENCH_MB (corpus size, default 256), MR_BENCH_RUNS (runs per setup, default 1),
- * MR_BENCH_ONLY (a comma-separated choice of throughput, dispatch and memory; default all).
+ * MR_BENCH_ONLY (a comma-separated choice of throughput, dispatch, memory and smallfiles;
+ * default all).
  */
 import { Queue, Worker } from "bullmq";
 import { spawn } from "node:child_process";
@@ -22,7 +27,13 @@ import { followJob } from "../cli/watch.js";
 import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
 import { readRange, readRangeBlocks } from "../mr/split.js";
-import { writeZipfCorpus } from "./corpus.js";
+import type * as pb from "../gen/mapreduce.js";
+import { BUILTIN_APPS } from "../mr/apps/index.js";
+import { compareKeys } from "../mr/merge.js";
+import { RecordWriter, type RecordRange } from "../mr/records.js";
+import { runReduceTask } from "../mr/reduceTask.js";
+import { resolveTunables } from "../mr/tunables.js";
+import { random, vocabulary, writeZipfCorpus } from "./corpus.js";
 import { median } from "./median.js";
 
 const MB = 1024 * 1024;
@@ -60,15 +71,24 @@ class RssWatch {
   }
 }
 
-async function runLocal(corpus: string, out: string): Promise<Measure> {
+async function runLocal(inputs: string[], out: string, reducers = 4): Promise<Measure> {
   rmSync(out, { recursive: true, force: true });
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    [MR_BIN, "run", "--local", "--app", "wordcount", "--reducers", "4", "--output", out, corpus],
-    {
-      stdio: "ignore",
-    },
+    [
+      MR_BIN,
+      "run",
+      "--local",
+      "--app",
+      "wordcount",
+      "--reducers",
+      String(reducers),
+      "--output",
+      out,
+      ...inputs,
+    ],
+    { stdio: "ignore" },
   );
   const rss = new RssWatch(() => (child.pid ? [child.pid] : []));
   const [code] = (await once(child, "exit")) as [number];
@@ -83,21 +103,69 @@ interface JobRequest {
   outputDir: string;
   reducers: number;
   splitSizeBytes: number;
+  openCostBytes?: number;
 }
 
-async function runJob(cluster: LocalCluster, request: JobRequest): Promise<Measure & { tasks: number }> {
+interface JobMeasure extends Measure {
+  tasks: number;
+  maps: number;
+  phases: Phases;
+}
+
+/**
+ * Where a job's time went, in seconds, from its committed attempts: submit to the first map's
+ * start, the map phase (first map start to last map end), the hand-over (last map end to first
+ * reduce start), the reduce phase, and the last reduce's end to the client seeing SUCCEEDED.
+ */
+interface Phases {
+  toFirstMap: number;
+  maps: number;
+  handOver: number;
+  reduces: number;
+  toSeen: number;
+  /** The median committed reduce attempt, in seconds. */
+  medianReduce: number;
+}
+
+function phasesOf(detail: pb.JobDetail, submittedAt: number, seenAt: number): Phases {
+  const span = (kind: string) => {
+    const committed = detail.tasks
+      .filter((task) => task.kind === kind)
+      .flatMap((task) => task.attempts.filter((attempt) => attempt.state === "SUCCEEDED"));
+    return {
+      start: Math.min(...committed.map((a) => a.startedAtMs)),
+      end: Math.max(...committed.map((a) => a.finishedAtMs)),
+      median: median(committed.map((a) => a.finishedAtMs - a.startedAtMs)) / 1000,
+    };
+  };
+  const maps = span("MAP");
+  const reduces = span("REDUCE");
+  return {
+    toFirstMap: (maps.start - submittedAt) / 1000,
+    maps: (maps.end - maps.start) / 1000,
+    handOver: (reduces.start - maps.end) / 1000,
+    reduces: (reduces.end - reduces.start) / 1000,
+    toSeen: (seenAt - reduces.end) / 1000,
+    medianReduce: reduces.median,
+  };
+}
+
+async function runJob(cluster: LocalCluster, request: JobRequest): Promise<JobMeasure> {
   rmSync(request.outputDir, { recursive: true, force: true });
   const rss = new RssWatch(() => cluster.workers.map((worker) => worker.child.pid!));
   const started = performance.now();
+  const submittedAt = Date.now();
   const job = await cluster.client.submitJob({ ...request, params: {} });
   const done = await followJob(cluster.client, job.id, {
     update: () => undefined,
     unreachable: () => undefined,
   });
   const seconds = (performance.now() - started) / 1000;
+  const seenAt = Date.now();
   const peakRssMb = rss.stop();
   if (done.state !== "SUCCEEDED") throw new Error(`job ${job.id} ${done.state}: ${done.error}`);
-  return { seconds, peakRssMb, tasks: done.mapsTotal + done.reducesTotal };
+  const phases = phasesOf(await cluster.client.getJob(job.id), submittedAt, seenAt);
+  return { seconds, peakRssMb, tasks: done.mapsTotal + done.reducesTotal, maps: done.mapsTotal, phases };
 }
 
 /** Runs one job on a cluster started afresh in `home` (emptied first), then stops the cluster. */
@@ -107,7 +175,7 @@ async function jobOnNewCluster(
   workers: number,
   workerArgs: string[],
   request: JobRequest,
-): Promise<Measure & { tasks: number }> {
+): Promise<JobMeasure> {
   rmSync(home, { recursive: true, force: true });
   const cluster = await LocalCluster.start({
     redisUrl: redis.url,
@@ -187,7 +255,7 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
     console.error(`run ${run + 1} of ${RUNS}: tokenizers, local, cluster of 1, cluster of 2 ...`);
     tokenizerRuns.push(await tokenizerAlone(corpus));
     counterRuns.push(await wordCounterAlone(corpus));
-    results.local!.push(await runLocal(corpus, join(work, "out-local")));
+    results.local!.push(await runLocal([corpus], join(work, "out-local")));
     for (const workers of [1, 2]) {
       const measure = await jobOnNewCluster(redis, join(work, `home-${workers}`), workers, [], {
         app: "wordcount",
@@ -304,7 +372,152 @@ async function memory(redis: RedisServer, work: string, ratios: Row[]): Promise<
   ]);
 }
 
-const SECTIONS = ["throughput", "dispatch", "memory"] as const;
+const SMALL_FILES = 320;
+const SMALL_FILES_MB = 128;
+const SMALL_REDUCERS = 8;
+
+/**
+ * Cuts `corpus` at line ends into `count` files of about the same size in `dir`, unless they
+ * are there; returns their paths.
+ */
+function cutIntoFiles(corpus: string, dir: string, count: number): string[] {
+  const paths = Array.from({ length: count }, (_, i) => join(dir, `part-${String(i).padStart(4, "0")}.txt`));
+  if (paths.every((path) => existsSync(path))) return paths;
+  mkdirSync(dir, { recursive: true });
+  const text = readFileSync(corpus);
+  const size = Math.ceil(text.length / count);
+  let start = 0;
+  paths.forEach((path, i) => {
+    const at =
+      i === count - 1
+        ? text.length
+        : text.indexOf(0x0a, Math.min(text.length, start + size)) + 1 || text.length;
+    writeFileSync(path, text.subarray(start, at));
+    start = at;
+  });
+  return paths;
+}
+
+/** 320 sorted runs of wordcount output, 3 MB in all, in one file as a reduce fetches them. */
+function writeSmallRuns(path: string): RecordRange[] {
+  const next = random(7);
+  const words = vocabulary(20_000, next).sort(compareKeys);
+  const writer = new RecordWriter(path);
+  const ranges: RecordRange[] = [];
+  for (let m = 0; m < SMALL_FILES; m++) {
+    const start = writer.bytes;
+    for (const word of words) if (next() < 0.035) writer.write(word, String(1 + Math.floor(next() * 9)));
+    ranges.push({ path, start, end: writer.bytes });
+  }
+  writer.close();
+  return ranges;
+}
+
+/** Seconds for one reduce of wordcount over `runs`, with these tunables. */
+async function reduceAlone(runs: RecordRange[], work: string, mergeMemoryBytes?: number): Promise<number> {
+  const started = performance.now();
+  await runReduceTask({
+    app: BUILTIN_APPS.wordcount!,
+    params: {},
+    inputs: runs,
+    outputPath: join(work, "reduce-alone.out"),
+    workDir: join(work, "reduce-alone"),
+    tunables: resolveTunables({ mergeMemoryBytes }),
+  });
+  return (performance.now() - started) / 1000;
+}
+
+/** Wordcount over many small files, local and on 2 workers, with the phases of each job. */
+async function smallFiles(redis: RedisServer, work: string, rows: Row[], ratios: Row[]): Promise<void> {
+  const corpus = join(work, `zipf-${SMALL_FILES_MB}mb-100k-seed3.txt`);
+  if (!existsSync(corpus)) {
+    console.error(`generating a ${SMALL_FILES_MB} MB corpus in ${corpus} ...`);
+    writeZipfCorpus(corpus, { bytes: SMALL_FILES_MB * MB, vocabulary: 100_000, seed: 3 });
+  }
+  const files = cutIntoFiles(corpus, join(work, `small-${SMALL_FILES}`), SMALL_FILES);
+  const corpusMb = statSync(corpus).size / MB;
+  const runs = writeSmallRuns(join(work, "small-runs"));
+  const runsMb = (runs.at(-1)!.end! / MB).toFixed(1);
+  const oneFile: Measure[] = [];
+  const manyFiles: Measure[] = [];
+  const clusters: Record<"packed" | "perFile", JobMeasure[]> = { packed: [], perFile: [] };
+  const reduces: Record<"memory" | "disk", number[]> = { memory: [], disk: [] };
+  for (let run = 0; run < RUNS; run++) {
+    console.error(`run ${run + 1} of ${RUNS}: ${SMALL_FILES} small files, local, then 2 workers ...`);
+    oneFile.push(await runLocal([corpus], join(work, "out-small-one"), SMALL_REDUCERS));
+    manyFiles.push(await runLocal(files, join(work, "out-small-local"), SMALL_REDUCERS));
+    for (const [name, openCostBytes] of [
+      ["packed", undefined],
+      ["perFile", 64 * MB], // as big as the split: a map per file, as before packing
+    ] as const) {
+      clusters[name].push(
+        await jobOnNewCluster(redis, join(work, "home-small"), 2, [], {
+          app: "wordcount",
+          inputs: files,
+          outputDir: join(work, "out-small-2"),
+          reducers: SMALL_REDUCERS,
+          splitSizeBytes: 0,
+          openCostBytes,
+        }),
+      );
+    }
+    for (let i = 0; i < 5; i++) {
+      reduces.memory.push(await reduceAlone(runs, work));
+      reduces.disk.push(await reduceAlone(runs, work, 0));
+    }
+  }
+  const seconds = (measures: Measure[]): number => median(measures.map((m) => m.seconds));
+  const label = `${SMALL_FILES} files, ${corpusMb.toFixed(0)} MB, R = ${SMALL_REDUCERS}`;
+  rows.push([`wordcount, mr run --local, the same bytes as one file`, ...measured(oneFile, corpusMb)]);
+  rows.push([`wordcount, mr run --local, ${label}`, ...measured(manyFiles, corpusMb)]);
+  for (const [name, how] of [
+    ["packed", "splits packed"],
+    ["perFile", "a map per file"],
+  ] as const) {
+    const measures = clusters[name];
+    rows.push([`wordcount, 2 workers, ${label}, ${how}`, ...measured(measures, corpusMb)]);
+    const phase = (pick: (p: Phases) => number) => median(measures.map((m) => pick(m.phases))).toFixed(2);
+    ratios.push([
+      `small files, 2 workers, ${how} (${measures[0]!.maps} maps): submit>first map | maps | hand-over | reduces | >seen, s`,
+      [
+        phase((p) => p.toFirstMap),
+        phase((p) => p.maps),
+        phase((p) => p.handOver),
+        phase((p) => p.reduces),
+        phase((p) => p.toSeen),
+      ].join(" | "),
+      "-",
+    ]);
+  }
+  ratios.push([
+    "small files: 2 workers (packed) time / local time",
+    (seconds(clusters.packed) / seconds(manyFiles)).toFixed(2),
+    "<= 0.60",
+  ]);
+  ratios.push([
+    "small files: local time / local time on the same bytes as one file",
+    (seconds(manyFiles) / seconds(oneFile)).toFixed(2),
+    "<= 1.30",
+  ]);
+  ratios.push([
+    `one reduce over ${SMALL_FILES} map outputs (${runsMb} MB), merged in memory, ms`,
+    (median(reduces.memory) * 1000).toFixed(0),
+    "<= 150",
+  ]);
+  ratios.push([
+    `the same reduce merged on disk in passes (factor 100), ms`,
+    (median(reduces.disk) * 1000).toFixed(0),
+    "-",
+  ]);
+}
+
+function measured(measures: Measure[], mb: number): string[] {
+  const seconds = median(measures.map((m) => m.seconds));
+  const rss = median(measures.map((m) => m.peakRssMb));
+  return [seconds.toFixed(1), (mb / seconds).toFixed(1), rss.toFixed(0)];
+}
+
+const SECTIONS = ["throughput", "dispatch", "memory", "smallfiles"] as const;
 
 async function main(): Promise<void> {
   const only = (process.env.MR_BENCH_ONLY ?? SECTIONS.join(",")).split(",");
@@ -323,6 +536,7 @@ async function main(): Promise<void> {
     if (only.includes("throughput")) await throughput(redis, work, rows, ratios);
     if (only.includes("dispatch")) await dispatch(redis, work, ratios);
     if (only.includes("memory")) await memory(redis, work, ratios);
+    if (only.includes("smallfiles")) await smallFiles(redis, work, rows, ratios);
   } finally {
     await redis.stop();
   }
