@@ -61,8 +61,18 @@ describe("splitInputs", () => {
     const sizes = (parallelism: number) =>
       splitInputs(files, { splitSizeBytes: 1000, openCostBytes: 10, parallelism }).map((s) => s.length);
     expect(sizes(4)).toEqual([2, 2, 2, 2]); // 160 bytes of cost over 4 slots: 40 each
-    expect(sizes(1)).toEqual([4, 4]); // fewer than 2 slots counts as 2
+    expect(sizes(1)).toEqual([8]); // one slot: one map, up to the split size
     expect(sizes(100)).toEqual([1, 1, 1, 1, 1, 1, 1, 1]); // never under one open cost: a file each
+  });
+
+  it("makes whole waves of even splits, so that no slot runs a last map alone", () => {
+    // 10 files of 100 bytes, 10 of open cost: 1,100 in all. At most 500 a split, 2 slots: 3
+    // splits would do, but 2 waves of 2 even ones (275 each, as near as files go) finish sooner.
+    const files = Array.from({ length: 10 }, (_, i) => ({ path: `f${i}`, size: 100 }));
+    const sizes = splitInputs(files, { splitSizeBytes: 500, openCostBytes: 10, parallelism: 2 }).map(
+      (split) => split.length,
+    );
+    expect(sizes).toEqual([3, 2, 3, 2]);
   });
 
   it("gives every file a split of its own when the open cost is the split size", () => {

@@ -63,7 +63,7 @@ export function submitJob(db: Db, request: SubmitRequest, now: number): { job: J
     const splits = splitInputs(request.inputs, {
       splitSizeBytes: request.splitSizeBytes,
       openCostBytes,
-      parallelism: aliveSlots(db),
+      parallelism: aliveSlots(db), // none yet: one slot, the fewest maps
     });
     const jobId = createJob(db, {
       ...request,

@@ -24,21 +24,23 @@ export interface SplitOptions {
   /** Bytes counted for each file a split opens; default DEFAULT_OPEN_COST_BYTES. */
   openCostBytes?: number;
   /**
-   * The task slots that will run the maps (at least 2 is assumed). Packing stops short of the
-   * split size when it would leave fewer splits than slots, as Spark's bytes per core does, so a
-   * few small files still make a map each.
+   * The task slots that will run the maps; default 1. Packed splits come in whole waves of
+   * this many, as even as the files allow, so that no slot idles while another runs a last map
+   * alone: a few small files on many slots still make a map each.
    */
   parallelism?: number;
 }
 
 /**
- * Cuts files into splits, the way Spark packs file partitions: each file into ranges of at most
- * the split size, then the ranges, in input order, into splits of at most the target size, each
- * range counting its bytes and the open cost. The target is the split size, or less when the
- * input is small: the input's cost shared by the slots, but never under one open cost. A range
- * as big as the target thus stays alone, and small files go together. An empty file gives
- * nothing. The ranges ignore line boundaries; `readRange` finds them, so cutting needs only
- * the sizes.
+ * Cuts files into splits, as Spark packs file partitions: each file into ranges of at most the
+ * split size, then the ranges, in input order, into splits, each range counting its bytes and
+ * the open cost. The target cost of a split is the input's cost shared evenly by as many splits
+ * as whole waves of `parallelism` need at the split size (Spark shares it by cores too), but
+ * never under one open cost; split k ends where the running cost passes k targets, at the
+ * middle of a range, so that splits come out as even as the files allow. No split goes past the
+ * split size: a range that big stays alone, and small files go together. An empty file gives
+ * nothing. The ranges ignore line boundaries; `readRange` finds them, so cutting needs only the
+ * sizes.
  */
 export function splitInputs(
   files: readonly { path: string; size: number }[],
@@ -53,20 +55,26 @@ export function splitInputs(
     }
   }
   const totalCost = ranges.reduce((sum, { start, end }) => sum + end - start + openCost, 0);
-  const perSlot = Math.ceil(totalCost / Math.max(2, options.parallelism ?? 2));
-  const target = Math.min(splitSizeBytes, Math.max(openCost, perSlot));
+  const slots = Math.max(1, options.parallelism ?? 1);
+  const waves = Math.ceil(totalCost / (slots * splitSizeBytes));
+  const target = Math.max(openCost, Math.ceil(totalCost / (waves * slots)));
   const splits: Split[] = [];
   let current: FileRange[] = [];
-  let cost = 0;
+  let cost = 0; // of the current split
+  let packed = 0; // cost of every range so far
   for (const range of ranges) {
     const bytes = range.end - range.start;
-    if (current.length > 0 && cost + bytes > target) {
+    const rangeCost = bytes + openCost;
+    const full = cost + bytes > splitSizeBytes;
+    const past = packed + rangeCost / 2 > (splits.length + 1) * target;
+    if (current.length > 0 && (full || past)) {
       splits.push(current);
       current = [];
       cost = 0;
     }
     current.push(range);
-    cost += bytes + openCost;
+    cost += rangeCost;
+    packed += rangeCost;
   }
   if (current.length > 0) splits.push(current);
   return splits;
