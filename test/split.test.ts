@@ -24,7 +24,7 @@ function write(text: string): { path: string; size: number } {
 describe("splitInputs", () => {
   const range = (file: string, start: number, end: number) => ({ file, start, end });
 
-  it("cuts each file into ranges of at most the split size, and an empty file into none", () => {
+  it("cuts each file into ranges of the split size, and an empty file into none", () => {
     expect(
       splitInputs(
         [
@@ -35,6 +35,13 @@ describe("splitInputs", () => {
         { splitSizeBytes: 4 },
       ),
     ).toEqual([[range("a", 0, 4)], [range("a", 4, 8)], [range("a", 8, 10)], [range("b", 0, 4)]]);
+  });
+
+  it("lets a file's last range run 10% past the split size rather than leave a small tail, as Hadoop", () => {
+    const ranges = (size: number) =>
+      splitInputs([{ path: "f", size }], { splitSizeBytes: 10, openCostBytes: 10 }).flat();
+    expect(ranges(21)).toEqual([range("f", 0, 10), range("f", 10, 21)]);
+    expect(ranges(22)).toEqual([range("f", 0, 10), range("f", 10, 20), range("f", 20, 22)]);
   });
 
   it("packs small files in input order up to the split size, each counting its open cost", () => {
@@ -66,10 +73,11 @@ describe("splitInputs", () => {
   });
 
   it("makes whole waves of even splits, so that no slot runs a last map alone", () => {
-    // 10 files of 100 bytes, 10 of open cost: 1,100 in all. At most 500 a split, 2 slots: 3
-    // splits would do, but 2 waves of 2 even ones (275 each, as near as files go) finish sooner.
+    // 10 files of 100 bytes, 10 of open cost: 1,100 in all. At most 440 a split (400 and the
+    // slop), 2 slots: 3 splits would do, but 2 waves of 2 even ones (275 each, as near as files
+    // go) finish sooner.
     const files = Array.from({ length: 10 }, (_, i) => ({ path: `f${i}`, size: 100 }));
-    const sizes = splitInputs(files, { splitSizeBytes: 500, openCostBytes: 10, parallelism: 2 }).map(
+    const sizes = splitInputs(files, { splitSizeBytes: 400, openCostBytes: 10, parallelism: 2 }).map(
       (split) => split.length,
     );
     expect(sizes).toEqual([3, 2, 3, 2]);

@@ -64,7 +64,7 @@ function addJobOptions(command: Command): Command {
     )
     .option(
       "--open-cost <bytes>",
-      "what each file counts for, beside its bytes, when small files are packed into one split (default 64KiB; as big as --split-size: a map per file)",
+      "what each file counts for, beside its bytes, when small files are packed into one split (default 16KiB; as big as --split-size: a map per file)",
       parseBytes("--open-cost", { zero: true }),
     )
     .option("--param <key=value>", "a parameter for the app; repeatable", collectParam)

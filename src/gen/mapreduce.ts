@@ -66,7 +66,7 @@ export interface SubmitJobRequest {
   noSpeculation: boolean;
   /**
    * Bytes counted for each file a split opens, when small files are packed together into one
-   * split (as Spark's openCostInBytes); absent means 64 KiB. As big as the split size, every
+   * split (as Spark's openCostInBytes); absent means 16 KiB. As big as the split size, every
    * file gets a map of its own.
    */
   openCostBytes?: number | undefined;

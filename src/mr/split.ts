@@ -8,15 +8,18 @@ const CR = 0x0d;
 /** Default split size: 64 MiB, as in Hadoop. */
 export const DEFAULT_SPLIT_SIZE_BYTES = 64 * 1024 * 1024;
 
+/** A split may run this much past the split size rather than leave a small tail, as Hadoop's SPLIT_SLOP. */
+const SPLIT_SLOP = 1.1;
+
 /**
  * What opening a file costs a map, counted in bytes when small files are packed into splits,
- * as Spark's `spark.sql.files.openCostInBytes`: 64 KiB, about a millisecond of a map's reading,
- * which is what a file's open, first read and close measured at most on a local disk. (Spark's
- * 4 MiB is for HDFS and object stores; here a map's own fixed cost, its sort of every distinct
- * key, is what makes small maps slow, so small files are packed close to the split size.) A
- * split of 64 MiB thus packs at most 1,024 files; 0 packs them by their bytes alone.
+ * as Spark's `spark.sql.files.openCostInBytes`: 16 KiB. A file's open, first read and close
+ * take 10 µs from the page cache (measured) and a few hundred from a cold SSD: at a map's
+ * 50 MB/s, 0.5 to 16 KiB of reading. (Spark's 4 MiB is for HDFS and object stores; here a map's
+ * own fixed cost, its sort of every distinct key, is what makes small maps slow, so small files
+ * are packed up to the split size.) 0 packs files by their bytes alone.
  */
-export const DEFAULT_OPEN_COST_BYTES = 64 * 1024;
+export const DEFAULT_OPEN_COST_BYTES = 16 * 1024;
 
 export interface SplitOptions {
   /** The largest split, in bytes of input. */
@@ -32,15 +35,15 @@ export interface SplitOptions {
 }
 
 /**
- * Cuts files into splits, as Spark packs file partitions: each file into ranges of at most the
- * split size, then the ranges, in input order, into splits, each range counting its bytes and
- * the open cost. The target cost of a split is the input's cost shared evenly by as many splits
- * as whole waves of `parallelism` need at the split size (Spark shares it by cores too), but
- * never under one open cost; split k ends where the running cost passes k targets, at the
- * middle of a range, so that splits come out as even as the files allow. No split goes past the
- * split size: a range that big stays alone, and small files go together. An empty file gives
- * nothing. The ranges ignore line boundaries; `readRange` finds them, so cutting needs only the
- * sizes.
+ * Cuts files into splits, as Spark packs file partitions: each file into ranges of the split
+ * size (the last one up to 10% longer, as Hadoop's split slop), then the ranges, in input order,
+ * into splits, each range counting its bytes and the open cost. The target cost of a split is
+ * the input's cost shared evenly by as many splits as whole waves of `parallelism` need (Spark
+ * shares it by cores too), but never under one open cost; split k ends where the running cost
+ * passes k targets, at the middle of a range, so that splits come out as even as the files
+ * allow. No split costs more than the split size and its slop: a range that big stays alone, and
+ * small files go together. An empty file gives nothing. The ranges ignore line boundaries;
+ * `readRange` finds them, so cutting needs only the sizes.
  */
 export function splitInputs(
   files: readonly { path: string; size: number }[],
@@ -48,15 +51,18 @@ export function splitInputs(
 ): Split[] {
   const { splitSizeBytes } = options;
   const openCost = options.openCostBytes ?? DEFAULT_OPEN_COST_BYTES;
+  const limit = splitSizeBytes * SPLIT_SLOP;
   const ranges: FileRange[] = [];
   for (const { path, size } of files) {
-    for (let start = 0; start < size; start += splitSizeBytes) {
-      ranges.push({ file: path, start, end: Math.min(start + splitSizeBytes, size) });
+    let start = 0;
+    for (; size - start > limit; start += splitSizeBytes) {
+      ranges.push({ file: path, start, end: start + splitSizeBytes });
     }
+    if (size > start) ranges.push({ file: path, start, end: size });
   }
   const totalCost = ranges.reduce((sum, { start, end }) => sum + end - start + openCost, 0);
   const slots = Math.max(1, options.parallelism ?? 1);
-  const waves = Math.ceil(totalCost / (slots * splitSizeBytes));
+  const waves = Math.ceil(totalCost / (slots * limit));
   const target = Math.max(openCost, Math.ceil(totalCost / (waves * slots)));
   const splits: Split[] = [];
   let current: FileRange[] = [];
@@ -65,7 +71,7 @@ export function splitInputs(
   for (const range of ranges) {
     const bytes = range.end - range.start;
     const rangeCost = bytes + openCost;
-    const full = cost + bytes > splitSizeBytes;
+    const full = cost + rangeCost > limit;
     const past = packed + rangeCost / 2 > (splits.length + 1) * target;
     if (current.length > 0 && (full || past)) {
       splits.push(current);
