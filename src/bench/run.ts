@@ -406,7 +406,7 @@ function writeSmallRuns(path: string): RecordRange[] {
   const ranges: RecordRange[] = [];
   for (let m = 0; m < SMALL_FILES; m++) {
     const start = writer.bytes;
-    for (const word of words) if (next() < 0.035) writer.write(word, String(1 + Math.floor(next() * 9)));
+    for (const word of words) if (next() < 0.055) writer.write(word, String(1 + Math.floor(next() * 9)));
     ranges.push({ path, start, end: writer.bytes });
   }
   writer.close();
