@@ -173,6 +173,17 @@ describe("the merge", () => {
     const onDisk = await merge(0); // never in memory: merged ahead in passes, as before
     expect(onDisk.seen).toEqual(expected);
     expect(onDisk.rewritten).toBeGreaterThan(0);
+
+    // Runs held in memory (as a reduce keeps small fetched outputs) beside runs in files, in passes.
+    const mixed = ranges.map((range, r) => (r % 2 === 0 ? { data: readFileSync(range.path) } : range));
+    const merged = await openMerge(mixed, {
+      dir: join(dir, "mixed"),
+      tunables: resolveTunables({ mergeFactor: 10, mergeMemoryBytes: 0 }),
+    });
+    const seen: [string, string][] = [];
+    while (merged.next()) seen.push([merged.key, merged.value]);
+    merged.close();
+    expect(seen).toEqual(expected);
   });
 
   it("skips the values a callback leaves unread", async () => {

@@ -99,38 +99,42 @@ function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment 
 }
 
 describe("the shuffle", () => {
-  it("fetches hundreds of map outputs from two workers in batched streams", async () => {
-    const one = await shuffleWorker(0, 150, 1);
-    const two = await shuffleWorker(150, 130, 1);
-    expect(one.inMemory).toBeGreaterThan(0); // and the others come from files
-    expect(one.inMemory).toBeLessThan(150);
-    const outputDir = tempDir();
-    const runner = new TaskRunner({
-      dataDir: tempDir(),
-      tunables: resolveTunables({ sortBufferBytes: 1 << 20 }),
-      apps: BUILTIN_APPS,
-      roots: () => Roots.NONE,
-    });
-    try {
-      const mapOutputs = [...one.outputs, ...two.outputs].sort((a, b) => a.mapIndex - b.mapIndex);
-      const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
-      const part = readFileSync(join(outputDir, "_temporary", "a00000000000000ff", "part-r-00000"), "utf8");
-      const counts = new Map(
-        part
-          .trim()
-          .split("\n")
-          .map((line) => line.split("\t") as [string, string]),
-      );
-      expect(counts.get("shared")).toBe("280");
-      let ones = 0;
-      for (let m = 0; m < 280; m++) ones += Number(m % 7 === 0) + Number(m % 3 === 0);
-      expect(Number(counts.get("one"))).toBe(ones);
-      expect(Number(counts.get("seven"))).toBe(40);
-      expect(counters.SHUFFLE_BYTES).toBeGreaterThan(0);
-    } finally {
-      runner.close();
-    }
-  });
+  // Held in memory by the reducer: none, some (the rest in files), all.
+  it.each([0, 600, 1 << 20])(
+    "fetches hundreds of map outputs from two workers in batched streams, %i bytes held in memory",
+    async (mergeMemoryBytes) => {
+      const one = await shuffleWorker(0, 150, 1);
+      const two = await shuffleWorker(150, 130, 1);
+      expect(one.inMemory).toBeGreaterThan(0); // and the others come from files
+      expect(one.inMemory).toBeLessThan(150);
+      const outputDir = tempDir();
+      const runner = new TaskRunner({
+        dataDir: tempDir(),
+        tunables: resolveTunables({ sortBufferBytes: 1 << 20, mergeMemoryBytes }),
+        apps: BUILTIN_APPS,
+        roots: () => Roots.NONE,
+      });
+      try {
+        const mapOutputs = [...one.outputs, ...two.outputs].sort((a, b) => a.mapIndex - b.mapIndex);
+        const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
+        const part = readFileSync(join(outputDir, "_temporary", "a00000000000000ff", "part-r-00000"), "utf8");
+        const counts = new Map(
+          part
+            .trim()
+            .split("\n")
+            .map((line) => line.split("\t") as [string, string]),
+        );
+        expect(counts.get("shared")).toBe("280");
+        let ones = 0;
+        for (let m = 0; m < 280; m++) ones += Number(m % 7 === 0) + Number(m % 3 === 0);
+        expect(Number(counts.get("one"))).toBe(ones);
+        expect(Number(counts.get("seven"))).toBe(40);
+        expect(counters.SHUFFLE_BYTES).toBeGreaterThan(0);
+      } finally {
+        runner.close();
+      }
+    },
+  );
 
   it("batches outputs by worker, at most 100 to a stream, alternating workers", () => {
     const outputs = Array.from({ length: 250 }, (_, i) => ({
@@ -183,7 +187,7 @@ describe("the shuffle", () => {
     symlinkSync("/dev/full", join(attemptDir(dataDir, task.attemptId), "in-0"));
     const runner = new TaskRunner({
       dataDir,
-      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchBatch: 100 }),
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchBatch: 100, mergeMemoryBytes: 0 }),
       apps: BUILTIN_APPS,
       roots: () => Roots.NONE,
     });
@@ -200,6 +204,30 @@ describe("the shuffle", () => {
       expect(failure).not.toBeInstanceOf(FetchFailedError);
       expect((failure as Error).message).toMatch(/^could not write fetched map output to .*in-0: ENOSPC/);
       expect(openOnFull()).toBe(0);
+    } finally {
+      runner.close();
+    }
+  });
+
+  it("keeps small map outputs in memory, never writing them: a full disk does not matter to it", async () => {
+    const worker = await shuffleWorker(0, 4, 1);
+    const dataDir = tempDir();
+    const outputDir = tempDir();
+    const task = reduceTask(outputDir, worker.outputs);
+    mkdirSync(attemptDir(dataDir, task.attemptId));
+    symlinkSync("/dev/full", join(attemptDir(dataDir, task.attemptId), "in-0"));
+    const runner = new TaskRunner({
+      dataDir,
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchBatch: 100 }), // held: up to 1 MiB
+      apps: BUILTIN_APPS,
+      roots: () => Roots.NONE,
+    });
+    try {
+      const counters = await runner.run(task, new AbortController().signal);
+      expect(counters.SHUFFLE_BYTES).toBeGreaterThan(0);
+      expect(readFileSync(join(outputDir, "_temporary", task.attemptId, "part-r-00000"), "utf8")).toContain(
+        "shared\t4\n",
+      );
     } finally {
       runner.close();
     }

@@ -30,7 +30,7 @@ import { readRange, readRangeBlocks } from "../mr/split.js";
 import type * as pb from "../gen/mapreduce.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { compareKeys } from "../mr/merge.js";
-import { RecordWriter, type RecordRange } from "../mr/records.js";
+import { RecordWriter, type FileRecords } from "../mr/records.js";
 import { runReduceTask } from "../mr/reduceTask.js";
 import { resolveTunables } from "../mr/tunables.js";
 import { random, vocabulary, writeZipfCorpus } from "./corpus.js";
@@ -399,11 +399,11 @@ function cutIntoFiles(corpus: string, dir: string, count: number): string[] {
 }
 
 /** 320 sorted runs of wordcount output, 3 MB in all, in one file as a reduce fetches them. */
-function writeSmallRuns(path: string): RecordRange[] {
+function writeSmallRuns(path: string): FileRecords[] {
   const next = random(7);
   const words = vocabulary(20_000, next).sort(compareKeys);
   const writer = new RecordWriter(path);
-  const ranges: RecordRange[] = [];
+  const ranges: FileRecords[] = [];
   for (let m = 0; m < SMALL_FILES; m++) {
     const start = writer.bytes;
     for (const word of words) if (next() < 0.055) writer.write(word, String(1 + Math.floor(next() * 9)));
@@ -414,7 +414,7 @@ function writeSmallRuns(path: string): RecordRange[] {
 }
 
 /** Seconds for one reduce of wordcount over `runs`, with these tunables. */
-async function reduceAlone(runs: RecordRange[], work: string, mergeMemoryBytes?: number): Promise<number> {
+async function reduceAlone(runs: FileRecords[], work: string, mergeMemoryBytes?: number): Promise<number> {
   const started = performance.now();
   await runReduceTask({
     app: BUILTIN_APPS.wordcount!,

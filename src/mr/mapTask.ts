@@ -2,7 +2,7 @@ import type { Counters, Split } from "../types.js";
 import type { App, BlockMapper, Ctx, Emit } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, type Progress } from "./context.js";
 import { MapOutputBuffer, type Ranges } from "./mapOutputBuffer.js";
-import type { RecordRange } from "./records.js";
+import type { FileRecords } from "./records.js";
 import { readRange, readRangeBlocks, splitBytes } from "./split.js";
 import { DEFAULT_TUNABLES, type EngineTunables } from "./tunables.js";
 
@@ -37,7 +37,7 @@ export interface MapOutput {
 }
 
 /** The records of partition `r` of an output on disk, for a reader. */
-export function partitionRange(output: MapOutput, r: number): RecordRange {
+export function partitionRange(output: MapOutput, r: number): FileRecords {
   if (output.data) throw new Error("this map output is in memory, not in a file");
   const [start, end] = output.partitions[r]!;
   return { path: output.path, start, end };

@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { RecordReader, RecordWriter, type RecordRange, type SharedFiles } from "./records.js";
+import { RecordReader, RecordWriter, rangeBytes, type RecordRange, type SharedFiles } from "./records.js";
 import { DEFAULT_TUNABLES, type EngineTunables } from "./tunables.js";
 
 /** Keys are compared in JavaScript string order (UTF-16 code units), everywhere. */
@@ -203,11 +203,8 @@ export interface MergeOptions {
  */
 export async function openMerge(runs: readonly RecordRange[], options: MergeOptions): Promise<MergedReader> {
   const tunables = options.tunables ?? DEFAULT_TUNABLES;
-  if (runBytes(runs) <= tunables.mergeMemoryBytes) {
-    const whole = runs.map(
-      ({ path, start = 0, end }) => new RecordReader(path, start, end, options.files, end! - start),
-    );
-    return new MergedReader(whole);
+  if (runs.reduce((sum, run) => sum + rangeBytes(run), 0) <= tunables.mergeMemoryBytes) {
+    return new MergedReader(runs.map((run) => RecordReader.of(run, options.files, rangeBytes(run))));
   }
   const factor = tunables.mergeFactor;
   const pending = [...runs];
@@ -227,7 +224,8 @@ export async function openMerge(runs: readonly RecordRange[], options: MergeOpti
       written.add(path);
       const group = pending.slice(at, at + size);
       await mergeToFile(group, path, options);
-      remove(group.map((run) => run.path).filter((merged) => written.has(merged))); // merged again
+      // The runs merged ahead before and merged again now.
+      remove(group.flatMap((run) => ("path" in run && written.has(run.path) ? [run.path] : [])));
       pending.splice(at, size, { path });
     }
   } catch (err) {
@@ -235,11 +233,6 @@ export async function openMerge(runs: readonly RecordRange[], options: MergeOpti
     throw err;
   }
   return new MergedReader(readersOf(pending, options.files, tunables), () => remove(written));
-}
-
-/** The bytes of `runs` together; Infinity if one is a whole file, of a size not known here. */
-function runBytes(runs: readonly RecordRange[]): number {
-  return runs.reduce((sum, { start = 0, end = Infinity }) => sum + end - start, 0);
 }
 
 /** Readers of `runs`, each with its share of the merge's read buffers. */
@@ -252,7 +245,7 @@ function readersOf(
     MIN_CHUNK_BYTES,
     Math.min(tunables.readChunkBytes, Math.floor(tunables.mergeReadBytes / Math.max(1, runs.length))),
   );
-  return runs.map(({ path, start, end }) => new RecordReader(path, start, end, files, chunkBytes));
+  return runs.map((run) => RecordReader.of(run, files, chunkBytes));
 }
 
 async function mergeToFile(runs: readonly RecordRange[], path: string, options: MergeOptions): Promise<void> {

@@ -113,10 +113,23 @@ function writeVarint(buf: Buffer, at: number, n: number): number {
 }
 
 /** Records in a byte range of a file: a whole file when start and end are left out. */
-export interface RecordRange {
+export interface FileRecords {
   path: string;
   start?: number;
   end?: number;
+}
+
+/** Records held in memory, as a reduce keeps the small map outputs it fetched. */
+export interface MemoryRecords {
+  data: Uint8Array;
+}
+
+export type RecordRange = FileRecords | MemoryRecords;
+
+/** The bytes of a range; Infinity for a whole file, whose size is not known here. */
+export function rangeBytes(range: RecordRange): number {
+  if ("data" in range) return range.data.byteLength;
+  return (range.end ?? Infinity) - (range.start ?? 0);
 }
 
 /**
@@ -143,9 +156,9 @@ export class SharedFiles {
 }
 
 /**
- * Reads records from a byte range of a file, a chunk at a time, synchronously: the reduce side
- * hands `values` to user code as a plain iterator, so the reads under it cannot be async.
- * Usage: `while (reader.next()) use(reader.key, reader.value)`.
+ * Reads records from a byte range of a file, a chunk at a time, or from memory, synchronously:
+ * the reduce side hands `values` to user code as a plain iterator, so the reads under it cannot
+ * be async. Usage: `while (reader.next()) use(reader.key, reader.value)`.
  */
 export class RecordReader {
   key = "";
@@ -172,9 +185,10 @@ export class RecordReader {
     private readonly files?: SharedFiles,
     private readonly chunkBytes = READ_CHUNK_BYTES,
   ) {
-    this.fd = files ? files.acquire(path) : openSync(path, "r");
     this.filePos = start;
     this.bytesTotal = end - start;
+    if (path === "") return; // records in memory (see `of`): buf holds them, and there is no file
+    this.fd = files ? files.acquire(path) : openSync(path, "r");
     if (this.bytesTotal <= chunkBytes) {
       try {
         this.fill(0);
@@ -182,6 +196,16 @@ export class RecordReader {
         this.release();
       }
     }
+  }
+
+  /** A reader of `range`, from its file or from memory. */
+  static of(range: RecordRange, files?: SharedFiles, chunkBytes?: number): RecordReader {
+    if (!("data" in range)) return new RecordReader(range.path, range.start, range.end, files, chunkBytes);
+    const { data } = range;
+    const reader = new RecordReader("", 0, data.byteLength);
+    reader.buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    reader.filePos = data.byteLength;
+    return reader;
   }
 
   /** The bytes of the range handed out as records so far. */

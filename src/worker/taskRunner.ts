@@ -12,7 +12,7 @@ import { CHANNEL_OPTIONS } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
 import { makeTemporaryPartDirs, temporaryPartPath } from "../mr/output.js";
-import type { RecordRange } from "../mr/records.js";
+import { rangeBytes, type RecordRange } from "../mr/records.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
 import type { Roots } from "../roots.js";
@@ -36,6 +36,8 @@ interface Fetched {
   /** The last error of each output not yet fetched. */
   errors: Map<number, string>;
   bytes: number;
+  /** What more fetched output may be held in memory rather than written to a file. */
+  memoryLeft: number;
 }
 
 /**
@@ -78,11 +80,12 @@ class LocalWriteError extends Error {
 }
 
 /**
- * Appends to a new file through a buffer, counting its bytes. Its own failures are
- * LocalWriteErrors; its descriptor is closed whatever happens, once close or discard is called.
+ * Appends to a new file through a buffer, counting its bytes; the file is created at the first
+ * write. Its own failures are LocalWriteErrors; its descriptor is closed whatever happens, once
+ * close or discard is called.
  */
 class AppendFile {
-  private handle: Promise<FileHandle>;
+  private handle: Promise<FileHandle> | undefined;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private written = 0;
@@ -90,10 +93,7 @@ class AppendFile {
   /** Bytes appended, written or not. */
   bytes = 0;
 
-  constructor(private readonly path: string) {
-    this.handle = open(path, "w");
-    this.handle.catch(() => undefined); // reported by the next append or close
-  }
+  constructor(private readonly path: string) {}
 
   async append(data: Uint8Array): Promise<void> {
     this.pending.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
@@ -116,7 +116,7 @@ class AppendFile {
     this.closed = true;
     this.pending = [];
     this.pendingBytes = 0;
-    const handle = await this.handle.catch(() => undefined);
+    const handle = await this.handle?.catch(() => undefined);
     await handle?.close().catch(() => undefined);
   }
 
@@ -126,6 +126,7 @@ class AppendFile {
     this.pending = [];
     this.pendingBytes = 0;
     try {
+      this.handle ??= open(this.path, "w");
       const handle = await this.handle;
       let done = 0;
       while (done < data.length) {
@@ -273,6 +274,9 @@ export class TaskRunner {
       count: 0,
       errors: new Map(),
       bytes: 0,
+      // Hadoop's shuffle input buffer: the outputs held in memory are at most what the reduce
+      // merges in memory, so they are never written at all.
+      memoryLeft: this.options.tunables.mergeMemoryBytes,
     };
     progress.phase(0, 0.5, () => fetched.count / task.mapOutputs.length);
     let pending = task.mapOutputs.map((_, i) => i);
@@ -305,8 +309,9 @@ export class TaskRunner {
   }
 
   /**
-   * Fetches one batch of outputs, all on one worker, into one file; each output that arrives
-   * whole gets its range of the file. An output that does not, gets its error instead.
+   * Fetches one batch of outputs, all on one worker: each output that arrives whole is kept in
+   * memory while `fetched.memoryLeft` allows, else in one file for the batch, and gets its range.
+   * An output that does not arrive whole gets its error instead.
    */
   private async fetchBatch(
     task: TaskAssignment,
@@ -326,6 +331,18 @@ export class TaskRunner {
     signal.addEventListener("abort", cancel, { once: true });
     const file = new AppendFile(path);
     let start = 0;
+    /** The chunks of the output under way while it stays in memory; undefined once it goes to the file. */
+    let held: Uint8Array[] | undefined = [];
+    let heldBytes = 0;
+    const nextOutput = (): void => {
+      start = file.bytes;
+      held = [];
+      heldBytes = 0;
+    };
+    const giveBackHeld = (): void => {
+      fetched.memoryLeft += heldBytes;
+      heldBytes = 0;
+    };
     try {
       for await (const chunk of stream as AsyncIterable<Chunk>) {
         const i = batch[chunk.output];
@@ -333,19 +350,33 @@ export class TaskRunner {
           throw new Error(`the shuffle server sent output ${chunk.output} of ${batch.length}`);
         if (chunk.error) {
           fetched.errors.set(i, chunk.error);
-          start = file.bytes;
+          if (held) giveBackHeld();
+          nextOutput();
           continue;
         }
-        await file.append(chunk.data);
+        if (held && chunk.data.byteLength <= fetched.memoryLeft) {
+          held.push(chunk.data);
+          heldBytes += chunk.data.byteLength;
+          fetched.memoryLeft -= chunk.data.byteLength;
+        } else {
+          if (held) {
+            for (const data of held) await file.append(data); // it does not fit: to the file, all of it
+            giveBackHeld();
+            held = undefined;
+          }
+          await file.append(chunk.data);
+        }
         if (chunk.last) {
-          fetched.ranges[i] = { path, start, end: file.bytes };
+          const range = held ? { data: joined(held, heldBytes) } : { path, start, end: file.bytes };
+          fetched.ranges[i] = range;
           fetched.count++;
-          fetched.bytes += file.bytes - start;
-          start = file.bytes;
+          fetched.bytes += rangeBytes(range);
+          nextOutput();
         }
       }
       await file.close();
     } catch (err) {
+      if (held) giveBackHeld();
       await file.discard();
       signal.throwIfAborted();
       if (err instanceof LocalWriteError) {
@@ -371,6 +402,17 @@ export class TaskRunner {
     }
     return client;
   }
+}
+
+/** Chunks as one array of its own, so that a task thread gets a copy of these bytes alone. */
+function joined(chunks: readonly Uint8Array[], bytes: number): Uint8Array {
+  const data = new Uint8Array(bytes);
+  let at = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return data;
 }
 
 /**

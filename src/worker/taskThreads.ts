@@ -117,7 +117,14 @@ export class TaskThreads {
         thread.on("message", onMessage);
         thread.on("error", onError);
         thread.on("exit", onExit);
-        thread.postMessage({ ...request, id, progress: shared } satisfies ThreadTask);
+        // A reduce's inputs held in memory move to the thread rather than being copied.
+        const moved =
+          request.kind === "reduce"
+            ? request.reduce.inputs.flatMap((input) =>
+                "data" in input ? [input.data.buffer as ArrayBuffer] : [],
+              )
+            : [];
+        thread.postMessage({ ...request, id, progress: shared } satisfies ThreadTask, moved);
         if (signal.aborted) onAbort();
       });
     } finally {
