@@ -305,7 +305,28 @@ export class TaskRunner {
       }
       await sleep(fetchRetryMs * round, undefined, { signal });
     }
-    return { inputs: fetched.ranges as RecordRange[], bytes: fetched.bytes };
+    const inputs = fetched.ranges as RecordRange[];
+    // Some did not fit: the merge goes through files, and what is held would only add to its
+    // memory. It goes to a file too, in one write, as Hadoop merges its in-memory outputs to disk.
+    if (inputs.some((input) => "path" in input)) await this.writeHeld(inputs, join(dir, `in-${files}`));
+    return { inputs, bytes: fetched.bytes };
+  }
+
+  /** Writes the inputs held in memory to the file `path`, and points them at it. */
+  private async writeHeld(inputs: RecordRange[], path: string): Promise<void> {
+    const file = new AppendFile(path);
+    try {
+      for (const [i, input] of inputs.entries()) {
+        if (!("data" in input)) continue;
+        const start = file.bytes;
+        await file.append(input.data);
+        inputs[i] = { path, start, end: file.bytes };
+      }
+      await file.close();
+    } catch (err) {
+      await file.discard();
+      throw err;
+    }
   }
 
   /**
@@ -404,7 +425,7 @@ export class TaskRunner {
   }
 }
 
-/** Chunks as one array of its own, so that a task thread gets a copy of these bytes alone. */
+/** Chunks as one array of its own, so that it moves to a task thread without dragging along more. */
 function joined(chunks: readonly Uint8Array[], bytes: number): Uint8Array {
   const data = new Uint8Array(bytes);
   let at = 0;
