@@ -9,47 +9,53 @@ export function compareKeys(a: string, b: string): number {
 }
 
 /**
- * A streaming k-way merge of sorted record readers, on a binary heap. Equal keys come out in
- * the order of their sources, so a merge is stable and deterministic.
+ * A streaming k-way merge of sorted record readers, on a tournament tree of losers (Knuth's
+ * replacement selection): each record costs log2(k) comparisons, half a binary heap's. Equal
+ * keys come out in the order of their sources, so a merge is stable and deterministic.
  */
 export class MergedReader {
   key = "";
   value = "";
-  /** Indexes into `sources`: the index breaks ties between equal keys. */
-  private readonly heap: number[] = [];
+  /** tree[0] is the winner, tree[n] for 0 < n < k the loser of node n's match; leaves are k + i. */
+  private readonly tree: Int32Array;
+  /** 1 for a source that has no record left: it loses every match. */
+  private readonly spent: Uint8Array;
 
   /** `onClose` runs once the sources are closed. */
   constructor(
     private readonly sources: readonly RecordReader[],
     private readonly onClose?: () => void,
   ) {
-    sources.forEach((source, i) => {
-      if (source.next()) this.push(i);
-    });
+    this.spent = new Uint8Array(sources.length);
+    sources.forEach((source, i) => (this.spent[i] = source.next() ? 0 : 1));
+    this.tree = new Int32Array(Math.max(1, sources.length));
+    this.tree[0] = sources.length === 0 ? -1 : this.play(1);
   }
 
   next(): boolean {
-    const top = this.heap[0];
-    if (top === undefined) return false;
+    const top = this.tree[0]!;
+    if (top === -1 || this.spent[top] === 1) return false;
     const source = this.sources[top]!;
     this.key = source.key;
     this.value = source.value;
-    if (source.next()) {
-      this.siftDown(0);
-    } else {
-      const last = this.heap.pop()!;
-      if (this.heap.length > 0) {
-        this.heap[0] = last;
-        this.siftDown(0);
+    if (!source.next()) this.spent[top] = 1;
+    // The winner's next record plays its way back up against the losers on its path.
+    let winner = top;
+    for (let node = (top + this.sources.length) >> 1; node > 0; node >>= 1) {
+      const loser = this.tree[node]!;
+      if (this.less(loser, winner)) {
+        this.tree[node] = winner;
+        winner = loser;
       }
     }
+    this.tree[0] = winner;
     return true;
   }
 
   /** The key the next call to `next` will give, or undefined at the end. */
   peekKey(): string | undefined {
-    const top = this.heap[0];
-    return top === undefined ? undefined : this.sources[top]!.key;
+    const top = this.tree[0]!;
+    return top === -1 || this.spent[top] === 1 ? undefined : this.sources[top]!.key;
   }
 
   /** The share of the sources' bytes read so far, 0 to 1. */
@@ -68,36 +74,24 @@ export class MergedReader {
     this.onClose?.();
   }
 
+  /** Plays the matches under `node`, keeping each loser there; returns the winner. */
+  private play(node: number): number {
+    const k = this.sources.length;
+    if (node >= k) return node - k;
+    const a = this.play(2 * node);
+    const b = this.play(2 * node + 1);
+    const [winner, loser] = this.less(a, b) ? [a, b] : [b, a];
+    this.tree[node] = loser;
+    return winner;
+  }
+
+  /** Whether source a's record goes before source b's: by key, then by source. */
   private less(a: number, b: number): boolean {
+    if (this.spent[a] === 1) return false;
+    if (this.spent[b] === 1) return true;
     const keyA = this.sources[a]!.key;
     const keyB = this.sources[b]!.key;
     return keyA < keyB || (keyA === keyB && a < b);
-  }
-
-  private push(source: number): void {
-    const heap = this.heap;
-    heap.push(source);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.less(heap[i]!, heap[parent]!)) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
-  }
-
-  private siftDown(i: number): void {
-    const heap = this.heap;
-    for (;;) {
-      const left = 2 * i + 1;
-      const right = left + 1;
-      let least = i;
-      if (left < heap.length && this.less(heap[left]!, heap[least]!)) least = left;
-      if (right < heap.length && this.less(heap[right]!, heap[least]!)) least = right;
-      if (least === i) return;
-      [heap[i], heap[least]] = [heap[least]!, heap[i]!];
-      i = least;
-    }
   }
 }
 
