@@ -102,18 +102,7 @@ describe("the merge", () => {
     const dir = tempDir();
     const runs = writeRuns(dir, { runs: 250, records: 20, keys: 30, seed: 11 });
     const expected = runs.flat().sort((a, b) => compareKeys(a[0], b[0]));
-    let reading = 0;
-    let mostReading = 0;
-    const files = new (class extends SharedFiles {
-      override acquire(path: string): number {
-        mostReading = Math.max(mostReading, ++reading);
-        return super.acquire(path);
-      }
-      override release(path: string): void {
-        reading--;
-        super.release(path);
-      }
-    })();
+    const files = new CountingFiles();
     let rewritten = 0;
     const work = join(dir, "work");
     const merged = await openMerge(
@@ -129,7 +118,7 @@ describe("the merge", () => {
     while (merged.next()) seen.push([merged.key, merged.value]);
     merged.close();
     expect(seen).toEqual(expected);
-    expect(mostReading).toBeLessThanOrEqual(10);
+    expect(files.mostOpen).toBeLessThanOrEqual(10);
     expect(rewritten).toBeGreaterThan(0);
     expect(readdirSync(work)).toEqual([]); // the runs merged ahead are gone
   });
@@ -143,18 +132,7 @@ describe("the merge", () => {
       return { path, start: 0, end: statSync(path).size };
     });
     const merge = async (mergeMemoryBytes: number) => {
-      let open = 0;
-      let mostOpen = 0;
-      const files = new (class extends SharedFiles {
-        override acquire(path: string): number {
-          mostOpen = Math.max(mostOpen, ++open);
-          return super.acquire(path);
-        }
-        override release(path: string): void {
-          open--;
-          super.release(path);
-        }
-      })();
+      const files = new CountingFiles();
       let rewritten = 0;
       const tunables = resolveTunables({ mergeFactor: 10, mergeMemoryBytes });
       const merged = await openMerge(ranges, {
@@ -166,7 +144,7 @@ describe("the merge", () => {
       const seen: [string, string][] = [];
       while (merged.next()) seen.push([merged.key, merged.value]);
       merged.close();
-      return { seen, rewritten, mostOpen };
+      return { seen, rewritten, mostOpen: files.mostOpen };
     };
     const inMemory = await merge(1 << 20);
     expect(inMemory).toEqual({ seen: expected, rewritten: 0, mostOpen: 1 });
@@ -197,6 +175,22 @@ describe("the merge", () => {
     expect(seen.records).toBe(6);
   });
 });
+
+/** Shared files that count the most held open at once. */
+class CountingFiles extends SharedFiles {
+  private held = 0;
+  mostOpen = 0;
+
+  override acquire(path: string): number {
+    this.mostOpen = Math.max(this.mostOpen, ++this.held);
+    return super.acquire(path);
+  }
+
+  override release(path: string): void {
+    this.held--;
+    super.release(path);
+  }
+}
 
 /** Wordcount as `map` defines it, a line at a time, without its block mapper. */
 const lineWordcount: App = { ...BUILTIN_APPS.wordcount!, blockMapper: undefined };

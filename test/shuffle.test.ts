@@ -99,9 +99,9 @@ function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment 
 }
 
 describe("the shuffle", () => {
-  // Held in memory by the reducer: none, some (the rest in files), all.
+  // Held in memory by the reducer as fetched (a quarter of these): none, some (the rest in files), all.
   it.each([0, 600, 1 << 20])(
-    "fetches hundreds of map outputs from two workers in batched streams, %i bytes held in memory",
+    "fetches hundreds of map outputs from two workers in batched streams, merging %i bytes in memory",
     async (mergeMemoryBytes) => {
       const one = await shuffleWorker(0, 150, 1);
       const two = await shuffleWorker(150, 130, 1);
@@ -218,7 +218,7 @@ describe("the shuffle", () => {
     symlinkSync("/dev/full", join(attemptDir(dataDir, task.attemptId), "in-0"));
     const runner = new TaskRunner({
       dataDir,
-      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchBatch: 100 }), // held: up to 1 MiB
+      tunables: resolveTunables({ sortBufferBytes: 1 << 20, fetchBatch: 100 }), // held as fetched: up to 256 KiB
       apps: BUILTIN_APPS,
       roots: () => Roots.NONE,
     });

@@ -274,9 +274,9 @@ export class TaskRunner {
       count: 0,
       errors: new Map(),
       bytes: 0,
-      // Hadoop's shuffle input buffer: the outputs held in memory are at most what the reduce
-      // merges in memory, so they are never written at all.
-      memoryLeft: this.options.tunables.mergeMemoryBytes,
+      // Hadoop's shuffle input buffer: small outputs are never written at all. A quarter of what
+      // the merge may hold, so that fetching adds little to the worker's peak.
+      memoryLeft: Math.floor(this.options.tunables.mergeMemoryBytes / 4),
     };
     progress.phase(0, 0.5, () => fetched.count / task.mapOutputs.length);
     let pending = task.mapOutputs.map((_, i) => i);
