@@ -60,6 +60,7 @@ export function splitInputs(
     }
     if (size > start) ranges.push({ file: path, start, end: size });
   }
+  if (ranges.length === 0) return [];
   const totalCost = ranges.reduce((sum, { start, end }) => sum + end - start + openCost, 0);
   const slots = Math.max(1, options.parallelism ?? 1);
   const waves = Math.ceil(totalCost / (slots * limit));
