@@ -18,6 +18,17 @@ import { tempDir } from "./helpers/tmp.js";
 /** The migrations this mr knows. */
 const KNOWN = readdirSync(MIGRATIONS_DIR).filter((name) => name.endsWith(".sql")).length;
 
+/** A database in a temp directory migrated only by the migrations before `version`. */
+function openDbBefore(version: string) {
+  const dir = tempDir();
+  const before = join(dir, "migrations");
+  mkdirSync(before);
+  for (const name of readdirSync(MIGRATIONS_DIR).filter((file) => file < version)) {
+    copyFileSync(join(MIGRATIONS_DIR, name), join(before, name));
+  }
+  return openDb(join(dir, "a.db"), before);
+}
+
 describe("migrations", () => {
   it("apply once; a second run changes nothing", () => {
     const dir = tempDir();
@@ -71,13 +82,7 @@ describe("migrations", () => {
   });
 
   it("give jobs from before shuffle keys each a random key of their own", () => {
-    const dir = tempDir();
-    const before = join(dir, "migrations");
-    mkdirSync(before);
-    for (const name of readdirSync(MIGRATIONS_DIR).filter((file) => file < "0003")) {
-      copyFileSync(join(MIGRATIONS_DIR, name), join(before, name));
-    }
-    const db = openDb(join(dir, "a.db"), before);
+    const db = openDbBefore("0003");
     const insert = db.prepare(
       `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total, submitted_at)
        VALUES ('wordcount', 'RUNNING', '[]', ?, 1, 1, '{}', 0, 0)`,
@@ -93,13 +98,7 @@ describe("migrations", () => {
   });
 
   it("keep each map's one range as a split of one range when splits may pack files", () => {
-    const dir = tempDir();
-    const before = join(dir, "migrations");
-    mkdirSync(before);
-    for (const name of readdirSync(MIGRATIONS_DIR).filter((file) => file < "0013")) {
-      copyFileSync(join(MIGRATIONS_DIR, name), join(before, name));
-    }
-    const db = openDb(join(dir, "a.db"), before);
+    const db = openDbBefore("0013");
     db.prepare(
       `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, params, maps_total, submitted_at, shuffle_key)
        VALUES ('wordcount', 'RUNNING', '["/in/a b"]', '/out', 1, 10, '{}', 2, 0, 'k')`,

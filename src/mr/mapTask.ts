@@ -129,13 +129,13 @@ async function mapLines(
   read: InputRead,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  for (const { file, start, end } of split) {
+  for (const range of split) {
     await readRange(
-      { file, start, end },
+      range,
       (offset, line, bytes) => {
         read.records++;
         read.bytes += bytes;
-        app.map({ file, offset, line }, emit, ctx);
+        app.map({ file: range.file, offset, line }, emit, ctx);
       },
       signal,
     );

@@ -38,14 +38,15 @@ export interface EngineTunables {
 }
 
 const MiB = 1024 * 1024;
+const SORT_BUFFER_BYTES = 64 * MiB;
 
 export const DEFAULT_TUNABLES: Readonly<EngineTunables> = Object.freeze({
-  sortBufferBytes: 64 * MiB,
+  sortBufferBytes: SORT_BUFFER_BYTES,
   combineInBufferAt: 64,
   collectAfterSpillBytes: 8 * MiB,
   mergeFactor: 100,
   mergeReadBytes: 16 * MiB,
-  mergeMemoryBytes: 64 * MiB,
+  mergeMemoryBytes: SORT_BUFFER_BYTES,
   readChunkBytes: MiB,
   parallelFetches: 4,
   fetchBatch: 100,
