@@ -15,6 +15,11 @@ export const DEFAULT_TASK_TIMEOUT_MS = 600_000;
 
 const address = z.string().regex(/^[\w.-]+:\d{1,5}$/, "must be HOST:PORT, such as 127.0.0.1:50051");
 const positiveInt = z.coerce.number().int().positive();
+/** An S3-compatible store's endpoint; unset, AWS S3 itself. */
+const s3Endpoint = z
+  .string()
+  .regex(/^https?:\/\/[^/\s]+/, "must be an http:// or https:// URL, such as http://127.0.0.1:9000")
+  .optional();
 
 const driverSchema = z.object({
   /** Where the gRPC server listens. Default 127.0.0.1:50051. */
@@ -100,6 +105,8 @@ const driverSchema = z.object({
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
   tlsCa: z.string().min(1).optional(),
+  /** The object store of s3:// inputs and outputs, when not AWS S3. Default $MR_S3_ENDPOINT. */
+  s3Endpoint,
 });
 export type DriverConfig = Readonly<
   Omit<z.infer<typeof driverSchema>, "http"> & {
@@ -148,6 +155,8 @@ const workerSchema = z.object({
    * worker goes on, as Hadoop's mapreduce.task.timeout. In ms; default 600000.
    */
   taskTimeoutMs: positiveInt.default(DEFAULT_TASK_TIMEOUT_MS),
+  /** The object store of s3:// inputs and outputs, when not AWS S3. Default $MR_S3_ENDPOINT. */
+  s3Endpoint,
 });
 export type WorkerConfig = Readonly<
   z.infer<typeof workerSchema> & {
@@ -177,6 +186,7 @@ export function resolveDriverConfig(
     tlsCert: env.MR_TLS_CERT,
     tlsKey: env.MR_TLS_KEY,
     tlsCa: env.MR_TLS_CA,
+    s3Endpoint: env.MR_S3_ENDPOINT,
     dbPath: join(mrHome(env), "driver.db"),
     ...definedOnly(flags),
   };
@@ -204,6 +214,7 @@ export function resolveWorkerConfig(
     tlsCert: env.MR_TLS_CERT,
     tlsKey: env.MR_TLS_KEY,
     tlsCa: env.MR_TLS_CA,
+    s3Endpoint: env.MR_S3_ENDPOINT,
     ...definedOnly(flags),
   };
   const config = parse(workerSchema, merged, "worker options");

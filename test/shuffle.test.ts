@@ -116,7 +116,10 @@ describe("the shuffle", () => {
       });
       try {
         const mapOutputs = [...one.outputs, ...two.outputs].sort((a, b) => a.mapIndex - b.mapIndex);
-        const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
+        const { counters } = await runner.run(
+          reduceTask(outputDir, mapOutputs),
+          new AbortController().signal,
+        );
         const part = readFileSync(join(outputDir, "_temporary", "a00000000000000ff", "part-r-00000"), "utf8");
         const counts = new Map(
           part
@@ -223,7 +226,7 @@ describe("the shuffle", () => {
       roots: () => Roots.NONE,
     });
     try {
-      const counters = await runner.run(task, new AbortController().signal);
+      const { counters } = await runner.run(task, new AbortController().signal);
       expect(counters.SHUFFLE_BYTES).toBeGreaterThan(0);
       expect(readFileSync(join(outputDir, "_temporary", task.attemptId, "part-r-00000"), "utf8")).toContain(
         "shared\t4\n",
@@ -252,7 +255,7 @@ describe("the shuffle", () => {
       const guessed = await fetchAs({ shuffleKey: "0".repeat(32) });
       expect(guessed).toBeInstanceOf(FetchFailedError);
       expect((guessed as Error).message).toMatch(/has no committed output of job 1 on this worker/);
-      expect(await fetchAs({})).toMatchObject({ REDUCE_OUTPUT_RECORDS: 6 }); // one two three red blue shared
+      expect(await fetchAs({})).toMatchObject({ counters: { REDUCE_OUTPUT_RECORDS: 6 } }); // one two three red blue shared
     } finally {
       runner.close();
     }
@@ -284,7 +287,10 @@ describe("the shuffle", () => {
       });
       try {
         const mapOutputs = [{ mapIndex: 0, attemptId, address }];
-        const counters = await runner.run(reduceTask(outputDir, mapOutputs), new AbortController().signal);
+        const { counters } = await runner.run(
+          reduceTask(outputDir, mapOutputs),
+          new AbortController().signal,
+        );
         expect(counters.SHUFFLE_BYTES).toBeGreaterThan(2 << 20);
         expect(counters.REDUCE_OUTPUT_RECORDS).toBe(300_001);
       } finally {

@@ -45,6 +45,7 @@ describe("migrations", () => {
       "events",
       "exclusions",
       "jobs",
+      "output_uploads",
       "schema_migrations",
       "tasks",
       "workers",

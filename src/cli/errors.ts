@@ -22,7 +22,9 @@ export function reportError(thrown: unknown, context: { driver?: string }, env: 
   const err = toError(thrown);
   if (env.MR_LOG_LEVEL === "debug") console.error(err);
   if (err instanceof JobDidNotSucceed) return ExitCode.FAILURE;
-  if (hasCode(thrown, status.UNAVAILABLE) && context.driver !== undefined && !err.message.includes("Redis")) {
+  // The driver itself may say that what it needs is down (Redis, the object store): that is not it.
+  const dependencyDown = /cannot reach (?:Redis|the object store)/.test(err.message);
+  if (hasCode(thrown, status.UNAVAILABLE) && context.driver !== undefined && !dependencyDown) {
     const tlsError = /Last error: (?:Error: )?([^.]*(?:certificate|SSL|TLS|handshake)[^.]*)/i.exec(
       (thrown as { details?: string }).details ?? "",
     );

@@ -5,6 +5,7 @@ import { validateSubmit } from "../driver/submitCheck.js";
 import type * as pb from "../gen/mapreduce.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { runLocalJob } from "../mr/local.js";
+import { checkEndpoint, isS3Uri } from "../mr/s3.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
 import { MAX_JOB_PRIORITY } from "../limits.js";
 import { Roots } from "../roots.js";
@@ -30,12 +31,17 @@ interface JobOptions {
   speculation?: boolean;
 }
 
+/** A local path made absolute, as the driver needs it; an `s3://` path as it is. */
+function absolute(path: string): string {
+  return isS3Uri(path) ? path : resolve(path);
+}
+
 /** The job the flags describe, as the driver takes it: `mr submit` and `mr run` both start here. */
 function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobRequest {
   return {
     app: options.app,
-    inputs: inputs.map((input) => resolve(input)),
-    outputDir: resolve(options.output),
+    inputs: inputs.map(absolute),
+    outputDir: absolute(options.output),
     reducers: options.reducers,
     splitSizeBytes: options.splitSize ?? 0,
     openCostBytes: options.openCost,
@@ -119,12 +125,18 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
   addJobOptions(program.command("run").description("run a job in this process: no driver, no Redis"))
     .option("--local", "run in this process (the only mode of run, and the default)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
-    .action(async (inputs: string[], options: JobOptions & { appsDir?: string }) => {
+    .option(
+      "--s3-endpoint <url>",
+      "the S3-compatible store of s3:// inputs and outputs, addressed path-style (default $MR_S3_ENDPOINT, else AWS S3)",
+    )
+    .action(async (inputs: string[], options: JobOptions & { appsDir?: string; s3Endpoint?: string }) => {
       const apps = await loadApps(options.appsDir === undefined ? undefined : resolve(options.appsDir));
       // The driver's own check of a submit, so that both refuse the same things in the same words.
-      const job = validateSubmit(
+      const s3Endpoint = options.s3Endpoint ?? env.MR_S3_ENDPOINT;
+      if (s3Endpoint !== undefined) checkEndpoint(s3Endpoint);
+      const job = await validateSubmit(
         submitRequest(inputs, options),
-        { defaultSplitSizeBytes: DEFAULT_SPLIT_SIZE_BYTES },
+        { defaultSplitSizeBytes: DEFAULT_SPLIT_SIZE_BYTES, s3Endpoint },
         Roots.NONE,
         Object.keys(apps),
       );
@@ -138,6 +150,7 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
         splitSizeBytes: job.splitSizeBytes,
         openCostBytes: job.openCostBytes,
         overwrite: options.overwrite,
+        s3: { endpoint: s3Endpoint },
       });
       const seconds = ((performance.now() - started) / 1000).toFixed(2);
       console.error(
@@ -172,10 +185,22 @@ export async function waitWithProgress(client: DriverClient, jobId: number, time
 }
 
 /** Says how a job ended; a job that did not succeed makes the command exit 1. */
-export function reportOutcome(job: { id: number; state: string; error: string; outputDir: string }): void {
-  if (job.state === JobState.SUCCEEDED) {
+export function reportOutcome(job: {
+  id: number;
+  state: string;
+  error: string;
+  outputDir: string;
+  outputFinished: boolean;
+}): void {
+  if (job.state === JobState.SUCCEEDED && job.outputFinished) {
     console.error(`job ${job.id} SUCCEEDED; output in ${job.outputDir}`);
     return;
+  }
+  if (job.state === JobState.SUCCEEDED) {
+    console.error(
+      `mr: job ${job.id} SUCCEEDED, but its output in ${job.outputDir} is not committed yet: the driver could not finish it, and tries again (see its log; mr jobs wait ${job.id} to wait for it)`,
+    );
+    throw new JobDidNotSucceed(job.state);
   }
   console.error(
     `mr: job ${job.id} ${job.state}${job.error ? `: ${job.error}` : ""} (see mr jobs show ${job.id})`,

@@ -12,7 +12,6 @@ import { readTls, serverCredentials } from "../tls.js";
 import { JobServiceService, TaskServiceService } from "../gen/mapreduce.js";
 import { addService, listen, shutdown } from "../grpc.js";
 import { openDb } from "../store/db.js";
-import { listJobsWithOutputToFinish } from "../store/jobs.js";
 import { Dispatcher } from "./dispatcher.js";
 import { DriverLease } from "./driverLease.js";
 import { JobEffects } from "./jobEffects.js";
@@ -150,12 +149,12 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
   const metrics = new DriverMetrics(db, queue);
   const speculator = new Speculator(db, commits, config, log);
   const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log, speculator, metrics);
-  const effects = new JobEffects(db, queue, dispatcher, log, roots);
+  const effects = new JobEffects(db, queue, dispatcher, log, roots, { endpoint: config.s3Endpoint });
   const watches = new JobWatches(db, effects);
   const liveness = new LivenessMonitor(db, effects, config, log);
   resumeAfterRestart(db, config.workerTimeoutMs, Date.now());
   // A job that ended just before the last driver stopped may still lack its _SUCCESS.
-  for (const job of listJobsWithOutputToFinish(db)) effects.finishOutput(job);
+  effects.retryOutputs();
 
   // Never two checks at once: one that finds a check under way waits for it instead.
   let reconciling: Promise<void> | undefined;
@@ -193,10 +192,11 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     })();
   });
   // A flushed Redis, or an entry lost between a commit and its queue call, is found here.
-  const reconcileTimer = setInterval(
-    () => void reconcile("tasks missing from the queue"),
-    config.reconcileMs,
-  );
+  // So is an output in object storage that could not be committed (the store was down).
+  const reconcileTimer = setInterval(() => {
+    void reconcile("tasks missing from the queue");
+    effects.retryOutputs();
+  }, config.reconcileMs);
   liveness.start();
   speculator.start();
   const unserved = new UnservedJobs(db, effects, config.noWorkerTimeoutMs, log);

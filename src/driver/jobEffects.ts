@@ -2,9 +2,18 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { InvalidArgumentError, toError } from "../errors.js";
 import { markOutputSucceeded, removeTemporaryOutput } from "../mr/output.js";
+import { isS3Uri, type S3Options } from "../mr/s3.js";
+import { abortS3Output, commitS3Output } from "../mr/s3Output.js";
 import { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";
-import { markOutputFinished } from "../store/jobs.js";
+import { listJobsWithOutputToFinish, markOutputFinished } from "../store/jobs.js";
+import {
+  forgetUploads,
+  listCommittedUploads,
+  listUncommittedUploads,
+  listUploads,
+  markUploadCompleted,
+} from "../store/uploads.js";
 import { inTransaction } from "../store/prepared.js";
 import type { JobRecord } from "../store/rows.js";
 import { JobState } from "../types.js";
@@ -28,6 +37,10 @@ export class JobEffects {
   private readonly pending = new Set<Promise<void>>();
   /** Jobs whose tasks are being added to the queue right now, with how many adds are under way. */
   private readonly enqueuing = new Map<number, number>();
+  /** Jobs whose output in object storage is being committed or aborted now. */
+  private readonly finishing = new Set<number>();
+  /** Jobs whose output could not be finished, with the last error. */
+  private readonly outputErrors = new Map<number, string>();
 
   constructor(
     private readonly db: Db,
@@ -36,6 +49,8 @@ export class JobEffects {
     private readonly log: Logger,
     /** The output roots: an output directory changed to lead outside them is left alone. */
     private readonly roots = Roots.NONE,
+    /** The object store of s3:// outputs. */
+    private readonly s3: S3Options = {},
   ) {}
 
   /** Carries out a state change's queue work (drops first: a task dropped may be enqueued anew), then the output's. */
@@ -98,10 +113,39 @@ export class JobEffects {
   /**
    * A job that ended leaves `_SUCCESS`, or at least no `_temporary`; then the job is marked so.
    * A driver that stops before that finishes the output when it starts again. An output
-   * directory that now leads outside the output roots is not touched.
+   * directory that now leads outside the output roots is not touched. An output in object
+   * storage is committed or aborted by requests (s3Output.ts), behind this call; one that fails
+   * (the store is down) is tried again by `retryOutputs`.
    */
   finishOutput(job: JobRecord): void {
-    if (job.state === JobState.RUNNING) return;
+    if (job.state === JobState.RUNNING || this.finishing.has(job.id)) return;
+    if (isS3Uri(job.outputDir)) {
+      this.finishing.add(job.id);
+      this.inBackground(async () => {
+        try {
+          await this.finishS3Output(job);
+          this.outputErrors.delete(job.id);
+          inTransaction(this.db, () => {
+            forgetUploads(this.db, job.id);
+            markOutputFinished(this.db, job.id);
+          });
+          this.log.info(
+            { jobId: job.id, output: job.outputDir },
+            `output ${job.state === JobState.SUCCEEDED ? "committed" : "aborted"}`,
+          );
+        } catch (err) {
+          this.outputErrors.set(job.id, toError(err).message);
+          this.log.error(
+            { jobId: job.id, err: toError(err).message },
+            "could not finish the output; will try again",
+          );
+        } finally {
+          this.finishing.delete(job.id);
+          this.jobChanged(job.id);
+        }
+      });
+      return;
+    }
     try {
       try {
         this.roots.checkOutput(job.outputDir);
@@ -112,9 +156,53 @@ export class JobEffects {
         this.log.error({ jobId: job.id, err: err.message }, "left the output directory as it is");
       }
       inTransaction(this.db, () => markOutputFinished(this.db, job.id));
+      this.outputErrors.delete(job.id);
     } catch (err) {
+      this.outputErrors.set(job.id, toError(err).message);
       this.log.error({ jobId: job.id, err: toError(err).message }, "could not finish the output directory");
     }
+  }
+
+  private async finishS3Output(job: JobRecord): Promise<void> {
+    const s3 = this.s3;
+    if (job.state !== JobState.SUCCEEDED) {
+      if (!(await abortS3Output(job.outputDir, listUploads(this.db, job.id), s3))) this.cannotList(job);
+      return;
+    }
+    await commitS3Output(
+      job.outputDir,
+      job.reducers,
+      listCommittedUploads(this.db, job.id),
+      listUncommittedUploads(this.db, job.id),
+      s3,
+      {
+        completed: (partition) =>
+          inTransaction(this.db, () => markUploadCompleted(this.db, job.id, partition)),
+        cannotList: () => this.cannotList(job),
+      },
+    );
+  }
+
+  private cannotList(job: JobRecord): void {
+    this.log.warn(
+      { jobId: job.id, output: job.outputDir },
+      "the object store cannot list multipart uploads: an upload of an attempt killed part way may be left (give the bucket a lifecycle rule that aborts incomplete multipart uploads)",
+    );
+  }
+
+  /** Finishes again the outputs of ended jobs that are not finished, after a failure or a restart. */
+  retryOutputs(): void {
+    for (const job of listJobsWithOutputToFinish(this.db)) {
+      if (isS3Uri(job.outputDir) || !this.outputErrors.has(job.id)) this.finishOutput(job);
+    }
+  }
+
+  /**
+   * Whether a watcher of an ended job has seen all there is to see: its output finished, or its
+   * last try failed (the watcher gets the job as it is, outputFinished false).
+   */
+  outputSettled(job: JobRecord): boolean {
+    return job.outputFinished || (this.outputErrors.has(job.id) && !this.finishing.has(job.id));
   }
 
   /**

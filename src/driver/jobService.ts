@@ -8,6 +8,8 @@ import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { prepareOutputDir, removeTemporaryOutput } from "../mr/output.js";
+import { isS3Uri } from "../mr/s3.js";
+import { emptyS3Output } from "../mr/s3Output.js";
 import type { Db } from "../store/db.js";
 import { getJob } from "../store/jobs.js";
 import type { JobEffects } from "./jobEffects.js";
@@ -35,7 +37,7 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
   const { db, watches, queue, effects, config, roots, log } = deps;
 
   const submit = async (req: pb.SubmitJobRequest): Promise<pb.Job> => {
-    const request = validateSubmit(req, config, roots, availableApps(db), (dir, overwrite) =>
+    const request = await validateSubmit(req, config, roots, availableApps(db), (dir, overwrite) =>
       refuseOwnedOutput(db, dir, overwrite),
     );
     // A driver that has just started may not have reached Redis yet: a moment's wait, not a refusal.
@@ -44,12 +46,14 @@ export function createJobService(deps: JobServiceDeps): UntypedServiceImplementa
         `the driver cannot reach Redis at ${config.redisUrl} (start Redis, then submit again)`,
       );
     }
-    prepareOutputDir(request.outputDir, req.overwrite);
+    if (!isS3Uri(request.outputDir)) prepareOutputDir(request.outputDir, req.overwrite);
+    else if (req.overwrite) await emptyS3Output(request.outputDir, { endpoint: config.s3Endpoint });
     let submitted;
     try {
       submitted = submitJob(db, request, Date.now());
     } catch (err) {
-      removeTemporaryOutput(request.outputDir); // no _temporary left for the next submit to trip on
+      // No _temporary left for the next submit to trip on (an output in a store has none).
+      if (!isS3Uri(request.outputDir)) removeTemporaryOutput(request.outputDir);
       throw err;
     }
     const { job, ...work } = submitted;

@@ -38,7 +38,7 @@ export class JobWatches {
 
   constructor(
     private readonly db: Db,
-    private readonly effects: Pick<JobEffects, "onJobChanged">,
+    private readonly effects: Pick<JobEffects, "onJobChanged" | "outputSettled">,
   ) {}
 
   /**
@@ -59,7 +59,7 @@ export class JobWatches {
       clearTimeout(pending);
       pending = undefined;
       const now = getJob(db, jobId)!;
-      const ended = TERMINAL_JOB_STATES.includes(now.state);
+      const ended = TERMINAL_JOB_STATES.includes(now.state) && this.effects.outputSettled(now);
       if (unread && !ended) return;
       sentAt = Date.now();
       unread = !sink.write(jobMessage(db, now));
@@ -71,7 +71,8 @@ export class JobWatches {
     // A busy job changes hundreds of times a second: each snapshot carries the latest state.
     const changed = (): void => {
       const wait = sentAt + WATCH_INTERVAL_MS - Date.now();
-      if (wait <= 0 || TERMINAL_JOB_STATES.includes(getJob(db, jobId)!.state)) send();
+      const job = getJob(db, jobId)!;
+      if (wait <= 0 || (TERMINAL_JOB_STATES.includes(job.state) && this.effects.outputSettled(job))) send();
       else pending ??= setTimeout(send, wait);
     };
     const unsubscribe = this.effects.onJobChanged(jobId, changed);

@@ -13,18 +13,21 @@ import type * as pb from "../gen/mapreduce.js";
 import { LIMITS, MAX_JOB_PRIORITY } from "../limits.js";
 import { grepPattern } from "../mr/apps/grep.js";
 import { checkOutputDir } from "../mr/output.js";
+import { isS3Uri, listInputObjects, s3Uri, parseS3Uri, type S3Options } from "../mr/s3.js";
+import { checkS3Output, normalS3Output } from "../mr/s3Output.js";
 import { DEFAULT_OPEN_COST_BYTES } from "../mr/split.js";
 import type { Roots } from "../roots.js";
 import type { SubmitRequest } from "./scheduler.js";
 
-export function validateSubmit(
+export async function validateSubmit(
   req: pb.SubmitJobRequest,
-  defaults: Pick<DriverConfig, "defaultSplitSizeBytes">,
+  defaults: Pick<DriverConfig, "defaultSplitSizeBytes" | "s3Endpoint">,
   roots: Roots,
   apps: readonly string[],
   /** Throws if a job owns the output directory: a clearer refusal than the files it left. */
   refuseOwned: (outputDir: string, overwrite: boolean) => void = () => undefined,
-): SubmitRequest {
+): Promise<SubmitRequest> {
+  const s3: S3Options = { endpoint: defaults.s3Endpoint };
   if (!apps.includes(req.app)) {
     const app = req.app.length > 64 ? `${req.app.slice(0, 64)}…` : req.app;
     throw new InvalidArgumentError(
@@ -51,13 +54,17 @@ export function validateSubmit(
   }
   checkParams(req.params);
   if (req.app === "grep") checkGrepPattern(req.params.pattern);
-  const outputDir = roots.checkOutput(req.outputDir);
+  // The roots confine files; a store's objects are what its credentials allow.
+  const toStore = isS3Uri(req.outputDir);
+  const outputDir = toStore ? normalS3Output(req.outputDir) : roots.checkOutput(req.outputDir);
   refuseOwned(outputDir, req.overwrite);
-  checkOutputDir(outputDir, req.overwrite);
-  const inputs = expandInputs(req.inputs, roots);
+  if (toStore) await checkS3Output(outputDir, req.overwrite, s3);
+  else checkOutputDir(outputDir, req.overwrite);
+  const inputs = await expandInputs(req.inputs, roots, s3);
   // An input inside the output directory would be emptied away by --overwrite, or overwritten.
+  const separator = toStore ? "/" : sep;
   const inside = inputs.find(({ path }) =>
-    path.startsWith(outputDir.endsWith(sep) ? outputDir : outputDir + sep),
+    path.startsWith(outputDir.endsWith(separator) ? outputDir : outputDir + separator),
   );
   if (inside !== undefined) {
     throw new InvalidArgumentError(
@@ -124,10 +131,16 @@ function checkGrepPattern(pattern: string | undefined): void {
 /**
  * The input files with their sizes: each input that is a file, and the regular files directly
  * inside each input that is a directory (but for hidden and `_` names), all as real paths
- * inside the input roots. A file named twice, or named and inside a named directory, is read
- * once. Inputs that hold no file at all are refused: a job of no maps would be no job.
+ * inside the input roots; for an `s3://` input, the object, or the objects directly under a
+ * prefix, by the same rule (see listInputObjects). A file named twice, or named and inside a
+ * named directory, is read once. Inputs that hold no file at all are refused: a job of no maps
+ * would be no job.
  */
-function expandInputs(paths: readonly string[], roots: Roots): { path: string; size: number }[] {
+async function expandInputs(
+  paths: readonly string[],
+  roots: Roots,
+  s3: S3Options,
+): Promise<{ path: string; size: number }[]> {
   if (paths.length === 0) throw new InvalidArgumentError("inputs: give at least one input file");
   if (paths.length > LIMITS.inputs) {
     throw new InvalidArgumentError(
@@ -149,6 +162,12 @@ function expandInputs(paths: readonly string[], roots: Roots): { path: string; s
     files.push({ path, size });
   };
   for (const path of paths) {
+    if (isS3Uri(path)) {
+      const { bucket } = parseS3Uri(path);
+      const objects = await listInputObjects(path, s3, LIMITS.inputFiles);
+      for (const { key, size } of objects) add(s3Uri({ bucket, key }), size);
+      continue;
+    }
     const real = roots.checkInput(path);
     const stats = statSync(real);
     if (stats.isFile()) add(real, stats.size);

@@ -7,6 +7,8 @@ import { FailedPreconditionError, InvalidArgumentError, cut, toError } from "../
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { commitPartFile } from "../mr/output.js";
+import { isS3Uri } from "../mr/s3.js";
+import { recordUpload } from "../store/uploads.js";
 import { APP_NAME, LIMITS } from "../limits.js";
 import { Counter } from "../mr/context.js";
 import type { Roots } from "../roots.js";
@@ -123,7 +125,12 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       outcome = await commits.run(() => ({
         completion: completeAttempt(
           db,
-          { attemptId: req.attemptId, workerId: req.workerId, counters, commitOutput },
+          {
+            attemptId: req.attemptId,
+            workerId: req.workerId,
+            counters,
+            commitOutput: (task, job, attemptId) => commitOutput(task, job, attemptId, req.upload),
+          },
           Date.now(),
         ),
         next: fetched ? dispatcher.claim(fetched, req.workerId) : null,
@@ -160,10 +167,26 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     return reply;
   };
 
-  /** Moves a reduce's file into place, inside the transaction that commits its attempt. */
-  const commitOutput = (task: TaskRecord, job: JobRecord, attemptId: string): void => {
+  /**
+   * Commits a reduce's output, inside the transaction that commits its attempt: moves its file
+   * into place, or records its upload to object storage, for the job's commit to complete.
+   */
+  const commitOutput = (
+    task: TaskRecord,
+    job: JobRecord,
+    attemptId: string,
+    upload: pb.OutputUpload | undefined,
+  ): void => {
     if (task.kind !== TaskKind.REDUCE) return;
     try {
+      if (isS3Uri(job.outputDir)) {
+        if (!upload?.uploadId || upload.etags.length === 0) {
+          throw new Error(`attempt ${attemptId} reported no upload of its part to ${job.outputDir}`);
+        }
+        const { uploadId, etags } = upload;
+        recordUpload(db, { jobId: job.id, partition: task.index, attemptId, uploadId, etags });
+        return;
+      }
       roots.checkOutput(job.outputDir);
       commitPartFile(job.outputDir, attemptId, task.index);
     } catch (err) {

@@ -113,6 +113,11 @@ export interface Job {
   speculation: boolean;
   /** What the job counted for each file it packed into its splits. */
   openCostBytes: number;
+  /**
+   * The job has ended and its output is committed (SUCCEEDED: its parts and _SUCCESS are in
+   * place) or cleaned up; false while that is under way.
+   */
+  outputFinished: boolean;
 }
 
 export interface Job_ParamsEntry {
@@ -344,6 +349,17 @@ export interface CompleteTaskRequest {
   counters: Counter[];
   /** The worker wants its next task in the reply, saving a PollTask. */
   next: boolean;
+  /**
+   * A reduce that writes to object storage: the multipart upload of its part, which it did not
+   * complete. Committing the attempt records it; committing the job completes it.
+   */
+  upload?: OutputUpload | undefined;
+}
+
+export interface OutputUpload {
+  uploadId: string;
+  /** The ETag of each part, part 1 first. */
+  etags: string[];
 }
 
 export interface CompleteTaskResponse {
@@ -804,6 +820,7 @@ function createBaseJob(): Job {
     maxRunningTasks: 0,
     speculation: false,
     openCostBytes: 0,
+    outputFinished: false,
   };
 }
 
@@ -877,6 +894,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.openCostBytes !== 0) {
       writer.uint32(184).int64(message.openCostBytes);
+    }
+    if (message.outputFinished !== false) {
+      writer.uint32(192).bool(message.outputFinished);
     }
     return writer;
   },
@@ -1081,6 +1101,14 @@ export const Job: MessageFns<Job> = {
             message.openCostBytes = longToNumber(reader.int64());
             continue;
           }
+          case 24: {
+            if (tag !== 192) {
+              break;
+            }
+
+            message.outputFinished = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1183,6 +1211,11 @@ export const Job: MessageFns<Job> = {
         : isSet(object.open_cost_bytes)
         ? globalThis.Number(object.open_cost_bytes)
         : 0,
+      outputFinished: isSet(object.outputFinished)
+        ? globalThis.Boolean(object.outputFinished)
+        : isSet(object.output_finished)
+        ? globalThis.Boolean(object.output_finished)
+        : false,
     };
   },
 
@@ -1263,6 +1296,9 @@ export const Job: MessageFns<Job> = {
     if (message.openCostBytes !== 0) {
       obj.openCostBytes = Math.round(message.openCostBytes);
     }
+    if (message.outputFinished !== false) {
+      obj.outputFinished = message.outputFinished;
+    }
     return obj;
   },
 
@@ -1302,6 +1338,7 @@ export const Job: MessageFns<Job> = {
     message.maxRunningTasks = object.maxRunningTasks ?? 0;
     message.speculation = object.speculation ?? false;
     message.openCostBytes = object.openCostBytes ?? 0;
+    message.outputFinished = object.outputFinished ?? false;
     return message;
   },
 };
@@ -4363,7 +4400,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseCompleteTaskRequest(): CompleteTaskRequest {
-  return { workerId: 0, attemptId: "", counters: [], next: false };
+  return { workerId: 0, attemptId: "", counters: [], next: false, upload: undefined };
 }
 
 export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
@@ -4379,6 +4416,9 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     }
     if (message.next !== false) {
       writer.uint32(32).bool(message.next);
+    }
+    if (message.upload !== undefined) {
+      OutputUpload.encode(message.upload, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -4428,6 +4468,14 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
             message.next = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.upload = OutputUpload.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4454,6 +4502,7 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
         : "",
       counters: globalThis.Array.isArray(object?.counters) ? object.counters.map((e: any) => Counter.fromJSON(e)) : [],
       next: isSet(object.next) ? globalThis.Boolean(object.next) : false,
+      upload: isSet(object.upload) ? OutputUpload.fromJSON(object.upload) : undefined,
     };
   },
 
@@ -4471,6 +4520,9 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     if (message.next !== false) {
       obj.next = message.next;
     }
+    if (message.upload !== undefined) {
+      obj.upload = OutputUpload.toJSON(message.upload);
+    }
     return obj;
   },
 
@@ -4483,6 +4535,98 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     message.attemptId = object.attemptId ?? "";
     message.counters = object.counters?.map((e) => Counter.fromPartial(e)) || [];
     message.next = object.next ?? false;
+    message.upload = (object.upload !== undefined && object.upload !== null)
+      ? OutputUpload.fromPartial(object.upload)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOutputUpload(): OutputUpload {
+  return { uploadId: "", etags: [] };
+}
+
+export const OutputUpload: MessageFns<OutputUpload> = {
+  encode(message: OutputUpload, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uploadId !== "") {
+      writer.uint32(10).string(message.uploadId);
+    }
+    for (const v of message.etags) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutputUpload {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutputUpload();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uploadId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.etags.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OutputUpload {
+    return {
+      uploadId: isSet(object.uploadId)
+        ? globalThis.String(object.uploadId)
+        : isSet(object.upload_id)
+        ? globalThis.String(object.upload_id)
+        : "",
+      etags: globalThis.Array.isArray(object?.etags) ? object.etags.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: OutputUpload): unknown {
+    const obj: any = {};
+    if (message.uploadId !== "") {
+      obj.uploadId = message.uploadId;
+    }
+    if (message.etags?.length) {
+      obj.etags = message.etags;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OutputUpload>, I>>(base?: I): OutputUpload {
+    return OutputUpload.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OutputUpload>, I>>(object: I): OutputUpload {
+    const message = createBaseOutputUpload();
+    message.uploadId = object.uploadId ?? "";
+    message.etags = object.etags?.map((e) => e) || [];
     return message;
   },
 };

@@ -3,7 +3,8 @@ import type { App, BlockMapper, Ctx, Emit } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, type Progress } from "./context.js";
 import { MapOutputBuffer, type Ranges } from "./mapOutputBuffer.js";
 import type { FileRecords } from "./records.js";
-import { readRange, readRangeBlocks, splitBytes } from "./split.js";
+import type { S3Options } from "./s3.js";
+import { readRange, readRangeBlocks, splitBytes, type ReadOptions } from "./split.js";
 import { DEFAULT_TUNABLES, type EngineTunables } from "./tunables.js";
 
 export interface MapTaskOptions {
@@ -21,6 +22,8 @@ export interface MapTaskOptions {
   /** The sort buffer, the merge factor and the rest; default DEFAULT_TUNABLES. */
   tunables?: Readonly<EngineTunables>;
   signal?: AbortSignal;
+  /** The object store that `s3://` inputs are read from. */
+  s3?: S3Options;
   /** Set to the share of the split read. */
   progress?: Progress;
 }
@@ -74,10 +77,10 @@ export async function runMapTask(
       split,
       emit,
       read,
-      options.signal,
+      options,
     );
   } else {
-    await mapLines(app, ctx, split, emit, read, options.signal);
+    await mapLines(app, ctx, split, emit, read, options);
   }
   counters.add(Counter.MAP_INPUT_RECORDS, read.records);
   counters.add(Counter.MAP_INPUT_BYTES, read.bytes);
@@ -104,7 +107,7 @@ async function mapBlocks(
   split: Split,
   emit: Emit,
   read: InputRead,
-  signal: AbortSignal | undefined,
+  options: ReadOptions,
 ): Promise<void> {
   for (const range of split) {
     await readRangeBlocks(
@@ -114,7 +117,7 @@ async function mapBlocks(
         read.bytes += block.length;
         mapper.block(block, offset, emit, range.file);
       },
-      signal,
+      options,
     );
   }
   mapper.end(emit);
@@ -127,7 +130,7 @@ async function mapLines(
   split: Split,
   emit: Emit,
   read: InputRead,
-  signal: AbortSignal | undefined,
+  options: ReadOptions,
 ): Promise<void> {
   for (const range of split) {
     await readRange(
@@ -137,7 +140,7 @@ async function mapLines(
         read.bytes += bytes;
         app.map({ file: range.file, offset, line }, emit, ctx);
       },
-      signal,
+      options,
     );
   }
 }

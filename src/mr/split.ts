@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import type { FileRange, Split } from "../types.js";
 import { createYielder } from "./context.js";
+import { isS3Uri, S3RangeReader, type S3Options } from "./s3.js";
 
 const NEWLINE = 0x0a;
 const CR = 0x0d;
@@ -103,28 +104,31 @@ export function splitBytes(split: Split): number {
  * buffer that the next read reuses: it is valid only until `onBlock` returns (or its promise
  * settles).
  *
- * Reads block, as the spill files' do (records.ts): a read from the page cache costs a few
- * microseconds, where a promise read costs two thread-pool round trips, about 100 µs of CPU
- * for a small split's open, read and close; and a map does not overlap its reads anyway. So
- * that heartbeats and shuffle requests still run, it yields between blocks now and then.
+ * A file is read blocking, as the spill files are (records.ts): a read from the page cache costs
+ * a few microseconds, where a promise read costs two thread-pool round trips, about 100 µs of
+ * CPU for a small split's open, read and close; and a map does not overlap its reads anyway.
+ * An `s3://` object is read with ranged GETs, one ahead of the reading. So that heartbeats and
+ * shuffle requests still run, it yields between blocks now and then.
  */
 export async function readRangeBlocks(
   range: FileRange,
   onBlock: (block: Buffer, offset: number) => void | Promise<void>,
-  signal?: AbortSignal,
+  options: ReadOptions = {},
 ): Promise<void> {
+  const { signal } = options;
   // Reads of 1 MiB, or less for a small range: a map of a few bytes must not allocate a MiB.
   let buffer: Buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1 << 16, range.end - range.start + 1)));
   let bufferOffset = range.start; // file offset of buffer[0]
   let filled = 0; // bytes of buffer read and not yet handed out: the start of an unfinished line
   let skipping = range.start !== 0; // discarding the tail of a line that the previous range owns
   const pause = createYielder();
-  const fd = openSync(range.file, "r");
+  const source = openRange(range, options);
   try {
     for (;;) {
       signal?.throwIfAborted();
       if (filled === buffer.length) buffer = grown(buffer); // one line longer than the buffer
-      const bytesRead = readSync(fd, buffer, filled, buffer.length - filled, bufferOffset + filled);
+      const read = source.read(buffer, filled, buffer.length - filled, bufferOffset + filled);
+      const bytesRead = typeof read === "number" ? read : await read;
       const eof = bytesRead === 0;
       filled += bytesRead;
       let from = 0;
@@ -163,8 +167,32 @@ export async function readRangeBlocks(
       filled -= rest;
     }
   } finally {
-    closeSync(fd);
+    source.close();
   }
+}
+
+export interface ReadOptions {
+  signal?: AbortSignal;
+  /** The object store that `s3://` ranges are read from. */
+  s3?: S3Options;
+}
+
+/** Where a range's bytes come from: a file, read blocking, or an object in a store. */
+interface RangeSource {
+  read(buffer: Buffer, offset: number, length: number, position: number): number | Promise<number>;
+  close(): void;
+}
+
+function openRange(range: FileRange, options: ReadOptions): RangeSource {
+  if (isS3Uri(range.file)) {
+    const reader = new S3RangeReader(range.file, range.end, options.s3 ?? {}, options.signal);
+    return { read: (...args) => reader.read(...args), close: () => undefined };
+  }
+  const fd = openSync(range.file, "r");
+  return {
+    read: (buffer, offset, length, position) => readSync(fd, buffer, offset, length, position),
+    close: () => closeSync(fd),
+  };
 }
 
 function grown(buffer: Buffer): Buffer {
@@ -181,8 +209,9 @@ function grown(buffer: Buffer): Buffer {
 export async function readRange(
   range: FileRange,
   onLine: (offset: number, line: string, bytes: number) => void,
-  signal?: AbortSignal,
+  options: ReadOptions = {},
 ): Promise<void> {
+  const { signal } = options;
   const pause = createYielder(); // a slow map must not starve the worker's heartbeats
   await readRangeBlocks(
     range,
@@ -200,7 +229,7 @@ export async function readRange(
         }
       }
     },
-    signal,
+    options,
   );
 }
 

@@ -28,6 +28,8 @@ export interface JobRecord {
   maxRunningTasks: number;
   /** Whether a straggling task may get a backup attempt (off: submitted with --no-speculation). */
   speculation: boolean;
+  /** The job has ended and its output was committed or cleaned up (see JobEffects.finishOutput). */
+  outputFinished: boolean;
 }
 
 export interface TaskRecord {
@@ -85,7 +87,7 @@ export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, red
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
   shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks, speculation,
-  open_cost_bytes AS openCostBytes`;
+  open_cost_bytes AS openCostBytes, output_finished AS outputFinished`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app,
   (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, split,
@@ -110,11 +112,15 @@ export function parseSplit(json: string): FileRange[] {
 type Json<T, K extends keyof T> = Omit<T, K> & { [P in K]: string };
 
 export function toJob(
-  row: Omit<Json<JobRecord, "inputs" | "params">, "speculation"> & { speculation: 0 | 1 },
+  row: Omit<Json<JobRecord, "inputs" | "params">, "speculation" | "outputFinished"> & {
+    speculation: 0 | 1;
+    outputFinished: 0 | 1;
+  },
 ): JobRecord {
   return {
     ...row,
     speculation: row.speculation === 1,
+    outputFinished: row.outputFinished === 1,
     inputs: JSON.parse(row.inputs) as string[],
     params: JSON.parse(row.params) as Record<string, string>,
   };

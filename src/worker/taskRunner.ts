@@ -11,8 +11,17 @@ import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment }
 import { CHANNEL_OPTIONS } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
-import { makeTemporaryPartDirs, temporaryPartPath } from "../mr/output.js";
+import { makeTemporaryPartDirs, partFileName, temporaryPartPath } from "../mr/output.js";
 import { rangeBytes, type RecordRange } from "../mr/records.js";
+import {
+  abortUpload,
+  isS3Uri,
+  uploadPending,
+  type PendingUpload,
+  type S3Location,
+  type S3Options,
+} from "../mr/s3.js";
+import { partLocation } from "../mr/s3Output.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
 import type { Roots } from "../roots.js";
@@ -156,6 +165,15 @@ export interface TaskRunnerOptions {
   taskTimeoutMs?: number;
   /** Task threads to start at once, one per slot; default none (each starts with its first task). */
   threads?: number;
+  /** The object store of `s3://` inputs and outputs. */
+  s3?: S3Options;
+}
+
+/** What an attempt leaves for the driver to commit. */
+export interface AttemptResult {
+  counters: Counters;
+  /** A reduce's part in object storage, uploaded but not completed. */
+  upload?: PendingUpload;
 }
 
 export class TaskRunner {
@@ -165,6 +183,8 @@ export class TaskRunner {
 
   /** Where app code runs: threads of their own, so that it never blocks this one. */
   private readonly threads: TaskThreads;
+  /** The uploads of reduce attempts not yet committed, to abort if they never are. */
+  private readonly uploads = new Map<string, { target: S3Location; uploadId: string }>();
 
   constructor(private readonly options: TaskRunnerOptions) {
     // Small outputs in memory, up to one sort buffer's worth in all.
@@ -178,9 +198,9 @@ export class TaskRunner {
 
   /**
    * Runs the attempt, keeping `progress` up to date; map output stays in `mapOutputs`, reduce
-   * output in `_temporary`.
+   * output in `_temporary`, or in an upload that is not completed for an `s3://` output.
    */
-  async run(task: TaskAssignment, signal: AbortSignal, progress = new Progress()): Promise<Counters> {
+  async run(task: TaskAssignment, signal: AbortSignal, progress = new Progress()): Promise<AttemptResult> {
     const app = this.options.apps[task.app];
     // Retryable: another worker may offer it (a worker's queue lanes are those of its own apps).
     if (!app) throw new Error(`this worker does not offer app ${JSON.stringify(task.app)}`);
@@ -188,9 +208,10 @@ export class TaskRunner {
     if (task.kind === TaskKind.MAP) {
       if (task.split.length === 0) throw new UnrecoverableError("a map task came without its split");
       const roots = this.options.roots();
+      // The roots confine files; what a store's objects may be read is for its credentials to say.
       const split = task.split.map((range) => ({
         ...range,
-        file: confined(() => roots.checkInput(range.file)),
+        file: isS3Uri(range.file) ? range.file : confined(() => roots.checkInput(range.file)),
       }));
       const { path, memoryBytes } = this.mapOutputs.placeFor(task.attemptId);
       const { counters, map } = await this.threads.run(
@@ -199,18 +220,26 @@ export class TaskRunner {
           app: task.app,
           params: task.params,
           tunables: this.options.tunables,
-          map: { split, reducers: task.reducers, path, memoryBytes, spillDir: dir },
+          map: { split, reducers: task.reducers, path, memoryBytes, spillDir: dir, s3: this.options.s3 },
         },
         signal,
         progress,
       );
       const output = { ...map!, data: map!.data === undefined ? undefined : Buffer.from(map!.data) };
       this.mapOutputs.add(task.attemptId, { jobId: task.jobId, shuffleKey: task.shuffleKey }, output);
-      return counters!;
+      return { counters: counters! };
     }
-    confined(() => this.options.roots().checkOutput(task.outputDir));
-    const outputPath = temporaryPartPath(task.outputDir, task.attemptId, task.index);
-    makeTemporaryPartDirs(outputPath);
+    // To object storage, the part is written here, then uploaded whole: a store has no append.
+    const toStore = isS3Uri(task.outputDir);
+    let outputPath: string;
+    if (toStore) {
+      mkdirSync(dir, { recursive: true });
+      outputPath = join(dir, partFileName(task.index));
+    } else {
+      confined(() => this.options.roots().checkOutput(task.outputDir));
+      outputPath = temporaryPartPath(task.outputDir, task.attemptId, task.index);
+      makeTemporaryPartDirs(outputPath);
+    }
     try {
       const { inputs, bytes } = await this.fetchInputs(task, dir, signal, progress);
       const { counters } = await this.threads.run(
@@ -228,17 +257,36 @@ export class TaskRunner {
         signal,
         progress,
       );
-      return { ...counters, [Counter.SHUFFLE_BYTES]: bytes };
+      const result: AttemptResult = { counters: { ...counters, [Counter.SHUFFLE_BYTES]: bytes } };
+      if (toStore) {
+        const target = partLocation(task.outputDir, task.index);
+        result.upload = await uploadPending(outputPath, target, this.options.s3 ?? {}, signal);
+        this.uploads.set(task.attemptId, { target, uploadId: result.upload.uploadId });
+      }
+      return result;
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
 
-  /** Deletes what an attempt left: its map output or fetched inputs, and a reduce's uncommitted file. */
-  discard(task: TaskAssignment): void {
+  /** The driver committed the attempt: what it left is the driver's now. */
+  committed(task: TaskAssignment): void {
+    this.uploads.delete(task.attemptId);
+  }
+
+  /**
+   * Deletes what an attempt left: its map output or fetched inputs, and a reduce's uncommitted
+   * file or upload. Only the upload's abort is awaited; it throws if the store refuses.
+   */
+  async discard(task: TaskAssignment): Promise<void> {
     if (task.kind === TaskKind.MAP) this.mapOutputs.discard(task.attemptId);
     rmSync(attemptDir(this.options.dataDir, task.attemptId), { recursive: true, force: true });
-    if (task.kind === TaskKind.REDUCE) {
+    if (task.kind !== TaskKind.REDUCE) return;
+    const upload = this.uploads.get(task.attemptId);
+    if (upload) {
+      this.uploads.delete(task.attemptId);
+      await abortUpload(upload.target, upload.uploadId, this.options.s3 ?? {});
+    } else if (!isS3Uri(task.outputDir)) {
       rmSync(dirname(temporaryPartPath(task.outputDir, task.attemptId, task.index)), {
         recursive: true,
         force: true,

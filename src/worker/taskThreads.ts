@@ -25,7 +25,10 @@ export type TaskRequest = {
   params: Record<string, string>;
   tunables: Readonly<EngineTunables>;
 } & (
-  | { kind: "map"; map: Pick<MapTaskOptions, "split" | "reducers" | "path" | "spillDir" | "memoryBytes"> }
+  | {
+      kind: "map";
+      map: Pick<MapTaskOptions, "split" | "reducers" | "path" | "spillDir" | "memoryBytes" | "s3">;
+    }
   | { kind: "reduce"; reduce: Pick<ReduceTaskOptions, "inputs" | "outputPath" | "workDir"> }
 );
 

@@ -25,7 +25,7 @@ import { grpcDriverCalls, type DriverCalls } from "./driverCalls.js";
 import { SessionState, WorkerSession } from "./session.js";
 import { WorkerMetrics, type WorkerOutcome } from "./metrics.js";
 import { createShuffleService } from "./shuffleServer.js";
-import { TaskRunner } from "./taskRunner.js";
+import { TaskRunner, type AttemptResult } from "./taskRunner.js";
 
 interface RunningAttempt {
   task: TaskAssignment;
@@ -148,6 +148,7 @@ export class MrWorker {
       appsDir: config.appsDir,
       taskTimeoutMs: config.taskTimeoutMs,
       threads: config.slots,
+      s3: { endpoint: config.s3Endpoint },
     });
     const member = {
       address: this.address,
@@ -285,11 +286,11 @@ export class MrWorker {
     this.running.set(task.attemptId, { task, controller, progress });
     this.log.debug({ ...ids, kind: task.kind, index: task.index }, "task started");
     try {
-      let counters: Counters;
+      let result: AttemptResult;
       try {
-        counters = await this.runner.run(task, controller.signal, progress);
+        result = await this.runner.run(task, controller.signal, progress);
       } catch (err) {
-        this.discard(task);
+        await this.discard(task);
         if (controller.signal.aborted) {
           this.log.info(ids, "attempt aborted");
           ended("aborted");
@@ -306,13 +307,15 @@ export class MrWorker {
         const request = {
           workerId: this.session.workerId,
           attemptId: task.attemptId,
-          counters: toCounterList(counters),
+          counters: toCounterList(result.counters),
           next: !this.session.draining,
+          upload: result.upload && { uploadId: result.upload.uploadId, etags: result.upload.etags },
         };
         next = (await this.driver.completeTask(request)).task;
       });
-      if (!accepted) this.committed.delete(task.attemptId);
-      ended(accepted ? "succeeded" : "refused", counters);
+      if (accepted) this.runner.committed(task);
+      else this.committed.delete(task.attemptId);
+      ended(accepted ? "succeeded" : "refused", result.counters);
       this.log.debug({ ...ids, accepted }, "task reported");
       return next;
     } finally {
@@ -355,7 +358,7 @@ export class MrWorker {
         { attemptId: task.attemptId, err: toError(err).message },
         `${what} refused; output discarded`,
       );
-      this.discard(task);
+      await this.discard(task);
       return false;
     }
   }
@@ -364,9 +367,9 @@ export class MrWorker {
    * Deletes what an attempt left, never throwing: a clean-up that fails (the output directory is
    * now a file, say) is logged, and the attempt's own failure is still reported.
    */
-  private discard(task: TaskAssignment): void {
+  private async discard(task: TaskAssignment): Promise<void> {
     try {
-      this.runner.discard(task);
+      await this.runner.discard(task);
     } catch (err) {
       this.log.warn(
         { attemptId: task.attemptId, err: toError(err).message },

@@ -1,0 +1,63 @@
+/** The uploads of reduces that write to object storage (see mr/s3Output.ts). */
+import type { CommittedUpload } from "../mr/s3Output.js";
+import type { Db } from "./db.js";
+import { prepared } from "./prepared.js";
+
+/**
+ * recordUpload. Expects: the attempt being committed, in the same transaction. Makes its
+ * upload the partition's committed one; the one it replaces stays, to be aborted.
+ */
+export function recordUpload(
+  db: Db,
+  upload: { jobId: number; partition: number; attemptId: string; uploadId: string; etags: string[] },
+): void {
+  prepared(
+    db,
+    `UPDATE output_uploads SET committed = 0 WHERE job_id = ? AND partition = ? AND committed = 1`,
+  ).run(upload.jobId, upload.partition);
+  prepared(
+    db,
+    `INSERT INTO output_uploads (upload_id, job_id, partition, attempt_id, etags, committed)
+     VALUES (?, ?, ?, ?, ?, 1)`,
+  ).run(upload.uploadId, upload.jobId, upload.partition, upload.attemptId, JSON.stringify(upload.etags));
+}
+
+/** The job's committed uploads, by partition. */
+export function listCommittedUploads(db: Db, jobId: number): CommittedUpload[] {
+  return prepared<[number], { partition: number; uploadId: string; etags: string; completed: number }>(
+    db,
+    `SELECT partition, upload_id AS uploadId, etags, completed FROM output_uploads
+     WHERE job_id = ? AND committed = 1 ORDER BY partition`,
+  )
+    .all(jobId)
+    .map((row) => ({ ...row, etags: JSON.parse(row.etags) as string[], completed: row.completed === 1 }));
+}
+
+/** Every upload recorded for the job, committed or not. */
+export function listUploads(db: Db, jobId: number): { uploadId: string; partition: number }[] {
+  return prepared<[number], { uploadId: string; partition: number }>(
+    db,
+    `SELECT upload_id AS uploadId, partition FROM output_uploads WHERE job_id = ? ORDER BY partition`,
+  ).all(jobId);
+}
+
+/** The job's uploads that are not committed: to abort. */
+export function listUncommittedUploads(db: Db, jobId: number): { uploadId: string; partition: number }[] {
+  return prepared<[number], { uploadId: string; partition: number }>(
+    db,
+    `SELECT upload_id AS uploadId, partition FROM output_uploads WHERE job_id = ? AND committed = 0`,
+  ).all(jobId);
+}
+
+/** markUploadCompleted. The partition's committed upload is complete: its part is in place. */
+export function markUploadCompleted(db: Db, jobId: number, partition: number): void {
+  prepared(
+    db,
+    `UPDATE output_uploads SET completed = 1 WHERE job_id = ? AND partition = ? AND committed = 1`,
+  ).run(jobId, partition);
+}
+
+/** forgetUploads. Expects: the job's output finished. Its uploads are completed or aborted. */
+export function forgetUploads(db: Db, jobId: number): void {
+  prepared(db, `DELETE FROM output_uploads WHERE job_id = ?`).run(jobId);
+}
