@@ -120,7 +120,7 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
   const job = detail.job!;
   const lines = [
     `job ${job.id}: ${job.app}, ${job.state}`,
-    `  output    ${job.outputDir}`,
+    `  output    ${job.outputDir}${job.state !== "RUNNING" && !job.outputFinished ? " (not committed yet: the driver is at it)" : ""}`,
     `  inputs    ${job.inputs.length === 1 ? job.inputs[0] : `${job.inputs.length} files`}`,
     `  maps      ${formatCount(job.mapsDone, job.mapsProgress, job.mapsTotal)}`,
     `  reduces   ${formatCount(job.reducesDone, job.reducesProgress, job.reducesTotal)}`,

@@ -29,6 +29,8 @@ export interface ClusterOptions {
   tls?: { cert: string; key: string; ca: string };
   /** The queue's key prefix in Redis; default one no other test uses. */
   queuePrefix?: string;
+  /** Added to the environment of every process, and of `mr` commands. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -39,6 +41,7 @@ export interface ClusterOptions {
 export function startCluster(options: ClusterOptions): Promise<Cluster> {
   const { dir } = options;
   return LocalCluster.start({
+    env: options.env && { ...process.env, ...options.env },
     redisUrl: options.redisUrl,
     home: join(dir, "home"),
     workers: options.workers,
