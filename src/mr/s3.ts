@@ -239,36 +239,36 @@ async function listObjects(
   limit: number,
 ): Promise<S3Object[]> {
   const objects: S3Object[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3Send(options, what, prefix.bucket, (client) =>
-      client.send(
-        new ListObjectsV2Command({
-          Bucket: prefix.bucket,
-          Prefix: prefix.key,
-          Delimiter: "/",
-          ContinuationToken: token,
-        }),
-      ),
-    );
-    for (const { Key, Size } of page.Contents ?? []) {
-      const name = Key!.slice(prefix.key.length);
+  for await (const page of listPages(prefix, options, what, { directly: true })) {
+    for (const object of page) {
+      const name = object.key.slice(prefix.key.length);
       if (name === "" || name.startsWith(".") || name.startsWith("_")) continue;
-      objects.push({ key: Key!, size: Size ?? 0 });
+      objects.push(object);
       if (objects.length > limit) return objects;
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  }
   return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
-/** Every key under a prefix, in pages of up to 1000 as the store lists them. */
+/** Every key under a prefix, in pages of up to 1000 as the store lists them; one page of `maxKeys`, if given. */
 export async function* listKeys(
   prefix: S3Location,
   options: S3Options,
   what: string,
   maxKeys?: number,
 ): AsyncGenerator<string[]> {
+  for await (const page of listPages(prefix, options, what, { maxKeys })) {
+    yield page.map(({ key }) => key);
+  }
+}
+
+/** The objects under a prefix (`directly`: not under a further `/`), page by page. */
+async function* listPages(
+  prefix: S3Location,
+  options: S3Options,
+  what: string,
+  { directly = false, maxKeys }: { directly?: boolean; maxKeys?: number },
+): AsyncGenerator<S3Object[]> {
   let token: string | undefined;
   do {
     const page = await s3Send(options, what, prefix.bucket, (client) =>
@@ -276,12 +276,13 @@ export async function* listKeys(
         new ListObjectsV2Command({
           Bucket: prefix.bucket,
           Prefix: prefix.key,
+          Delimiter: directly ? "/" : undefined,
           ContinuationToken: token,
           MaxKeys: maxKeys,
         }),
       ),
     );
-    yield (page.Contents ?? []).map(({ Key }) => Key!);
+    yield (page.Contents ?? []).map(({ Key, Size }) => ({ key: Key!, size: Size ?? 0 }));
     token = page.IsTruncated && maxKeys === undefined ? page.NextContinuationToken : undefined;
   } while (token);
 }
