@@ -1,3 +1,4 @@
+import { Option } from "commander";
 import { UsageError } from "./errors.js";
 
 /** `--reducers 5`: a positive integer, or a usage error that says so. */
@@ -122,4 +123,12 @@ export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void>
   };
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
+}
+
+/** `--s3-endpoint URL`, the same on `mr driver`, `mr worker` and `mr run`. */
+export function s3EndpointOption(): Option {
+  return new Option(
+    "--s3-endpoint <url>",
+    "the S3-compatible store of s3:// inputs and outputs, addressed path-style (default $MR_S3_ENDPOINT, else AWS S3)",
+  );
 }

@@ -11,6 +11,7 @@ import {
   parseNumberRange,
   parsePort,
   parsePositiveInt,
+  s3EndpointOption,
 } from "./options.js";
 
 export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void {
@@ -100,10 +101,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option("--tls-cert <file>", "serve TLS with this certificate (PEM; default $MR_TLS_CERT)")
     .option("--tls-key <file>", "the key of --tls-cert (default $MR_TLS_KEY)")
     .option("--tls-ca <file>", "ask every client for a certificate this CA signed (default $MR_TLS_CA)")
-    .option(
-      "--s3-endpoint <url>",
-      "the S3-compatible store of s3:// inputs and outputs, addressed path-style (default $MR_S3_ENDPOINT, else AWS S3)",
-    )
+    .addOption(s3EndpointOption())
     .addOption(logFormatOption())
     .action(async (options: Record<string, unknown>) => {
       const config = resolveDriverConfig(
@@ -205,10 +203,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       "on SIGTERM, how long running tasks get to finish before they are handed back (default 10000)",
       parseNonNegativeInt("--drain-timeout"),
     )
-    .option(
-      "--s3-endpoint <url>",
-      "the S3-compatible store of s3:// inputs and outputs, addressed path-style (default $MR_S3_ENDPOINT, else AWS S3)",
-    )
+    .addOption(s3EndpointOption())
     .addOption(logFormatOption())
     .action(async (options: Record<string, unknown>) => {
       const config = resolveWorkerConfig(

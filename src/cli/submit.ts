@@ -14,7 +14,14 @@ import { loadApps } from "../worker/apps.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
 import { jobJson } from "../json.js";
-import { collectParam, parseBytes, parseDuration, parseIntRange, parsePositiveInt } from "./options.js";
+import {
+  collectParam,
+  parseBytes,
+  parseDuration,
+  parseIntRange,
+  parsePositiveInt,
+  s3EndpointOption,
+} from "./options.js";
 import { followJob, progressView } from "./watch.js";
 
 interface JobOptions {
@@ -125,10 +132,7 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
   addJobOptions(program.command("run").description("run a job in this process: no driver, no Redis"))
     .option("--local", "run in this process (the only mode of run, and the default)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
-    .option(
-      "--s3-endpoint <url>",
-      "the S3-compatible store of s3:// inputs and outputs, addressed path-style (default $MR_S3_ENDPOINT, else AWS S3)",
-    )
+    .addOption(s3EndpointOption())
     .action(async (inputs: string[], options: JobOptions & { appsDir?: string; s3Endpoint?: string }) => {
       const apps = await loadApps(options.appsDir === undefined ? undefined : resolve(options.appsDir));
       // The driver's own check of a submit, so that both refuse the same things in the same words.

@@ -7,13 +7,7 @@ import { abortS3Output, commitS3Output } from "../mr/s3Output.js";
 import { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";
 import { listJobsWithOutputToFinish, markOutputFinished } from "../store/jobs.js";
-import {
-  forgetUploads,
-  listCommittedUploads,
-  listUncommittedUploads,
-  listUploads,
-  markUploadCompleted,
-} from "../store/uploads.js";
+import { forgetUploads, listUploads, markUploadCompleted } from "../store/uploads.js";
 import { inTransaction } from "../store/prepared.js";
 import type { JobRecord } from "../store/rows.js";
 import { JobState } from "../types.js";
@@ -164,17 +158,17 @@ export class JobEffects {
   }
 
   private async finishS3Output(job: JobRecord): Promise<void> {
-    const s3 = this.s3;
+    const uploads = listUploads(this.db, job.id);
     if (job.state !== JobState.SUCCEEDED) {
-      if (!(await abortS3Output(job.outputDir, listUploads(this.db, job.id), s3))) this.cannotList(job);
+      if (!(await abortS3Output(job.outputDir, uploads, this.s3))) this.cannotList(job);
       return;
     }
     await commitS3Output(
       job.outputDir,
       job.reducers,
-      listCommittedUploads(this.db, job.id),
-      listUncommittedUploads(this.db, job.id),
-      s3,
+      uploads.filter((upload) => upload.committed),
+      uploads.filter((upload) => !upload.committed),
+      this.s3,
       {
         completed: (partition) =>
           inTransaction(this.db, () => markUploadCompleted(this.db, job.id, partition)),

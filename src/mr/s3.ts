@@ -26,7 +26,7 @@ import { InvalidArgumentError, UnavailableError, toError } from "../errors.js";
 // ones will not is no news to a user, and would be printed by every worker.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
-export const S3_SCHEME = "s3://";
+const S3_SCHEME = "s3://";
 
 /** Where requests go: the store's endpoint, or AWS's own for the region when unset. */
 export interface S3Options {
@@ -103,12 +103,6 @@ export function s3Client(options: S3Options): S3Client {
     clients.set(id, client);
   }
   return client;
-}
-
-/** Stops every client this process made, so that it may exit. */
-export function closeS3Clients(): void {
-  for (const client of clients.values()) client.destroy();
-  clients.clear();
 }
 
 /** What kind of failure a store's error is, for the one line a user reads. */
@@ -331,6 +325,11 @@ export class S3RangeReader {
     const count = Math.min(length, chunk.data.length - from);
     buffer.set(chunk.data.subarray(from, from + count), offset);
     return count;
+  }
+
+  /** Holds nothing open: a read-ahead still on its way is left to settle, unread. */
+  close(): void {
+    this.chunk = this.next = undefined;
   }
 
   private get(start: number): Promise<Uint8Array> {

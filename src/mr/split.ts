@@ -185,8 +185,7 @@ interface RangeSource {
 
 function openRange(range: FileRange, options: ReadOptions): RangeSource {
   if (isS3Uri(range.file)) {
-    const reader = new S3RangeReader(range.file, range.end, options.s3 ?? {}, options.signal);
-    return { read: (...args) => reader.read(...args), close: () => undefined };
+    return new S3RangeReader(range.file, range.end, options.s3 ?? {}, options.signal);
   }
   const fd = openSync(range.file, "r");
   return {

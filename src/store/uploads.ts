@@ -3,6 +3,11 @@ import type { CommittedUpload } from "../mr/s3Output.js";
 import type { Db } from "./db.js";
 import { prepared } from "./prepared.js";
 
+/** An upload as recorded: a partition's committed one, or one that a later commit replaced. */
+export interface RecordedUpload extends CommittedUpload {
+  committed: boolean;
+}
+
 /**
  * recordUpload. Expects: the attempt being committed, in the same transaction. Makes its
  * upload the partition's committed one; the one it replaces stays, to be aborted.
@@ -22,31 +27,23 @@ export function recordUpload(
   ).run(upload.uploadId, upload.jobId, upload.partition, upload.attemptId, JSON.stringify(upload.etags));
 }
 
-/** The job's committed uploads, by partition. */
-export function listCommittedUploads(db: Db, jobId: number): CommittedUpload[] {
-  return prepared<[number], { partition: number; uploadId: string; etags: string; completed: number }>(
+/** Every upload recorded for the job, committed or not, by partition. */
+export function listUploads(db: Db, jobId: number): RecordedUpload[] {
+  return prepared<
+    [number],
+    { partition: number; uploadId: string; etags: string; committed: number; completed: number }
+  >(
     db,
-    `SELECT partition, upload_id AS uploadId, etags, completed FROM output_uploads
-     WHERE job_id = ? AND committed = 1 ORDER BY partition`,
+    `SELECT partition, upload_id AS uploadId, etags, committed, completed FROM output_uploads
+     WHERE job_id = ? ORDER BY partition`,
   )
     .all(jobId)
-    .map((row) => ({ ...row, etags: JSON.parse(row.etags) as string[], completed: row.completed === 1 }));
-}
-
-/** Every upload recorded for the job, committed or not. */
-export function listUploads(db: Db, jobId: number): { uploadId: string; partition: number }[] {
-  return prepared<[number], { uploadId: string; partition: number }>(
-    db,
-    `SELECT upload_id AS uploadId, partition FROM output_uploads WHERE job_id = ? ORDER BY partition`,
-  ).all(jobId);
-}
-
-/** The job's uploads that are not committed: to abort. */
-export function listUncommittedUploads(db: Db, jobId: number): { uploadId: string; partition: number }[] {
-  return prepared<[number], { uploadId: string; partition: number }>(
-    db,
-    `SELECT upload_id AS uploadId, partition FROM output_uploads WHERE job_id = ? AND committed = 0`,
-  ).all(jobId);
+    .map((row) => ({
+      ...row,
+      etags: JSON.parse(row.etags) as string[],
+      committed: row.committed === 1,
+      completed: row.completed === 1,
+    }));
 }
 
 /** markUploadCompleted. The partition's committed upload is complete: its part is in place. */
