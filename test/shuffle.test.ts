@@ -1,6 +1,7 @@
 import { Server, status as grpcStatus } from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { connect } from "node:http2";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -178,6 +179,40 @@ describe("the shuffle", () => {
       );
     } finally {
       runner.close();
+    }
+  });
+
+  it("gives up a fetch from a worker that accepts and answers nothing (frozen), and names the map", async () => {
+    const frozen = createServer(() => undefined); // connections accepted, never a byte back
+    frozen.listen(0, "127.0.0.1");
+    await once(frozen, "listening");
+    const address = `127.0.0.1:${(frozen.address() as AddressInfo).port}`;
+    const runner = new TaskRunner({
+      dataDir: tempDir(),
+      tunables: resolveTunables({
+        sortBufferBytes: 1 << 20,
+        fetchTries: 2,
+        fetchRetryMs: 0,
+        fetchIdleMs: 300,
+      }),
+      apps: BUILTIN_APPS,
+      roots: () => Roots.NONE,
+    });
+    try {
+      const outputs = [{ mapIndex: 7, attemptId: "a0000000000000007", address }];
+      const started = Date.now();
+      const failure = await runner
+        .run(reduceTask(tempDir(), outputs), new AbortController().signal)
+        .catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(FetchFailedError);
+      expect((failure as FetchFailedError).mapIndex).toBe(7);
+      expect((failure as FetchFailedError).message).toMatch(
+        /could not fetch map 7 .* nothing came from 127\.0\.0\.1:\d+ for 300 ms \(is that worker frozen\?\)/,
+      );
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      runner.close();
+      frozen.close();
     }
   });
 

@@ -35,6 +35,12 @@ export interface EngineTunables {
   fetchTries: number;
   /** The pause after round n of fetching is n times this, in ms. Default 300. */
   fetchRetryMs: number;
+  /**
+   * A fetch stream that brings nothing for this long is given up, and its outputs asked for in
+   * the next round: a frozen worker (paused, swapping) accepts connections and answers nothing
+   * (Hadoop's mapreduce.reduce.shuffle.read.timeout, 180 s). In ms; default 30000.
+   */
+  fetchIdleMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -52,6 +58,7 @@ export const DEFAULT_TUNABLES: Readonly<EngineTunables> = Object.freeze({
   fetchBatch: 100,
   fetchTries: 3,
   fetchRetryMs: 300,
+  fetchIdleMs: 30_000,
 });
 
 /** The least each tunable may be. */
@@ -67,6 +74,7 @@ const MINIMUMS: Readonly<EngineTunables> = {
   fetchBatch: 1,
   fetchTries: 1,
   fetchRetryMs: 0,
+  fetchIdleMs: 1,
 };
 
 /**

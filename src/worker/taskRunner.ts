@@ -398,6 +398,18 @@ export class TaskRunner {
     });
     const cancel = (): void => stream.cancel();
     signal.addEventListener("abort", cancel, { once: true });
+    // A worker that froze answers nothing, and would hold this reduce for as long as it is frozen.
+    const { fetchIdleMs } = this.options.tunables;
+    let idle = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const stillAlive = (): void => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => {
+        idle = true;
+        stream.cancel();
+      }, fetchIdleMs);
+    };
+    stillAlive();
     const file = new AppendFile(path);
     let start = 0;
     /** The chunks of the output under way while it stays in memory; undefined once it goes to the file. */
@@ -414,6 +426,7 @@ export class TaskRunner {
     };
     try {
       for await (const chunk of stream as AsyncIterable<Chunk>) {
+        stillAlive();
         const i = batch[chunk.output];
         if (i === undefined)
           throw new Error(`the shuffle server sent output ${chunk.output} of ${batch.length}`);
@@ -452,9 +465,12 @@ export class TaskRunner {
         stream.cancel();
         throw err; // this reducer's disk, not the map's worker: the reduce attempt fails
       }
-      const message = toError(err).message;
+      const message = idle
+        ? `nothing came from ${outputs[batch[0]!]!.address} for ${fetchIdleMs} ms (is that worker frozen?)`
+        : toError(err).message;
       for (const i of batch) if (fetched.ranges[i] === undefined) fetched.errors.set(i, message);
     } finally {
+      clearTimeout(idleTimer);
       signal.removeEventListener("abort", cancel);
     }
   }
