@@ -179,6 +179,40 @@ describe("wordcount from s3:// to s3:// on a cluster", () => {
     await expectExactOutput(s);
   });
 
+  it("a store down when the job ends: SUCCEEDED but not committed, said so, and committed once it is back", async () => {
+    const s = await setup(2, ["--reconcile-interval", "1000"]);
+    s3.resetCounts();
+    s3.failNext(1_000_000, { operation: "CompleteMultipartUpload", status: 500, code: "InternalError" });
+    const waited = await mr(
+      [
+        "submit",
+        "--app",
+        "wordcount",
+        "--reducers",
+        String(REDUCERS),
+        "--split-size",
+        "4000",
+        "--wait",
+        `s3://${BUCKET}/${s.prefix}/in/`,
+        "--output",
+        `s3://${BUCKET}/${s.prefix}/out`,
+      ],
+      s.cluster.env,
+    );
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toMatch(
+      /SUCCEEDED, but its output in s3:\/\/corpus\/job-\d+\/out is not committed yet/,
+    );
+    const shown = await mr(["jobs", "show", "1"], s.cluster.env);
+    expect(shown.stdout).toMatch(/output {4}s3:\/\/corpus\/job-\d+\/out \(not committed yet/);
+    expect(await s3.keys(BUCKET, `${s.prefix}/out/`)).toEqual([]);
+    s3.failNext(0);
+    await expect
+      .poll(async () => (await s.cluster.client.getJob(1)).job!.outputFinished, { timeout: 20_000 })
+      .toBe(true);
+    await expectExactOutput(s);
+  });
+
   it("a zombie reduce, paused past the timeout and resumed, cannot make its part visible", async () => {
     // Two workers run the maps and two of the reduces; a third, started once the maps are
     // done, takes the last reduce and holds no map output that another reduce needs.
