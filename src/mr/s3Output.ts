@@ -113,7 +113,7 @@ export interface CommittedUpload {
   completed: boolean;
 }
 
-/** What a job commit reports: the part's completion, once each, and the uploads it aborted. */
+/** What a job commit reports as it goes: each part completed, and a store that cannot list uploads. */
 export interface S3CommitHooks {
   completed(partition: number): void;
   /** The store cannot list uploads: those of attempts killed mid-upload could not be looked for. */
