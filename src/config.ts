@@ -2,6 +2,7 @@
  * One typed, validated configuration per process: defaults < environment < flags, resolved
  * once into a frozen object and passed down. Nothing reads process.env after this.
  */
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { InvalidArgumentError } from "./errors.js";
@@ -12,6 +13,10 @@ export const DEFAULT_DRIVER_ADDRESS = "127.0.0.1:50051";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 /** As Hadoop's mapreduce.task.timeout: ten minutes without progress. */
 export const DEFAULT_TASK_TIMEOUT_MS = 600_000;
+/** The most task slots a worker or a local job may have. */
+export const MAX_SLOTS = 64;
+/** Task slots by default, for a worker as for `mr run --local`: one per core this process may use. */
+export const DEFAULT_SLOTS = Math.min(availableParallelism(), MAX_SLOTS);
 
 const address = z.string().regex(/^[\w.-]+:\d{1,5}$/, "must be HOST:PORT, such as 127.0.0.1:50051");
 const positiveInt = z.coerce.number().int().positive();
@@ -143,8 +148,8 @@ const workerSchema = z.object({
   tlsCa: z.string().min(1).optional(),
   /** Where /metrics is served, HOST:PORT; default nowhere. */
   http: address.optional(),
-  /** Tasks the worker runs at once, as Hadoop's task slots. Default 1. */
-  slots: z.coerce.number().int().min(1).max(64).default(1),
+  /** Tasks the worker runs at once, each on a thread of its own, as Hadoop's task slots. Default: the cores. */
+  slots: z.coerce.number().int().min(1).max(MAX_SLOTS).default(DEFAULT_SLOTS),
   /**
    * On stop (SIGTERM), how long running tasks get to finish and report before they are handed
    * back to the driver, in ms. Default 10000.

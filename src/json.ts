@@ -110,6 +110,7 @@ export function workerJson(worker: pb.Worker) {
     state: worker.state,
     registeredAt: isoOrNull(worker.registeredAtMs),
     lastHeartbeatAt: isoOrNull(worker.lastHeartbeatMs),
+    slots: worker.slots,
     runningAttempts: worker.runningAttempts,
     apps: worker.apps,
     excludedByJobs: worker.excludedByJobs,

@@ -2,13 +2,28 @@
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { MR_BIN, freePort, spawnMr, type MrProcess } from "../src/cli/processes.js";
-import { countersOf, mr, startCluster, waitForJobEnd, type Cluster } from "./helpers/cluster.js";
+import {
+  FIXTURE_APPS,
+  countersOf,
+  mr,
+  startCluster,
+  waitForJobEnd,
+  type Cluster,
+} from "./helpers/cluster.js";
 import { tempDir, uniquePrefix } from "./helpers/tmp.js";
 
 const started: MrProcess[] = [];
@@ -70,7 +85,7 @@ describe("mr submit and mr run --local", () => {
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "mr-daily-"));
-    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1 });
+    cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 1, slots: "cores" });
   });
   afterAll(async () => {
     await cluster?.stop();
@@ -136,6 +151,71 @@ describe("mr submit and mr run --local", () => {
     expect(outputOf("run").split("\n").sort().join("\n")).toBe("\na\t1\nbird\t1\ncat\t1\ndog\t1\nthe\t2");
     const { jobs } = await cluster.client.listJobs({ state: "", limit: 1, pageToken: "" });
     expect(countersOf(await waitForJobEnd(cluster.client, jobs[0]!.id)).MAP_INPUT_RECORDS).toBe(3);
+  });
+  it("run --local with two slots gives the one-slot output, and fails at a task's error in one line with nothing committed", async () => {
+    const input = join(dir, "slots.txt");
+    writeFileSync(
+      input,
+      Array.from({ length: 4000 }, (_, i) => `w${i % 97} x${i % 13} line ${i}`).join("\n"),
+    );
+    const outputs = [];
+    for (const slots of ["1", "2"]) {
+      const output = join(dir, "slots", slots);
+      const args = ["--app", "wordcount", "--reducers", "3", "--split-size", "8192", "--output", output];
+      const result = await mr(["run", "--local", "--slots", slots, ...args, input], cluster.env);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toMatch(/^ran \d+ maps and 3 reduces/);
+      outputs.push(readdirSync(output).map((name) => [name, readFileSync(join(output, name), "utf8")]));
+    }
+    expect(outputs[1]).toEqual(outputs[0]);
+
+    const failed = join(dir, "slots", "failed");
+    const poisoned = await mr(
+      [
+        "run",
+        "--local",
+        "--slots",
+        "2",
+        "--apps-dir",
+        FIXTURE_APPS,
+        "--app",
+        "faulty",
+        "--param",
+        "poison=line 3999",
+        "--reducers",
+        "2",
+        "--split-size",
+        "8192",
+        "--output",
+        failed,
+        input,
+      ],
+      cluster.env,
+    );
+    expect(poisoned.code).toBe(1);
+    expect(poisoned.stderr).toMatch(/^mr: poisoned record at .*slots\.txt:\d+\n$/);
+    expect(existsSync(join(failed, "_SUCCESS"))).toBe(false);
+
+    const tooMany = await mr([
+      "run",
+      "--local",
+      "--slots",
+      "65",
+      "--app",
+      "wordcount",
+      "--reducers",
+      "1",
+      "--output",
+      failed,
+      input,
+    ]);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toBe("mr: --slots is at most 64\n");
+  });
+
+  it("starts a worker with a slot per core unless told otherwise", async () => {
+    const { workers } = await cluster.client.listWorkers();
+    expect(workers.map((worker) => worker.slots)).toEqual([availableParallelism()]);
   });
 });
 

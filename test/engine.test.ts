@@ -17,7 +17,8 @@ import { partitionRange, runMapTask, type MapOutput, type MapTaskOptions } from 
 import { MergedReader, compareKeys, forEachGroup, openMerge } from "../src/mr/merge.js";
 import { runReduceTask } from "../src/mr/reduceTask.js";
 import { RecordReader, RecordWriter, SharedFiles } from "../src/mr/records.js";
-import { resolveTunables } from "../src/mr/tunables.js";
+import { DEFAULT_TUNABLES, resolveTunables } from "../src/mr/tunables.js";
+import { TaskThreads, threadPool } from "../src/worker/taskThreads.js";
 import { countWords, random, readOutput, writeCorpus } from "./helpers/corpus.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -489,6 +490,71 @@ describe("a local job", () => {
     expect(counters.SPILLED_RECORDS).toBeGreaterThan(0); // records rewritten by merges ahead
     const expected = [...countWords(inputs)].map(([word, n]) => `${word}\t${n}`).sort();
     expect(readOutput(outputDir)).toEqual(expected);
+  });
+
+  it("runs its tasks on a pool of task threads, as many at once as the pool has slots, to the same output", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 2, bytes: 40_000, seed: 13 });
+    const threads = new TaskThreads({ appsDir: undefined, taskTimeoutMs: 60_000 });
+    const pool = threadPool(threads, 2, { app: "wordcount", params: {}, tunables: DEFAULT_TUNABLES });
+    let running = 0;
+    let most = 0;
+    const counted = <T>(task: Promise<T>): Promise<T> => {
+      most = Math.max(most, ++running);
+      return task.finally(() => running--);
+    };
+    try {
+      const { maps } = await runLocalJob({
+        app: BUILTIN_APPS.wordcount!,
+        params: {},
+        inputs,
+        outputDir: join(dir, "out"),
+        reducers: 4,
+        splitSizeBytes: 5_000,
+        tasks: {
+          slots: pool.slots,
+          map: (task, signal) => counted(pool.map(task, signal)),
+          reduce: (task, signal) => counted(pool.reduce(task, signal)),
+        },
+      });
+      expect(maps).toBeGreaterThanOrEqual(16);
+    } finally {
+      await threads.close();
+    }
+    expect(most).toBe(2);
+    const expected = [...countWords(inputs)].map(([word, n]) => `${word}\t${n}`).sort();
+    expect(readOutput(join(dir, "out"))).toEqual(expected);
+    expect(readdirSync(join(dir, "out"))).not.toContain("_temporary");
+  });
+
+  it("fails at its first failed task: the tasks under way are aborted, no more start, and nothing is committed", async () => {
+    const dir = tempDir();
+    const inputs = writeCorpus(dir, { files: 1, bytes: 40_000, seed: 14 });
+    const started: number[] = [];
+    const aborted: number[] = [];
+    const job = runLocalJob({
+      app: BUILTIN_APPS.wordcount!,
+      params: {},
+      inputs,
+      outputDir: join(dir, "out"),
+      reducers: 2,
+      splitSizeBytes: 2_000,
+      tasks: {
+        slots: 3,
+        async map(_task, signal) {
+          const m = started.push(started.length) - 1;
+          if (m === 1) throw new Error("map 1 broke");
+          await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+          aborted.push(m);
+          throw new Error("aborted");
+        },
+        reduce: () => Promise.reject(new Error("no reduce should start")),
+      },
+    });
+    await expect(job).rejects.toThrow("map 1 broke");
+    expect(started).toEqual([0, 1, 2]);
+    expect(aborted.sort()).toEqual([0, 2]);
+    expect(existsSync(join(dir, "out", "_SUCCESS"))).toBe(false);
   });
 
   it("indexes documents by sorted distinct basename", async () => {

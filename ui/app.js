@@ -177,6 +177,7 @@ async function workersPage() {
       worker.address,
       badge(worker.state),
       `${since(worker.lastHeartbeatAt)} ago`,
+      String(worker.slots),
       worker.runningAttempts.length === 0 ? "-" : worker.runningAttempts.join(", "),
       worker.apps.join(", "),
       worker.excludedUntil
@@ -189,9 +190,9 @@ async function workersPage() {
       workers.length === 0
         ? h("p", { class: "muted" }, "No workers heard from in the last 10 minutes.")
         : table(
-            ["ID", "Address", "State", "Last heartbeat", "Running attempts", "Apps", "Excluded"],
+            ["ID", "Address", "State", "Last heartbeat", "Slots", "Running attempts", "Apps", "Excluded"],
             rows,
-            [0],
+            [0, 4],
           ),
     );
   };

@@ -1,23 +1,25 @@
 /**
  * npm run bench. Measures, in one run, on one generated corpus:
  * - the word tokenizer alone (lines, as `map` splits them), the byte word counter alone (as the
- *   block mapper counts), and wordcount with `mr run --local`, with a cluster of 1 worker
- *   and with a cluster of 2 workers: wall time, MB/s, peak worker RSS, and cluster(2)/local;
+ *   block mapper counts), and wordcount with `mr run --local` on one slot and on every core,
+ *   with clusters of 1 and 2 single-slot workers, and with 1 worker of a slot per core: wall
+ *   time, MB/s, peak RSS, and the ratios between them;
  * - dispatch: a job of 1,000+ tiny splits end to end, against a bare BullMQ loop on the same Redis;
- * - memory: one map sorting an input four times its sort buffer into one partition;
+ * - memory: four sort buffers of input into one partition, on one worker of 1 slot and of 2;
  * - small files: wordcount over 320 files of 400 KB (128 MB), R = 8, with `mr run --local`,
  *   against the same bytes as one file, and with 2 single-slot workers, their splits packed and
  *   a map per file, with the job's time broken down by phase from its attempt records; and one
  *   reduce over 320 small map outputs (3 MB), merged in memory and on disk.
+ * - a small job: wordcount over eight books on 3 workers, submit to SUCCEEDED, by phase.
  * Environment: MR_BENCH_MB (corpus size, default 256), MR_BENCH_RUNS (runs per setup, default 1),
- * MR_BENCH_ONLY (a comma-separated choice of throughput, dispatch, memory and smallfiles;
- * default all).
+ * MR_BENCH_ONLY (a comma-separated choice of throughput, dispatch, memory, smallfiles and
+ * smalljob; default all).
  */
 import { Queue, Worker } from "bullmq";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalCluster } from "../cli/cluster.js";
@@ -40,6 +42,8 @@ const MB = 1024 * 1024;
 const CORPUS_MB = Number(process.env.MR_BENCH_MB ?? 256);
 const RUNS = Number(process.env.MR_BENCH_RUNS ?? 1);
 const SORT_BUFFER_MB = 64;
+/** The cores: the slots of a worker, and of mr run --local, by default. */
+const CORES = availableParallelism();
 const BENCH_APPS = fileURLToPath(new URL("../../bench/apps", import.meta.url));
 
 interface Measure {
@@ -71,7 +75,7 @@ class RssWatch {
   }
 }
 
-async function runLocal(inputs: string[], out: string, reducers = 4): Promise<Measure> {
+async function runLocal(inputs: string[], out: string, reducers = 4, slots = 1): Promise<Measure> {
   rmSync(out, { recursive: true, force: true });
   const started = performance.now();
   const child = spawn(
@@ -80,6 +84,8 @@ async function runLocal(inputs: string[], out: string, reducers = 4): Promise<Me
       MR_BIN,
       "run",
       "--local",
+      "--slots",
+      String(slots),
       "--app",
       "wordcount",
       "--reducers",
@@ -237,7 +243,10 @@ async function bareBullmq(redis: RedisServer, tasks: number): Promise<number> {
 
 type Row = string[];
 
-/** Wordcount on the corpus with `mr run --local`, then clusters of 1 and 2 workers. */
+/**
+ * Wordcount on the corpus with `mr run --local` on one slot and on every core, then clusters of
+ * 1 and 2 single-slot workers, and of 1 worker with a slot per core.
+ */
 async function throughput(redis: RedisServer, work: string, rows: Row[], ratios: Row[]): Promise<void> {
   const corpus = join(work, `zipf-${CORPUS_MB}mb-100k-seed1.txt`);
   if (!existsSync(corpus)) {
@@ -250,21 +259,34 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
   );
   const tokenizerRuns: number[] = [];
   const counterRuns: number[] = [];
-  const results: Record<string, Measure[]> = { local: [], cluster1: [], cluster2: [] };
+  const clusters = [
+    ["cluster1", 1, 1],
+    ["cluster2", 2, 1],
+    ["clusterCores", 1, CORES],
+  ] as const;
+  const results: Record<string, Measure[]> = {
+    local: [],
+    localCores: [],
+    cluster1: [],
+    cluster2: [],
+    clusterCores: [],
+  };
   for (let run = 0; run < RUNS; run++) {
-    console.error(`run ${run + 1} of ${RUNS}: tokenizers, local, cluster of 1, cluster of 2 ...`);
+    console.error(`run ${run + 1} of ${RUNS}: tokenizers, local, clusters ...`);
     tokenizerRuns.push(await tokenizerAlone(corpus));
     counterRuns.push(await wordCounterAlone(corpus));
-    results.local!.push(await runLocal([corpus], join(work, "out-local")));
-    for (const workers of [1, 2]) {
-      const measure = await jobOnNewCluster(redis, join(work, `home-${workers}`), workers, [], {
+    results.local!.push(await runLocal([corpus], join(work, "out-local"), 4, 1));
+    results.localCores!.push(await runLocal([corpus], join(work, "out-local"), 4, CORES));
+    for (const [name, workers, slots] of clusters) {
+      const home = join(work, `home-${name}`);
+      const measure = await jobOnNewCluster(redis, home, workers, ["--slots", String(slots)], {
         app: "wordcount",
         inputs: [corpus],
-        outputDir: join(work, `out-${workers}`),
+        outputDir: join(work, `out-${name}`),
         reducers: 4,
         splitSizeBytes: 0,
       });
-      results[`cluster${workers}`]!.push(measure);
+      results[name]!.push(measure);
     }
   }
   const seconds = (name: string): number => median(results[name]!.map((m) => m.seconds));
@@ -277,21 +299,38 @@ async function throughput(redis: RedisServer, work: string, rows: Row[], ratios:
     rows.push([label, time.toFixed(1), (corpusMb / time).toFixed(1), "-"]);
   }
   for (const [name, label] of [
-    ["local", "wordcount, mr run --local"],
-    ["cluster1", "wordcount, cluster of 1 worker"],
-    ["cluster2", "wordcount, cluster of 2 workers"],
+    ["local", "wordcount, mr run --local --slots 1"],
+    ["localCores", `wordcount, mr run --local --slots ${CORES} (every core)`],
+    ["cluster1", "wordcount, cluster of 1 worker of 1 slot"],
+    ["cluster2", "wordcount, cluster of 2 workers of 1 slot"],
+    ["clusterCores", `wordcount, cluster of 1 worker of ${CORES} slots`],
   ] as const) {
     const rss = median(results[name]!.map((m) => m.peakRssMb));
     rows.push([label, seconds(name).toFixed(1), (corpusMb / seconds(name)).toFixed(1), rss.toFixed(0)]);
   }
   ratios.push([
-    "cluster(2) time / local time",
+    `1 worker of ${CORES} slots time / local 1 slot time`,
+    (seconds("clusterCores") / seconds("local")).toFixed(2),
+    "<= 0.60",
+  ]);
+  ratios.push([
+    `1 worker of ${CORES} slots time / 2 workers of 1 slot time`,
+    (seconds("clusterCores") / seconds("cluster2")).toFixed(2),
+    "<= 1.00",
+  ]);
+  ratios.push([
+    `local: ${CORES} slots speed-up over 1 slot`,
+    (seconds("local") / seconds("localCores")).toFixed(2),
+    ">= 1.70",
+  ]);
+  ratios.push([
+    "cluster(2 x 1 slot) time / local 1 slot time",
     (seconds("cluster2") / seconds("local")).toFixed(2),
     "<= 0.65",
   ]);
-  ratios.push(["local MB/s", (corpusMb / seconds("local")).toFixed(1), ">= 25"]);
-  ratios.push(["local MB/s / line tokenizer MB/s", (tokenizer / seconds("local")).toFixed(2), "-"]);
-  ratios.push(["local MB/s / byte word counter MB/s", (counter / seconds("local")).toFixed(2), "-"]);
+  ratios.push(["local 1 slot MB/s", (corpusMb / seconds("local")).toFixed(1), ">= 25"]);
+  ratios.push(["local 1 slot MB/s / line tokenizer MB/s", (tokenizer / seconds("local")).toFixed(2), "-"]);
+  ratios.push(["local 1 slot MB/s / byte word counter MB/s", (counter / seconds("local")).toFixed(2), "-"]);
 }
 
 /**
@@ -348,28 +387,40 @@ async function dispatch(redis: RedisServer, work: string, ratios: Row[]): Promis
   ]);
 }
 
-/** One map over four sort buffers of lines, all into one partition. */
+/**
+ * Four sort buffers of lines into one reduce, on one worker: in one map on 1 slot, and in two
+ * maps at once on 2 slots, each map with a sort buffer of its own.
+ */
 async function memory(redis: RedisServer, work: string, ratios: Row[]): Promise<void> {
   const input = join(work, `memory-${4 * SORT_BUFFER_MB}mb.txt`);
   if (!existsSync(input))
     writeZipfCorpus(input, { bytes: 4 * SORT_BUFFER_MB * MB, vocabulary: 100_000, seed: 2 });
-  const peaks: number[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    const args = ["--apps-dir", BENCH_APPS, "--sort-buffer-mb", String(SORT_BUFFER_MB)];
-    const measure = await jobOnNewCluster(redis, join(work, "home-memory"), 1, args, {
-      app: "identity",
-      inputs: [input],
-      outputDir: join(work, "out-memory"),
-      reducers: 1,
-      splitSizeBytes: 1024 * MB,
-    });
-    peaks.push(measure.peakRssMb);
+  for (const slots of [1, 2]) {
+    const peaks: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const args = [
+        "--apps-dir",
+        BENCH_APPS,
+        "--sort-buffer-mb",
+        String(SORT_BUFFER_MB),
+        "--slots",
+        String(slots),
+      ];
+      const measure = await jobOnNewCluster(redis, join(work, "home-memory"), 1, args, {
+        app: "identity",
+        inputs: [input],
+        outputDir: join(work, "out-memory"),
+        reducers: 1,
+        splitSizeBytes: (4 * SORT_BUFFER_MB * MB) / slots,
+      });
+      peaks.push(measure.peakRssMb);
+    }
+    ratios.push([
+      `memory: ${4 * SORT_BUFFER_MB} MB into one reduce, ${slots} slot(s) of a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,
+      median(peaks).toFixed(0),
+      `<= ${slots * SORT_BUFFER_MB + (slots === 1 ? 150 : 200)}`,
+    ]);
   }
-  ratios.push([
-    `memory: ${4 * SORT_BUFFER_MB} MB sorted with a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,
-    median(peaks).toFixed(0),
-    `<= ${2 * SORT_BUFFER_MB + 150}`,
-  ]);
 }
 
 const SMALL_FILES = 320;
@@ -451,7 +502,7 @@ async function smallFiles(redis: RedisServer, work: string, rows: Row[], ratios:
       ["perFile", 64 * MB], // as big as the split: a map per file, as before packing
     ] as const) {
       clusters[name].push(
-        await jobOnNewCluster(redis, join(work, "home-small"), 2, [], {
+        await jobOnNewCluster(redis, join(work, "home-small"), 2, ["--slots", "1"], {
           app: "wordcount",
           inputs: files,
           outputDir: join(work, "out-small-2"),
@@ -511,13 +562,80 @@ async function smallFiles(redis: RedisServer, work: string, rows: Row[], ratios:
   ]);
 }
 
+/** The eight books of ../shared beside the checkout, when there; else eight generated files of their size. */
+const BOOKS_DIR = fileURLToPath(new URL("../../../shared/data/gutenberg", import.meta.url));
+const SMALL_JOBS = 7;
+
+function books(work: string): { inputs: string[]; from: string } {
+  if (existsSync(BOOKS_DIR)) {
+    const inputs = readdirSync(BOOKS_DIR).map((name) => join(BOOKS_DIR, name));
+    return { inputs, from: BOOKS_DIR };
+  }
+  const corpus = join(work, "books-3mb-seed4.txt");
+  if (!existsSync(corpus)) writeZipfCorpus(corpus, { bytes: 3.2 * MB, vocabulary: 30_000, seed: 4 });
+  return { inputs: cutIntoFiles(corpus, join(work, "books"), 8), from: "generated (Zipf, seed 4)" };
+}
+
+/**
+ * The latency of a small job: wordcount over eight books (3.2 MB, R = 4) on 3 workers, from
+ * submit to the client seeing SUCCEEDED, jobs one after another on one cluster: the first (its
+ * workers' code not warm yet) and the median of the rest, with their phases; packed into as
+ * many maps as slots, and cut into 64 KiB splits as the demo does.
+ */
+async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promise<void> {
+  const { inputs, from } = books(work);
+  console.error(`small job: ${inputs.length} books from ${from}, 3 workers, ${SMALL_JOBS} jobs each way ...`);
+  for (const [how, splitSizeBytes] of [
+    ["packed", 0],
+    ["64 KiB splits", 64 * 1024],
+  ] as const) {
+    rmSync(join(work, "home-smalljob"), { recursive: true, force: true });
+    const cluster = await LocalCluster.start({
+      redisUrl: redis.url,
+      home: join(work, "home-smalljob"),
+      workers: 3,
+    });
+    const measures: JobMeasure[] = [];
+    try {
+      for (let i = 0; i < SMALL_JOBS; i++) {
+        const outputDir = join(work, "out-smalljob");
+        measures.push(
+          await runJob(cluster, { app: "wordcount", inputs, outputDir, reducers: 4, splitSizeBytes }),
+        );
+      }
+    } finally {
+      await cluster.stop();
+    }
+    const [first, ...rest] = measures;
+    const warm = median(rest.map((m) => m.seconds));
+    const phase = (pick: (p: Phases) => number) => median(rest.map((m) => pick(m.phases))).toFixed(3);
+    ratios.push([
+      `small job, eight books, 3 workers, ${how} (${first!.maps} maps): submit to SUCCEEDED, warm median, s`,
+      warm.toFixed(2),
+      "<= 0.50",
+    ]);
+    ratios.push([`the same, the first job of a new cluster, s`, first!.seconds.toFixed(2), "-"]);
+    ratios.push([
+      `the same, warm: submit>first map | maps | hand-over | reduces | >seen, s`,
+      [
+        phase((p) => p.toFirstMap),
+        phase((p) => p.maps),
+        phase((p) => p.handOver),
+        phase((p) => p.reduces),
+        phase((p) => p.toSeen),
+      ].join(" | "),
+      "-",
+    ]);
+  }
+}
+
 function measured(measures: Measure[], mb: number): string[] {
   const seconds = median(measures.map((m) => m.seconds));
   const rss = median(measures.map((m) => m.peakRssMb));
   return [seconds.toFixed(1), (mb / seconds).toFixed(1), rss.toFixed(0)];
 }
 
-const SECTIONS = ["throughput", "dispatch", "memory", "smallfiles"] as const;
+const SECTIONS = ["throughput", "dispatch", "memory", "smallfiles", "smalljob"] as const;
 
 async function main(): Promise<void> {
   const only = (process.env.MR_BENCH_ONLY ?? SECTIONS.join(",")).split(",");
@@ -537,6 +655,7 @@ async function main(): Promise<void> {
     if (only.includes("dispatch")) await dispatch(redis, work, ratios);
     if (only.includes("memory")) await memory(redis, work, ratios);
     if (only.includes("smallfiles")) await smallFiles(redis, work, rows, ratios);
+    if (only.includes("smalljob")) await smallJob(redis, work, ratios);
   } finally {
     await redis.stop();
   }

@@ -194,12 +194,13 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
 
 export function workersTable(workers: pb.Worker[]): string {
   return table(
-    ["ID", "ADDRESS", "STATE", "LAST HEARTBEAT", "RUNNING", "APPS", "EXCLUDED"],
+    ["ID", "ADDRESS", "STATE", "LAST HEARTBEAT", "SLOTS", "RUNNING", "APPS", "EXCLUDED"],
     workers.map((worker) => [
       worker.id,
       worker.address,
       worker.state,
       formatTime(worker.lastHeartbeatMs),
+      worker.slots,
       worker.runningAttempts.join(", ") || "-",
       worker.apps.join(", "),
       formatExclusion(worker),

@@ -134,6 +134,7 @@ function addStatusCommand(program: Command, env: NodeJS.ProcessEnv): void {
           driver: client.address,
           health,
           workers: alive.length,
+          slots: alive.reduce((sum, worker) => sum + worker.slots, 0),
           slotsBusy: alive.reduce((sum, worker) => sum + worker.runningAttempts.length, 0),
           runningJobs: running.map((job) => job.id),
         };
@@ -142,7 +143,9 @@ function addStatusCommand(program: Command, env: NodeJS.ProcessEnv): void {
           const why =
             health === "SERVING" ? "" : " (it cannot reach Redis, or is still recovering after a start)";
           console.log(`driver   ${status.driver}: ${health}${why}`);
-          console.log(`workers  ${status.workers} alive, running ${status.slotsBusy} attempts`);
+          console.log(
+            `workers  ${status.workers} alive, running ${status.slotsBusy} attempts in ${status.slots} slots`,
+          );
           console.log(
             `jobs     ${running.length} running${running.length > 0 ? `: ${status.runningJobs.join(", ")}` : ""}`,
           );

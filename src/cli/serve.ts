@@ -1,6 +1,6 @@
 /** `mr driver` and `mr worker`: the two long-running processes. */
 import { Option, type Command } from "commander";
-import { driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
+import { DEFAULT_SLOTS, driverAddress, resolveDriverConfig, resolveWorkerConfig } from "../config.js";
 import { LOG_FORMATS, createLogger, type LogFormat } from "../log.js";
 import { loadApps } from "../worker/apps.js";
 import { UsageError } from "./errors.js";
@@ -190,7 +190,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     )
     .option(
       "--slots <n>",
-      "tasks run at once (default 1); each map task has its own sort buffer",
+      `tasks run at once, each on a thread of its own with its own sort buffer (default ${DEFAULT_SLOTS}, the cores)`,
       parsePositiveInt("--slots"),
     )
     .option(

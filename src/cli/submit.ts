@@ -11,6 +11,9 @@ import { MAX_JOB_PRIORITY } from "../limits.js";
 import { Roots } from "../roots.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
+import { TaskThreads, threadPool } from "../worker/taskThreads.js";
+import { DEFAULT_SLOTS, DEFAULT_TASK_TIMEOUT_MS, MAX_SLOTS } from "../config.js";
+import { DEFAULT_TUNABLES } from "../mr/tunables.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
 import { jobJson } from "../json.js";
@@ -84,6 +87,9 @@ function addJobOptions(command: Command): Command {
     .argument("<inputs...>", "input files, or directories of them");
 }
 
+/** `mr run`'s own flags, beside the job's. */
+type LocalRunOptions = JobOptions & { appsDir?: string; slots?: number; s3Endpoint?: string };
+
 export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): void {
   addDriverOptions(addJobOptions(program.command("submit").description("submit a job to the driver")))
     .option("--wait", "follow the job with progress bars; exit 0 only if it succeeds")
@@ -132,9 +138,17 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
   addJobOptions(program.command("run").description("run a job in this process: no driver, no Redis"))
     .option("--local", "run in this process (the only mode of run, and the default)")
     .option("--apps-dir <dir>", "offer every DIR/NAME.mjs or DIR/NAME.js module as app NAME")
+    .option(
+      "--slots <n>",
+      `tasks run at once, each on a thread of its own (default ${DEFAULT_SLOTS}, the cores)`,
+      parsePositiveInt("--slots"),
+    )
     .addOption(s3EndpointOption())
-    .action(async (inputs: string[], options: JobOptions & { appsDir?: string; s3Endpoint?: string }) => {
-      const apps = await loadApps(options.appsDir === undefined ? undefined : resolve(options.appsDir));
+    .action(async (inputs: string[], options: LocalRunOptions) => {
+      const slots = options.slots ?? DEFAULT_SLOTS;
+      if (slots > MAX_SLOTS) throw new UsageError(`--slots is at most ${MAX_SLOTS}`);
+      const appsDir = options.appsDir === undefined ? undefined : resolve(options.appsDir);
+      const apps = await loadApps(appsDir);
       // The driver's own check of a submit, so that both refuse the same things in the same words.
       const s3Endpoint = options.s3Endpoint ?? env.MR_S3_ENDPOINT;
       if (s3Endpoint !== undefined) checkEndpoint(s3Endpoint);
@@ -145,6 +159,12 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
         Object.keys(apps),
       );
       const started = performance.now();
+      const threads = new TaskThreads({ appsDir, taskTimeoutMs: DEFAULT_TASK_TIMEOUT_MS });
+      const tasks = threadPool(threads, slots, {
+        app: job.app,
+        params: job.params,
+        tunables: DEFAULT_TUNABLES,
+      });
       const { maps } = await runLocalJob({
         app: apps[job.app]!,
         params: job.params,
@@ -155,7 +175,8 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
         openCostBytes: job.openCostBytes,
         overwrite: options.overwrite,
         s3: { endpoint: s3Endpoint },
-      });
+        tasks,
+      }).finally(() => threads.close());
       const seconds = ((performance.now() - started) / 1000).toFixed(2);
       console.error(
         `ran ${maps} maps and ${job.reducers} reduces in ${seconds}s; output in ${job.outputDir}`,

@@ -99,6 +99,7 @@ export function workerMessage(db: Db, worker: WorkerRecord): pb.Worker {
     apps: worker.apps,
     excludedByJobs: listExcludingJobs(db, worker.id),
     excludedUntilMs: worker.excludedUntil > Date.now() ? worker.excludedUntil : 0,
+    slots: worker.slots,
   };
 }
 

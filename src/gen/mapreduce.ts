@@ -223,6 +223,8 @@ export interface Worker {
   excludedByJobs: number[];
   /** Until then (epoch ms; 0 for none) it gets no task of any job: several jobs excluded it. */
   excludedUntilMs: number;
+  /** Tasks it runs at once (mr worker --slots). */
+  slots: number;
 }
 
 export interface ListWorkersRequest {
@@ -2526,6 +2528,7 @@ function createBaseWorker(): Worker {
     apps: [],
     excludedByJobs: [],
     excludedUntilMs: 0,
+    slots: 0,
   };
 }
 
@@ -2561,6 +2564,9 @@ export const Worker: MessageFns<Worker> = {
     }
     if (message.excludedUntilMs !== 0) {
       writer.uint32(72).int64(message.excludedUntilMs);
+    }
+    if (message.slots !== 0) {
+      writer.uint32(80).int32(message.slots);
     }
     return writer;
   },
@@ -2660,6 +2666,14 @@ export const Worker: MessageFns<Worker> = {
             message.excludedUntilMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.slots = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2705,6 +2719,7 @@ export const Worker: MessageFns<Worker> = {
         : isSet(object.excluded_until_ms)
         ? globalThis.Number(object.excluded_until_ms)
         : 0,
+      slots: isSet(object.slots) ? globalThis.Number(object.slots) : 0,
     };
   },
 
@@ -2737,6 +2752,9 @@ export const Worker: MessageFns<Worker> = {
     if (message.excludedUntilMs !== 0) {
       obj.excludedUntilMs = Math.round(message.excludedUntilMs);
     }
+    if (message.slots !== 0) {
+      obj.slots = Math.round(message.slots);
+    }
     return obj;
   },
 
@@ -2754,6 +2772,7 @@ export const Worker: MessageFns<Worker> = {
     message.apps = object.apps?.map((e) => e) || [];
     message.excludedByJobs = object.excludedByJobs?.map((e) => e) || [];
     message.excludedUntilMs = object.excludedUntilMs ?? 0;
+    message.slots = object.slots ?? 0;
     return message;
   },
 };

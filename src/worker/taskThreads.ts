@@ -5,7 +5,8 @@
  * ended and replaced. A blocked app thus fails its attempt, never its worker.
  */
 import { Worker } from "node:worker_threads";
-import type { Progress } from "../mr/context.js";
+import { Progress } from "../mr/context.js";
+import type { TaskPool } from "../mr/local.js";
 import type { MapTaskOptions } from "../mr/mapTask.js";
 import type { Ranges } from "../mr/mapOutputBuffer.js";
 import type { ReduceTaskOptions } from "../mr/reduceTask.js";
@@ -171,4 +172,32 @@ export class TaskThreads {
     if (at >= 0) this.idle.splice(at, 1);
     await thread.terminate();
   }
+}
+
+/**
+ * The threads as a local job's pool (see mr/local.ts): `slots` tasks of app `app` at once, each on
+ * a thread of its own, as on a worker. The caller closes the threads.
+ */
+export function threadPool(
+  threads: TaskThreads,
+  slots: number,
+  task: { app: string; params: Record<string, string>; tunables: Readonly<EngineTunables> },
+): TaskPool {
+  threads.warm(slots);
+  return {
+    slots,
+    async map(map, signal) {
+      const { counters, map: output } = await threads.run(
+        { ...task, kind: "map", map },
+        signal,
+        new Progress(),
+      );
+      const data = output!.data === undefined ? undefined : Buffer.from(output!.data);
+      return { counters: counters!, output: { ...output!, data } };
+    },
+    async reduce(reduce, signal) {
+      const { counters } = await threads.run({ ...task, kind: "reduce", reduce }, signal, new Progress());
+      return counters!;
+    },
+  };
 }

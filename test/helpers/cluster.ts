@@ -31,6 +31,11 @@ export interface ClusterOptions {
   queuePrefix?: string;
   /** Added to the environment of every process, and of `mr` commands. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Each worker's task slots: default 1, so that which worker runs what stays predictable;
+   * "cores" leaves the worker its own default.
+   */
+  slots?: number | "cores";
 }
 
 /**
@@ -52,6 +57,7 @@ export function startCluster(options: ClusterOptions): Promise<Cluster> {
       join(dir, `worker-${n}`),
       "--apps-dir",
       FIXTURE_APPS,
+      ...(options.slots === "cores" ? [] : ["--slots", String(options.slots ?? 1)]),
       ...(options.workerArgs ?? []),
     ],
     logTo: (name) => openSync(join(dir, `${name}.log`), "a"),
