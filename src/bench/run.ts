@@ -598,7 +598,7 @@ async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promis
     const measures: JobMeasure[] = [];
     try {
       for (let i = 0; i < SMALL_JOBS; i++) {
-        const outputDir = join(work, "out-smalljob");
+        const outputDir = join(work, `out-smalljob-${i}`);
         measures.push(
           await runJob(cluster, { app: "wordcount", inputs, outputDir, reducers: 4, splitSizeBytes }),
         );
@@ -658,10 +658,11 @@ async function main(): Promise<void> {
     if (only.includes("smalljob")) await smallJob(redis, work, ratios);
   } finally {
     await redis.stop();
+    // What was measured before a failure is printed all the same.
+    console.log(`\nMedians of ${RUNS} run(s) each`);
+    if (rows.length > 0) console.log(table(["RUN", "SECONDS", "MB/S", "PEAK RSS MB"], rows));
+    console.log(table(["RATIO OR RATE", "MEASURED", "TARGET"], ratios));
   }
-  console.log(`\nMedians of ${RUNS} run(s) each`);
-  if (rows.length > 0) console.log(table(["RUN", "SECONDS", "MB/S", "PEAK RSS MB"], rows));
-  console.log(table(["RATIO OR RATE", "MEASURED", "TARGET"], ratios));
 }
 
 main().catch((err: unknown) => {
