@@ -418,7 +418,8 @@ async function memory(redis: RedisServer, work: string, ratios: Row[]): Promise<
     ratios.push([
       `memory: ${4 * SORT_BUFFER_MB} MB into one reduce, ${slots} slot(s) of a ${SORT_BUFFER_MB} MB buffer, peak worker RSS MB`,
       median(peaks).toFixed(0),
-      `<= ${slots * SORT_BUFFER_MB + (slots === 1 ? 150 : 200)}`,
+      // One slot: the buffer and the merge's share, plus 150 MB; two: two buffers plus 200 MB.
+      `<= ${2 * SORT_BUFFER_MB + (slots === 1 ? 150 : 200)}`,
     ]);
   }
 }
