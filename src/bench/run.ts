@@ -156,6 +156,14 @@ function phasesOf(detail: pb.JobDetail, submittedAt: number, seenAt: number): Ph
   };
 }
 
+const PHASE_NAMES = "submit>first map | maps | hand-over | reduces | >seen";
+
+/** The median of each phase of `measures`, in the order of PHASE_NAMES, to `digits` decimals. */
+function medianPhases(measures: JobMeasure[], digits: number): string {
+  const phases: (keyof Phases)[] = ["toFirstMap", "maps", "handOver", "reduces", "toSeen"];
+  return phases.map((name) => median(measures.map((m) => m.phases[name])).toFixed(digits)).join(" | ");
+}
+
 async function runJob(cluster: LocalCluster, request: JobRequest): Promise<JobMeasure> {
   rmSync(request.outputDir, { recursive: true, force: true });
   const rss = new RssWatch(() => cluster.workers.map((worker) => worker.child.pid!));
@@ -528,16 +536,9 @@ async function smallFiles(redis: RedisServer, work: string, rows: Row[], ratios:
   ] as const) {
     const measures = clusters[name];
     rows.push([`wordcount, 2 workers, ${label}, ${how}`, ...measured(measures, corpusMb)]);
-    const phase = (pick: (p: Phases) => number) => median(measures.map((m) => pick(m.phases))).toFixed(2);
     ratios.push([
-      `small files, 2 workers, ${how} (${measures[0]!.maps} maps): submit>first map | maps | hand-over | reduces | >seen, s`,
-      [
-        phase((p) => p.toFirstMap),
-        phase((p) => p.maps),
-        phase((p) => p.handOver),
-        phase((p) => p.reduces),
-        phase((p) => p.toSeen),
-      ].join(" | "),
+      `small files, 2 workers, ${how} (${measures[0]!.maps} maps): ${PHASE_NAMES}, s`,
+      medianPhases(measures, 2),
       "-",
     ]);
   }
@@ -609,24 +610,13 @@ async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promis
     }
     const [first, ...rest] = measures;
     const warm = median(rest.map((m) => m.seconds));
-    const phase = (pick: (p: Phases) => number) => median(rest.map((m) => pick(m.phases))).toFixed(3);
     ratios.push([
       `small job, eight books, 3 workers, ${how} (${first!.maps} maps): submit to SUCCEEDED, warm median, s`,
       warm.toFixed(2),
       "<= 0.50",
     ]);
     ratios.push([`the same, the first job of a new cluster, s`, first!.seconds.toFixed(2), "-"]);
-    ratios.push([
-      `the same, warm: submit>first map | maps | hand-over | reduces | >seen, s`,
-      [
-        phase((p) => p.toFirstMap),
-        phase((p) => p.maps),
-        phase((p) => p.handOver),
-        phase((p) => p.reduces),
-        phase((p) => p.toSeen),
-      ].join(" | "),
-      "-",
-    ]);
+    ratios.push([`the same, warm: ${PHASE_NAMES}, s`, medianPhases(rest, 3), "-"]);
   }
 }
 
