@@ -144,7 +144,7 @@ function addStatusCommand(program: Command, env: NodeJS.ProcessEnv): void {
             health === "SERVING" ? "" : " (it cannot reach Redis, or is still recovering after a start)";
           console.log(`driver   ${status.driver}: ${health}${why}`);
           console.log(
-            `workers  ${status.workers} alive, running ${status.slotsBusy} attempts in ${status.slots} slots`,
+            `workers  ${status.workers} alive, running ${status.slotsBusy} attempts in ${status.slots} slot${status.slots === 1 ? "" : "s"}`,
           );
           console.log(
             `jobs     ${running.length} running${running.length > 0 ? `: ${status.runningJobs.join(", ")}` : ""}`,
