@@ -100,26 +100,31 @@ async function expectExactOutput({ dir, files, prefix }: Setup): Promise<void> {
   expect(s3.pendingUploads(BUCKET)).toEqual([]);
 }
 
+/** `mr submit --wait` of wordcount over the setup's input prefix, into its output prefix. */
+function submitAndWait(s: Setup) {
+  return mr(
+    [
+      "submit",
+      "--app",
+      "wordcount",
+      "--reducers",
+      String(REDUCERS),
+      "--split-size",
+      "4000",
+      "--wait",
+      `s3://${BUCKET}/${s.prefix}/in/`,
+      "--output",
+      `s3://${BUCKET}/${s.prefix}/out`,
+    ],
+    s.cluster.env,
+  );
+}
+
 describe("wordcount from s3:// to s3:// on a cluster", () => {
   it("gives exactly the output of mr run --local on the same data as files", async () => {
     const s = await setup(2);
     s3.resetCounts();
-    const submitted = await mr(
-      [
-        "submit",
-        "--app",
-        "wordcount",
-        "--reducers",
-        String(REDUCERS),
-        "--split-size",
-        "4000",
-        "--wait",
-        `s3://${BUCKET}/${s.prefix}/in/`,
-        "--output",
-        `s3://${BUCKET}/${s.prefix}/out`,
-      ],
-      s.cluster.env,
-    );
+    const submitted = await submitAndWait(s);
     expect(submitted.stderr).toMatch(/SUCCEEDED; output in s3:\/\/corpus\/job-\d+\/out/);
     expect(submitted.code).toBe(0);
     await expectExactOutput(s);
@@ -183,22 +188,7 @@ describe("wordcount from s3:// to s3:// on a cluster", () => {
     const s = await setup(2, ["--reconcile-interval", "1000"]);
     s3.resetCounts();
     s3.failNext(1_000_000, { operation: "CompleteMultipartUpload", status: 500, code: "InternalError" });
-    const waited = await mr(
-      [
-        "submit",
-        "--app",
-        "wordcount",
-        "--reducers",
-        String(REDUCERS),
-        "--split-size",
-        "4000",
-        "--wait",
-        `s3://${BUCKET}/${s.prefix}/in/`,
-        "--output",
-        `s3://${BUCKET}/${s.prefix}/out`,
-      ],
-      s.cluster.env,
-    );
+    const waited = await submitAndWait(s);
     expect(waited.code).toBe(1);
     expect(waited.stderr).toMatch(
       /SUCCEEDED, but its output in s3:\/\/corpus\/job-\d+\/out is not committed yet/,

@@ -27,7 +27,7 @@ import { TaskKind, type Counters } from "../types.js";
 import type { Roots } from "../roots.js";
 import { attemptDir } from "./dataDir.js";
 import { MapOutputs } from "./mapOutputs.js";
-import { TaskThreads } from "./taskThreads.js";
+import { TaskThreads, mapOutputOf } from "./taskThreads.js";
 
 /**
  * A shuffle channel lets the serving worker send 4 MiB before it must read a window update
@@ -225,8 +225,11 @@ export class TaskRunner {
         signal,
         progress,
       );
-      const output = { ...map!, data: map!.data === undefined ? undefined : Buffer.from(map!.data) };
-      this.mapOutputs.add(task.attemptId, { jobId: task.jobId, shuffleKey: task.shuffleKey }, output);
+      this.mapOutputs.add(
+        task.attemptId,
+        { jobId: task.jobId, shuffleKey: task.shuffleKey },
+        mapOutputOf(map!),
+      );
       return { counters: counters! };
     }
     // To object storage, the part is written here, then uploaded whole: a store has no append.

@@ -7,7 +7,7 @@
 import { Worker } from "node:worker_threads";
 import { Progress } from "../mr/context.js";
 import type { TaskPool } from "../mr/local.js";
-import type { MapTaskOptions } from "../mr/mapTask.js";
+import type { MapOutput, MapTaskOptions } from "../mr/mapTask.js";
 import type { Ranges } from "../mr/mapOutputBuffer.js";
 import type { ReduceTaskOptions } from "../mr/reduceTask.js";
 import type { EngineTunables } from "../mr/tunables.js";
@@ -174,6 +174,11 @@ export class TaskThreads {
   }
 }
 
+/** A map's output as its thread handed it over, as a MapOutput: its bytes, if any, as a Buffer (not copied). */
+export function mapOutputOf(map: NonNullable<ThreadResult["map"]>): MapOutput {
+  return { ...map, data: map.data === undefined ? undefined : Buffer.from(map.data) };
+}
+
 /**
  * The threads as a local job's pool (see mr/local.ts): `slots` tasks of app `app` at once, each on
  * a thread of its own, as on a worker. The caller closes the threads.
@@ -192,8 +197,7 @@ export function threadPool(
         signal,
         new Progress(),
       );
-      const data = output!.data === undefined ? undefined : Buffer.from(output!.data);
-      return { counters: counters!, output: { ...output!, data } };
+      return { counters: counters!, output: mapOutputOf(output!) };
     },
     async reduce(reduce, signal) {
       const { counters } = await threads.run({ ...task, kind: "reduce", reduce }, signal, new Progress());
