@@ -15,6 +15,12 @@ export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 export const DEFAULT_TASK_TIMEOUT_MS = 600_000;
 /** The most task slots a worker or a local job may have. */
 export const MAX_SLOTS = 64;
+/**
+ * The share of a job's maps that must commit before its reduces start fetching their output:
+ * Hadoop's mapreduce.job.reduce.slowstart.completedmaps.
+ */
+export const DEFAULT_REDUCE_SLOWSTART = 0.05;
+
 /** Task slots by default, for a worker as for `mr run --local`: one per core this process may use. */
 export const DEFAULT_SLOTS = Math.min(availableParallelism(), MAX_SLOTS);
 

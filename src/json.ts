@@ -29,6 +29,7 @@ export function jobJson(job: pb.Job) {
     priority: job.priority,
     maxRunningTasks: job.maxRunningTasks || null,
     speculation: job.speculation,
+    reduceSlowstart: job.reduceSlowstart,
     outputFinished: job.outputFinished,
   };
 }

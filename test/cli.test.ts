@@ -112,6 +112,17 @@ describe("the mr command", () => {
     expect(result.stderr).toBe(`mr: --reducers must be a positive integer, got "${reducers}"\n`);
   });
 
+  it.each(["1.5", "-0.1", "half"])("refuses --reduce-slowstart %s as bad usage", async (share) => {
+    const output = join(dir, "o-slowstart");
+    const result = await run(
+      "submit",
+      ...["--app", "wordcount", "--reducers", "1", "--output", output, "--reduce-slowstart", share],
+      input,
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`mr: --reduce-slowstart must be a number from 0 to 1, got "${share}"\n`);
+  });
+
   it("refuses an unknown app, listing the available ones", async () => {
     const result = await run(
       "submit",

@@ -441,6 +441,68 @@ describe("chaos", () => {
   }, 300_000);
 });
 
+describe("the early shuffle", () => {
+  it("starts reduces while maps still run, each fetching map output as it commits, with the exact output", async () => {
+    const s = await setup({ bytes: 12_000 });
+    const job = await submit(s, { slowMs: "15" });
+    const detail = await waitForJobEnd(s.cluster.client, job.id, 120_000);
+    expect(detail.job!.state, detail.job!.error).toBe("SUCCEEDED");
+    expect(detail.job!.reduceSlowstart).toBe(0.05);
+    await expectLocalOutput(s);
+    expect(committedOnce(detail)).toBe(true);
+    const types = detail.events.map(({ type }) => type);
+    expect(types.indexOf("reduces-released")).toBeGreaterThan(0);
+    expect(types.indexOf("reduces-released")).toBeLessThan(types.indexOf("maps-done"));
+    // Three single-slot workers: one reduce at a time may start early, the others once every map is done.
+    const committed = (kind: string) =>
+      detail.tasks
+        .filter((task) => task.kind === kind)
+        .map((task) => task.attempts.find((attempt) => attempt.state === "SUCCEEDED")!);
+    const lastMapEnd = Math.max(...committed("MAP").map((attempt) => attempt.finishedAtMs));
+    const early = committed("REDUCE").filter((attempt) => attempt.startedAtMs < lastMapEnd);
+    expect(early.length).toBe(1);
+    expect(countersOf(detail).SHUFFLE_BYTES).toBeGreaterThan(0);
+  });
+
+  it("finishes, with the exact output, while a worker is SIGKILLed every 1.5 s and replaced", async () => {
+    const s = await setup({ bytes: 48_000, slots: 2 });
+    let stopping = false;
+    const starting = new Set<Promise<unknown>>();
+    const replaceOnExit = (worker: MrProcess): void => {
+      worker.child.once("exit", () => {
+        if (stopping) return;
+        const start = s.cluster.startWorker().then(replaceOnExit);
+        starting.add(start);
+        void start.finally(() => starting.delete(start));
+      });
+    };
+    s.cluster.workers.forEach(replaceOnExit);
+    let kills = 0;
+    try {
+      const job = await submit(s, { slowMs: "2" });
+      const ended = waitForJobEnd(s.cluster.client, job.id, 240_000).finally(() => (stopping = true));
+      while (!stopping) {
+        await Promise.race([sleep(1500), ended]);
+        // The oldest: each worker lives about as long as the others.
+        const oldest = s.cluster.workers.find((worker) => worker.child.exitCode === null);
+        if (stopping || !oldest) continue;
+        await oldest.stop("SIGKILL");
+        kills++;
+      }
+      const detail = await ended;
+      expect(detail.job!.state, detail.job!.error).toBe("SUCCEEDED");
+      await expectLocalOutput(s);
+      expect(committedOnce(detail)).toBe(true);
+      expect(kills).toBeGreaterThanOrEqual(2);
+      const lost = detail.tasks.flatMap((task) => task.attempts).filter(({ state }) => state === "LOST");
+      expect(lost.length).toBeGreaterThan(0);
+    } finally {
+      stopping = true;
+      await Promise.allSettled([...starting]);
+    }
+  }, 300_000);
+});
+
 describe("cancel", () => {
   it("stops a running job: CANCELLED, attempts killed, and no part file written, even later", async () => {
     const s = await setup();

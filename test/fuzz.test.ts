@@ -240,6 +240,15 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
       { workerId: -1, reason: "" },
     ],
     pollTask: [{ workerId: 9999 }, { workerId: -huge }],
+    awaitMapOutputs: [
+      { workerId: 9999, attemptId, held: Buffer.alloc(1 << 16, 0xff), unreachable: [] },
+      {
+        workerId: -1,
+        attemptId: "",
+        held: Buffer.alloc(0),
+        unreachable: [{ mapIndex: -1, attemptId: "\u0000", address: "x".repeat(300) }],
+      },
+    ],
     heartbeat: [
       { workerId: 9999, attempts: [{ attemptId, progress: 2 }], outputJobIds: [jobId, -1] },
       { workerId: 0, attempts: [{ attemptId: "", progress: Number.NaN }], outputJobIds: [] },

@@ -44,9 +44,10 @@ function mr(n: Net, args: string[]) {
   return n.cluster.mr(args);
 }
 
-async function submit(n: Net, params: string[] = [], name = "out"): Promise<number> {
+async function submit(n: Net, params: string[] = [], name = "out", flags: string[] = []): Promise<number> {
   const result = await mr(n, [
     "submit",
+    ...flags,
     "--app",
     "faulty",
     "--reducers",
@@ -145,7 +146,9 @@ describe.skipIf(unavailable !== undefined)(
       "lose a worker host's link in the %s phase for longer than the worker timeout: its attempts re-run elsewhere, and it comes back",
       async (kind) => {
         const n = await startNet(2, ["--worker-timeout", "2000"]);
-        const jobId = await submit(n, ["slowMs=6", "reduceSlowMs=40"]);
+        // In the MAP phase, reduces wait for the last map, so that both workers run maps.
+        const slowstart = kind === "MAP" ? ["--reduce-slowstart", "1"] : [];
+        const jobId = await submit(n, ["slowMs=6", "reduceSlowMs=40"], "out", slowstart);
         const w1Ids = await workerIdsAt(n, n.cluster.workers.get("w1")!);
         await waitForAttemptOn(n, jobId, kind, w1Ids);
         await n.cluster.cutOff("w1", 5000); // past the worker timeout: the driver declares w1 lost

@@ -84,6 +84,16 @@ describe("a submit", () => {
     expect(await refused({ inputs: [many] })).toContain(`holds more than ${LIMITS.inputFiles} files`);
   });
 
+  it("with a reduce slowstart outside 0 to 1 is refused, saying what it is", async () => {
+    const before = await jobCount();
+    for (const reduceSlowstart of [1.5, -0.5, Number.NaN]) {
+      expect(await refused({ reduceSlowstart })).toContain(
+        `reduce_slowstart: must be 0 to 1, the share of the maps that commit before the reduces start; got ${reduceSlowstart}`,
+      );
+    }
+    expect(await jobCount()).toBe(before);
+  });
+
   it("with too many or too large params is refused", async () => {
     const params = Object.fromEntries(Array.from({ length: LIMITS.params + 1 }, (_, i) => [`p${i}`, "v"]));
     expect(await refused({ params })).toContain(`at most ${LIMITS.params} params`);

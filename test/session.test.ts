@@ -54,6 +54,10 @@ class FakeDriver implements DriverCalls {
     return {};
   }
 
+  async awaitMapOutputs(): Promise<pb.AwaitMapOutputsResponse> {
+    return { mapOutputs: [] };
+  }
+
   close(): void {}
 }
 

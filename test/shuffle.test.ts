@@ -94,6 +94,7 @@ function reduceTask(outputDir: string, mapOutputs: MapOutput[]): TaskAssignment 
     reducers: 1,
     split: [],
     mapOutputs,
+    mapsTotal: mapOutputs.length,
     outputDir,
     shuffleKey: SHUFFLE_KEY,
   };

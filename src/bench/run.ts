@@ -10,21 +10,33 @@
  *   against the same bytes as one file, and with 2 single-slot workers, their splits packed and
  *   a map per file, with the job's time broken down by phase from its attempt records; and one
  *   reduce over 320 small map outputs (3 MB), merged in memory and on disk.
- * - a small job: wordcount over eight books on 3 workers, submit to SUCCEEDED, by phase.
+ * - a small job: wordcount over eight books on 3 workers, submit to SUCCEEDED, by phase, with
+ *   reduces started after the last map (reduce slowstart 1) and early (0.05);
+ * - chaos: wordcount over 1.3 GB while a worker is SIGKILLed every 1.5 s, both ways.
  * Environment: MR_BENCH_MB (corpus size, default 256), MR_BENCH_RUNS (runs per setup, default 1),
- * MR_BENCH_ONLY (a comma-separated choice of throughput, dispatch, memory, smallfiles and
- * smalljob; default all).
+ * MR_BENCH_CHAOS_MB (default 1300), MR_BENCH_ONLY (a comma-separated choice of throughput,
+ * dispatch, memory, smallfiles, smalljob and chaos; default all).
  */
 import { Queue, Worker } from "bullmq";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalCluster } from "../cli/cluster.js";
 import { table } from "../cli/format.js";
-import { MR_BIN, startRedisServer, type RedisServer } from "../cli/processes.js";
+import { MR_BIN, startRedisServer, type MrProcess, type RedisServer } from "../cli/processes.js";
 import { followJob } from "../cli/watch.js";
 import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
@@ -110,6 +122,7 @@ interface JobRequest {
   reducers: number;
   splitSizeBytes: number;
   openCostBytes?: number;
+  reduceSlowstart?: number;
 }
 
 interface JobMeasure extends Measure {
@@ -126,8 +139,10 @@ interface JobMeasure extends Measure {
 interface Phases {
   toFirstMap: number;
   maps: number;
-  handOver: number;
-  reduces: number;
+  /** How long reduces ran before the last map ended (the early shuffle). */
+  overlap: number;
+  /** From the last map's end to the last reduce's. */
+  tail: number;
   toSeen: number;
   /** The median committed reduce attempt, in seconds. */
   medianReduce: number;
@@ -149,18 +164,18 @@ function phasesOf(detail: pb.JobDetail, submittedAt: number, seenAt: number): Ph
   return {
     toFirstMap: (maps.start - submittedAt) / 1000,
     maps: (maps.end - maps.start) / 1000,
-    handOver: (reduces.start - maps.end) / 1000,
-    reduces: (reduces.end - reduces.start) / 1000,
+    overlap: Math.max(0, maps.end - reduces.start) / 1000,
+    tail: (reduces.end - maps.end) / 1000,
     toSeen: (seenAt - reduces.end) / 1000,
     medianReduce: reduces.median,
   };
 }
 
-const PHASE_NAMES = "submit>first map | maps | hand-over | reduces | >seen";
+const PHASE_NAMES = "submit>first map | maps | reduces overlapping maps | last map>last reduce | >seen";
 
 /** The median of each phase of `measures`, in the order of PHASE_NAMES, to `digits` decimals. */
 function medianPhases(measures: JobMeasure[], digits: number): string {
-  const phases: (keyof Phases)[] = ["toFirstMap", "maps", "handOver", "reduces", "toSeen"];
+  const phases: (keyof Phases)[] = ["toFirstMap", "maps", "overlap", "tail", "toSeen"];
   return phases.map((name) => median(measures.map((m) => m.phases[name])).toFixed(digits)).join(" | ");
 }
 
@@ -255,12 +270,18 @@ type Row = string[];
  * Wordcount on the corpus with `mr run --local` on one slot and on every core, then clusters of
  * 1 and 2 single-slot workers, and of 1 worker with a slot per core.
  */
-async function throughput(redis: RedisServer, work: string, rows: Row[], ratios: Row[]): Promise<void> {
+/** The corpus of MR_BENCH_MB, generated into `work` once. */
+function corpusIn(work: string): string {
   const corpus = join(work, `zipf-${CORPUS_MB}mb-100k-seed1.txt`);
   if (!existsSync(corpus)) {
     console.error(`generating a ${CORPUS_MB} MB corpus in ${corpus} ...`);
     writeZipfCorpus(corpus, { bytes: CORPUS_MB * MB, vocabulary: 100_000, seed: 1 });
   }
+  return corpus;
+}
+
+async function throughput(redis: RedisServer, work: string, rows: Row[], ratios: Row[]): Promise<void> {
+  const corpus = corpusIn(work);
   const corpusMb = statSync(corpus).size / MB;
   console.error(
     `corpus: ${corpusMb.toFixed(0)} MB, Zipf over 100,000 words (seed 1); medians of ${RUNS} run(s)`,
@@ -587,9 +608,11 @@ function books(work: string): { inputs: string[]; from: string } {
 async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promise<void> {
   const { inputs, from } = books(work);
   console.error(`small job: ${inputs.length} books from ${from}, 3 workers, ${SMALL_JOBS} jobs each way ...`);
-  for (const [how, splitSizeBytes] of [
-    ["packed", 0],
-    ["64 KiB splits", 64 * 1024],
+  for (const [how, splitSizeBytes, reduceSlowstart] of [
+    ["packed", 0, 1],
+    ["packed", 0, 0.05],
+    ["64 KiB splits", 64 * 1024, 1],
+    ["64 KiB splits", 64 * 1024, 0.05],
   ] as const) {
     rmSync(join(work, "home-smalljob"), { recursive: true, force: true });
     const cluster = await LocalCluster.start({
@@ -602,7 +625,14 @@ async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promis
       for (let i = 0; i < SMALL_JOBS; i++) {
         const outputDir = join(work, `out-smalljob-${i}`);
         measures.push(
-          await runJob(cluster, { app: "wordcount", inputs, outputDir, reducers: 4, splitSizeBytes }),
+          await runJob(cluster, {
+            app: "wordcount",
+            inputs,
+            outputDir,
+            reducers: 4,
+            splitSizeBytes,
+            reduceSlowstart,
+          }),
         );
       }
     } finally {
@@ -611,7 +641,7 @@ async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promis
     const [first, ...rest] = measures;
     const warm = median(rest.map((m) => m.seconds));
     ratios.push([
-      `small job, eight books, 3 workers, ${how} (${first!.maps} maps): submit to SUCCEEDED, warm median, s`,
+      `small job, eight books, 3 workers, ${how} (${first!.maps} maps), reduce slowstart ${reduceSlowstart}: submit to SUCCEEDED, warm median, s`,
       warm.toFixed(2),
       "<= 0.50",
     ]);
@@ -626,7 +656,88 @@ function measured(measures: Measure[], mb: number): string[] {
   return [seconds.toFixed(1), (mb / seconds).toFixed(1), rss.toFixed(0)];
 }
 
-const SECTIONS = ["throughput", "dispatch", "memory", "smallfiles", "smalljob"] as const;
+const CHAOS_MB = Number(process.env.MR_BENCH_CHAOS_MB ?? 1300);
+const CHAOS_KILL_EVERY_MS = 1500;
+const CHAOS_LIMIT_MS = 240_000;
+
+/**
+ * Wordcount over MR_BENCH_CHAOS_MB (hard links to the corpus, 1.3 GB by default) on 3 workers
+ * while the oldest worker is SIGKILLed every 1.5 s and a new one started as each dies, with
+ * the reduces started once every map has committed (slowstart 1, the release before) and early
+ * (0.05): whether the job finishes within 4 minutes, how long it took, and what it cost.
+ */
+async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<void> {
+  const corpus = corpusIn(work);
+  const copies = Math.max(1, Math.round(CHAOS_MB / (statSync(corpus).size / MB)));
+  const dir = join(work, "chaos");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir);
+  const inputs = Array.from({ length: copies }, (_, i) => {
+    const path = join(dir, `input-${i}.txt`);
+    linkSync(corpus, path);
+    return path;
+  });
+  const mb = Math.round((copies * statSync(corpus).size) / MB);
+  for (const reduceSlowstart of [1, 0.05]) {
+    console.error(`chaos: ${mb} MB, slowstart ${reduceSlowstart}, a worker killed every 1.5 s ...`);
+    const home = join(work, "home-chaos");
+    rmSync(home, { recursive: true, force: true });
+    const cluster = await LocalCluster.start({
+      redisUrl: redis.url,
+      home,
+      workers: 3,
+      driverArgs: ["--worker-timeout", "3000"],
+    });
+    let stopping = false;
+    let kills = 0;
+    const replaceOnExit = (worker: MrProcess): void => {
+      worker.child.once("exit", () => {
+        if (!stopping) void cluster.startWorker().then(replaceOnExit, () => undefined);
+      });
+    };
+    cluster.workers.forEach(replaceOnExit);
+    let outcome: string;
+    try {
+      const started = performance.now();
+      const job = await cluster.client.submitJob({
+        app: "wordcount",
+        inputs,
+        outputDir: join(dir, `out-${reduceSlowstart}`),
+        reducers: 4,
+        splitSizeBytes: 0,
+        params: {},
+        reduceSlowstart,
+      });
+      const deadline = Date.now() + CHAOS_LIMIT_MS;
+      let detail = await cluster.client.getJob(job.id);
+      while (detail.job!.state === "RUNNING" && Date.now() < deadline) {
+        await sleep(CHAOS_KILL_EVERY_MS);
+        const oldest = cluster.workers.find((worker) => worker.child.exitCode === null);
+        if (oldest) {
+          await oldest.stop("SIGKILL");
+          kills++;
+        }
+        detail = await cluster.client.getJob(job.id);
+      }
+      const seconds = ((performance.now() - started) / 1000).toFixed(0);
+      const attempts = detail.tasks.flatMap((task) => task.attempts).length;
+      outcome =
+        detail.job!.state === "RUNNING"
+          ? `not done in ${CHAOS_LIMIT_MS / 1000} s (${detail.job!.mapsDone} of ${detail.job!.mapsTotal} maps, ${detail.job!.reducesDone} of ${detail.job!.reducesTotal} reduces committed; ${kills} kills)`
+          : `${detail.job!.state} in ${seconds} s (${kills} kills, ${attempts} attempts for ${detail.tasks.length} tasks)`;
+    } finally {
+      stopping = true;
+      await cluster.stop();
+    }
+    ratios.push([
+      `wordcount ${mb} MB, 3 workers, the oldest SIGKILLed every 1.5 s and replaced, reduce slowstart ${reduceSlowstart}`,
+      outcome,
+      "finishes",
+    ]);
+  }
+}
+
+const SECTIONS = ["throughput", "dispatch", "memory", "smallfiles", "smalljob", "chaos"] as const;
 
 async function main(): Promise<void> {
   const only = (process.env.MR_BENCH_ONLY ?? SECTIONS.join(",")).split(",");
@@ -647,6 +758,7 @@ async function main(): Promise<void> {
     if (only.includes("memory")) await memory(redis, work, ratios);
     if (only.includes("smallfiles")) await smallFiles(redis, work, rows, ratios);
     if (only.includes("smalljob")) await smallJob(redis, work, ratios);
+    if (only.includes("chaos")) await chaos(redis, work, ratios);
   } finally {
     await redis.stop();
     // What was measured before a failure is printed all the same.

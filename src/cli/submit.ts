@@ -12,7 +12,7 @@ import { Roots } from "../roots.js";
 import { JobState } from "../types.js";
 import { loadApps } from "../worker/apps.js";
 import { TaskThreads, threadPool } from "../worker/taskThreads.js";
-import { DEFAULT_SLOTS, DEFAULT_TASK_TIMEOUT_MS, MAX_SLOTS } from "../config.js";
+import { DEFAULT_REDUCE_SLOWSTART, DEFAULT_SLOTS, DEFAULT_TASK_TIMEOUT_MS, MAX_SLOTS } from "../config.js";
 import { DEFAULT_TUNABLES } from "../mr/tunables.js";
 import { addDriverOptions, connectDriver, type DriverClient, type DriverFlags } from "./client.js";
 import { JobDidNotSucceed, UsageError } from "./errors.js";
@@ -22,6 +22,7 @@ import {
   parseBytes,
   parseDuration,
   parseIntRange,
+  parseNumberRange,
   parsePositiveInt,
   s3EndpointOption,
 } from "./options.js";
@@ -39,6 +40,7 @@ interface JobOptions {
   maxRunningTasks?: number;
   /** False with --no-speculation. */
   speculation?: boolean;
+  reduceSlowstart?: number;
 }
 
 /** A local path made absolute, as the driver needs it; an `s3://` path as it is. */
@@ -60,6 +62,7 @@ function submitRequest(inputs: string[], options: JobOptions): pb.SubmitJobReque
     priority: options.priority ?? 0,
     maxRunningTasks: options.maxRunningTasks ?? 0,
     noSpeculation: options.speculation === false,
+    reduceSlowstart: options.reduceSlowstart,
   };
 }
 
@@ -111,6 +114,11 @@ export function addSubmitCommands(program: Command, env: NodeJS.ProcessEnv): voi
     .option(
       "--no-speculation",
       "never start a backup attempt of a straggling task: for an app that must not run twice at once",
+    )
+    .option(
+      "--reduce-slowstart <share>",
+      `the share of the maps, 0 to 1, that must commit before the reduces start fetching their output (default ${DEFAULT_REDUCE_SLOWSTART}; 1: once every map has)`,
+      parseNumberRange("--reduce-slowstart", 0, 1),
     )
     .option("--json", "print the job as JSON")
     .action(

@@ -8,8 +8,8 @@ import { FailedPreconditionError } from "../errors.js";
 import { listRunningAttempts } from "../store/attempts.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
-import { getJob, uncountMapDone } from "../store/jobs.js";
-import { moveAttempt, moveJobTasks, moveTask, moveWorker } from "../store/lifecycle.js";
+import { getJob } from "../store/jobs.js";
+import { moveAttempt, moveTask, moveWorker } from "../store/lifecycle.js";
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
 import { getTask, getTaskByIndex, listMapsCommittedOn } from "../store/tasks.js";
@@ -19,10 +19,12 @@ import {
   describeTask,
   endJob,
   killRivals,
+  releaseReduces,
   reportedAttempt,
   staleAttempt,
   type QueueWork,
 } from "./scheduler.js";
+import { loseMapOutput } from "./shuffle.js";
 
 export interface LostBudget {
   /** Attempts of one task that may be lost with their worker before the task fails. Default 20. */
@@ -126,8 +128,9 @@ function emptyLoss(): WorkerLoss {
 }
 
 /**
- * Runs again, under a new generation, each map of a running job whose committed output was on
- * the worker; the committed attempt takes `event` with `why`. Adds the maps to `loss.enqueue`.
+ * Each map of a running job whose committed output was on the worker loses it (its attempt
+ * takes `event` with `why`), and runs again if some reduce still lacks it (loseMapOutput). Adds
+ * the maps that run again to `loss.enqueue`.
  */
 function rerunMapsCommittedOn(
   db: Db,
@@ -138,18 +141,8 @@ function rerunMapsCommittedOn(
   loss: WorkerLoss,
 ): void {
   for (const map of listMapsCommittedOn(db, workerId)) {
-    const rerun = rerunMap(db, map);
-    if (!rerun) continue;
-    moveAttempt(db, map.attemptId!, event, why, now);
-    uncountMapDone(db, map.jobId);
-    loss.enqueue.push(rerun);
-    addEvent(
-      db,
-      map.jobId,
-      EventType.MAP_RERUN,
-      `${describeTask(map)}: ${why}; runs again (generation ${rerun.generation})`,
-      now,
-    );
+    const rerun = loseMapOutput(db, map, event, why, now);
+    if (rerun) loss.enqueue.push(rerun);
   }
 }
 
@@ -301,19 +294,11 @@ export function reportFetchFailure(
     moveAttempt(db, attempt.id, "kill", `fetch failed: ${report.error}`, now);
     killRivals(db, task, `its reduce waits for map ${report.mapIndex} to run again`, now);
     const map = getTaskByIndex(db, task.jobId, TaskKind.MAP, report.mapIndex);
-    const rerun = map?.attemptId === report.mapAttemptId ? rerunMap(db, map) : undefined;
-    const enqueue: TaskRecord[] = [];
-    if (rerun) {
-      moveAttempt(
-        db,
-        report.mapAttemptId,
-        "loseOutput",
-        `a reduce could not fetch its output: ${report.error}`,
-        now,
-      );
-      uncountMapDone(db, task.jobId);
-      enqueue.push(rerun);
-    }
+    const rerun =
+      map?.state === TaskState.SUCCEEDED && map.attemptId === report.mapAttemptId
+        ? loseMapOutput(db, map, "loseOutput", `a reduce could not fetch its output: ${report.error}`, now)
+        : undefined;
+    const enqueue: TaskRecord[] = rerun ? [rerun] : [];
     const job = getJob(db, task.jobId)!;
     addEvent(
       db,
@@ -326,15 +311,7 @@ export function reportFetchFailure(
       now,
     );
     // The map may have been re-run and committed already: then the reduce can go at once.
-    if (job.mapsDone === job.mapsTotal) enqueue.push(...moveJobTasks(db, job.id, "release"));
+    enqueue.push(...releaseReduces(db, job, now));
     return { job, task: getTask(db, task.id)!, enqueue, drop: [task] };
   });
-}
-
-/**
- * Runs a committed map again under a new generation, its output being gone. Returns the task
- * as it now is, or undefined if it had already been re-run (another report of the same loss).
- */
-function rerunMap(db: Db, map: TaskRecord): TaskRecord | undefined {
-  return moveTask(db, "rerun", { taskId: map.id, holder: map.attemptId }) ? getTask(db, map.id) : undefined;
 }

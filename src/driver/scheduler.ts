@@ -3,6 +3,7 @@
  * store. Each runs in one SQLite transaction and returns what the caller must then do to the
  * queue. Nothing here touches gRPC or BullMQ, so it can be tested without a network.
  */
+import { DEFAULT_REDUCE_SLOWSTART } from "../config.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { DEFAULT_OPEN_COST_BYTES, splitInputs } from "../mr/split.js";
 import { getAttempt, insertAttempt, listRunningRivals } from "../store/attempts.js";
@@ -13,8 +14,14 @@ import { countTaskDone, createJob, findJobOwningOutput, getJob } from "../store/
 import { killJobAttempts, moveAttempt, moveJob, moveJobTasks, moveTask } from "../store/lifecycle.js";
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
-import { aliveSlots } from "../store/workers.js";
-import { getTask, listMapOutputs, listTasksInState, type MapOutputLocation } from "../store/tasks.js";
+import { aliveSlots, aliveSlotsFor } from "../store/workers.js";
+import {
+  countEarlyReduces,
+  getTask,
+  listMapOutputs,
+  listTasksInState,
+  type MapOutputLocation,
+} from "../store/tasks.js";
 import { AttemptState, JobState, TaskKind, TaskState, type Counters } from "../types.js";
 import { noteFailure, type ExclusionPolicy } from "./exclusions.js";
 
@@ -35,6 +42,31 @@ export interface SubmitRequest {
   maxRunningTasks?: number;
   /** False: no task of the job gets a backup attempt (see speculation.ts). Default true. */
   speculation?: boolean;
+  /** The share of the maps, 0 to 1, that must commit before the reduces start; default 0.05. */
+  reduceSlowstart?: number;
+}
+
+/**
+ * The share of the slots that reduces started before their job's last map may hold: the rest
+ * are the maps' (Hadoop's reduce ramp-up limit).
+ */
+export const EARLY_REDUCE_SHARE = 0.5;
+
+/**
+ * How many more of `job`'s reduces may start before its last map commits (negative: that many
+ * too many run already). Reduces started early hold at most EARLY_REDUCE_SHARE of the live
+ * slots, of the slots of the workers that offer the job's app, and of the job's
+ * --max-running-tasks, so that maps always have slots to run on.
+ */
+export function earlyReduceRoom(db: Db, job: JobRecord): number {
+  const share = (slots: number): number => Math.floor(slots * EARLY_REDUCE_SHARE);
+  let room = Math.min(
+    share(aliveSlots(db)) - countEarlyReduces(db),
+    share(aliveSlotsFor(db, job.app)) - countEarlyReduces(db, { app: job.app }),
+  );
+  if (job.maxRunningTasks > 0)
+    room = Math.min(room, share(job.maxRunningTasks) - countEarlyReduces(db, { jobId: job.id }));
+  return room;
 }
 
 /** What a state change asks of the queue once its transaction has committed. */
@@ -67,6 +99,7 @@ export function submitJob(db: Db, request: SubmitRequest, now: number): { job: J
     });
     const jobId = createJob(db, {
       ...request,
+      reduceSlowstart: request.reduceSlowstart ?? DEFAULT_REDUCE_SLOWSTART,
       openCostBytes,
       inputs: request.inputs.map(({ path }) => path),
       splits,
@@ -79,12 +112,9 @@ export function submitJob(db: Db, request: SubmitRequest, now: number): { job: J
       `${request.app}: ${splits.length} maps over ${request.inputs.length} inputs, ${request.reducers} reduces`,
       now,
     );
-    const job = getJob(db, jobId)!;
-    const enqueue =
-      splits.length === 0
-        ? moveJobTasks(db, jobId, "release")
-        : listTasksInState(db, jobId, TaskState.PENDING);
-    return { job, enqueue, drop: [] };
+    const maps = listTasksInState(db, jobId, TaskState.PENDING);
+    const enqueue = [...maps, ...releaseReduces(db, getJob(db, jobId)!, now)];
+    return { job: getJob(db, jobId)!, enqueue, drop: [] };
   });
 }
 
@@ -106,16 +136,41 @@ export interface Assignment {
   attemptId: string;
   task: TaskRecord;
   job: JobRecord;
-  /** For a reduce: the committed output of every map. */
+  /** For a reduce: the map outputs committed so far. */
   mapOutputs: MapOutputLocation[];
+}
+
+/**
+ * releaseReduces. Expects: the job RUNNING. Once every map has committed, releases every reduce
+ * still WAITING. Before that, once the job's slowstart share of its maps has committed, releases
+ * its first WAITING reduces as far as earlyReduceRoom allows; the rest wait for a later commit
+ * (Hadoop's slowstart and reduce ramp-up). Returns the tasks to enqueue.
+ */
+export function releaseReduces(db: Db, job: JobRecord, now: number): TaskRecord[] {
+  if (job.mapsDone >= job.mapsTotal) return moveJobTasks(db, job.id, "release");
+  if (job.mapsDone < Math.ceil(job.reduceSlowstart * job.mapsTotal)) return [];
+  const room = earlyReduceRoom(db, job);
+  if (room <= 0) return [];
+  const released = moveJobTasks(db, job.id, "release", room);
+  if (released.length > 0) {
+    addEvent(
+      db,
+      job.id,
+      EventType.REDUCES_RELEASED,
+      `${job.mapsDone} of ${job.mapsTotal} maps succeeded (slowstart ${job.reduceSlowstart}): ` +
+        `${released.map((task) => describeTask(task)).join(", ")} start fetching their output`,
+      now,
+    );
+  }
+  return released;
 }
 
 /**
  * claimTask. Gives the task the queue handed out to a new attempt of `workerId`. An attempt
  * that held the task before (its lease expired while the driver thought it alive) becomes
  * SUPERSEDED, and counts as a lost attempt. Returns null when the queue entry is stale: the
- * task ended, runs under a newer generation, or is a reduce whose maps must run again first
- * (it goes back to WAITING, and is queued again when they are done).
+ * task ended, or runs under a newer generation. A reduce gets the map outputs committed so
+ * far; it asks for the rest as they commit (shuffle.ts).
  */
 export function claimTask(
   db: Db,
@@ -126,14 +181,6 @@ export function claimTask(
     const task = getTask(db, claim.taskId);
     if (!task || task.generation !== claim.generation) return null;
     const job = getJob(db, task.jobId)!;
-    if (task.kind === TaskKind.REDUCE && job.mapsDone < job.mapsTotal) {
-      if (moveTask(db, "park", { taskId: task.id, holder: task.attemptId })) {
-        if (task.attemptId !== null)
-          moveAttempt(db, task.attemptId, "supersede", "a map it needs runs again", now);
-        killRivals(db, task, "a map its reduce needs runs again", now);
-      }
-      return null;
-    }
     // A RUNNING task handed out again: its holder's lease expired while the driver counted on it.
     const previous = task.state === TaskState.RUNNING ? task.attemptId : null;
     const claimed = moveTask(db, previous === null ? "claim" : "takeOver", {
@@ -202,8 +249,8 @@ export interface Completion extends QueueWork {
  * completeAttempt. Commits an attempt that still holds its task, or a backup of a task not yet
  * committed (speculative execution: the first to report wins): the attempt and the task
  * SUCCEEDED, its counters recorded, the job's count advanced, and every other attempt of the
- * task still running KILLED. The last map releases the reduces; the last reduce makes the job
- * SUCCEEDED. Any other attempt is refused with FAILED_PRECONDITION. A retried report of the
+ * task still running KILLED. A map may release reduces (releaseReduces); the last reduce makes
+ * the job SUCCEEDED. Any other attempt is refused with FAILED_PRECONDITION. A retried report of the
  * committed attempt changes nothing. `commitOutput` runs inside the transaction once the
  * attempt is known to commit, so only the committed attempt's output is ever moved into place;
  * if it throws, nothing is committed.
@@ -250,9 +297,12 @@ export function completeAttempt(
     const drop = beaten === null ? [task] : [];
     let enqueue: TaskRecord[] = [];
     let jobSucceeded = false;
-    if (task.kind === TaskKind.MAP && job.mapsDone === job.mapsTotal) {
-      enqueue = moveJobTasks(db, job.id, "release");
-      addEvent(db, job.id, EventType.MAPS_DONE, `all ${job.mapsTotal} maps succeeded; reduces released`, now);
+    if (task.kind === TaskKind.MAP) {
+      enqueue = releaseReduces(db, job, now);
+      if (job.mapsDone === job.mapsTotal) {
+        const released = enqueue.length > 0 ? `; ${enqueue.length} reduces released` : "";
+        addEvent(db, job.id, EventType.MAPS_DONE, `all ${job.mapsTotal} maps succeeded${released}`, now);
+      }
     } else if (task.kind === TaskKind.REDUCE && job.reducesDone === job.reducers) {
       moveJob(db, job.id, "succeed", null, now);
       addEvent(db, job.id, EventType.SUCCEEDED, `all ${job.reducers} reduces succeeded`, now);

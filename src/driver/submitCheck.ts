@@ -7,7 +7,7 @@
  */
 import { opendirSync, statSync } from "node:fs";
 import { join, sep } from "node:path";
-import type { DriverConfig } from "../config.js";
+import { DEFAULT_REDUCE_SLOWSTART, type DriverConfig } from "../config.js";
 import { InvalidArgumentError, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { LIMITS, MAX_JOB_PRIORITY } from "../limits.js";
@@ -76,6 +76,12 @@ export async function validateSubmit(
   if (!Number.isSafeInteger(openCostBytes) || openCostBytes < 0) {
     throw new InvalidArgumentError(`open_cost_bytes: must be 0 or more, got ${openCostBytes}`);
   }
+  const reduceSlowstart = req.reduceSlowstart ?? DEFAULT_REDUCE_SLOWSTART;
+  if (!(reduceSlowstart >= 0 && reduceSlowstart <= 1)) {
+    throw new InvalidArgumentError(
+      `reduce_slowstart: must be 0 to 1, the share of the maps that commit before the reduces start; got ${reduceSlowstart}`,
+    );
+  }
   // As many maps as ranges at most: packing only joins small files.
   const maps = inputs.reduce((sum, { size }) => sum + Math.ceil(size / splitSizeBytes), 0);
   if (maps > LIMITS.maps) {
@@ -96,6 +102,7 @@ export async function validateSubmit(
     priority: req.priority,
     maxRunningTasks: req.maxRunningTasks,
     speculation: !req.noSpeculation,
+    reduceSlowstart,
   };
 }
 

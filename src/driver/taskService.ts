@@ -17,12 +17,21 @@ import type { GroupCommit } from "../store/groupCommit.js";
 import { parseSplit, type JobRecord, type TaskRecord } from "../store/rows.js";
 import { getJob } from "../store/jobs.js";
 import { getWorker } from "../store/workers.js";
+import { getAttempt } from "../store/attempts.js";
+import { getTask } from "../store/tasks.js";
 import { JobState, TaskKind, WorkerState, type Counters } from "../types.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
 import { releaseOrphans, reportFetchFailure, stopWorker } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
+import { reportHeldOutputs } from "./shuffle.js";
+
+/**
+ * How long a reduce's AwaitMapOutputs waits, when nothing about its job changes, before it looks
+ * again: a rerun of a map whose output was lost may be its only news (see reportHeldOutputs).
+ */
+const MAP_OUTPUTS_RECHECK_MS = 1000;
 import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
 
 export interface TaskServiceDeps {
@@ -272,6 +281,72 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     return {};
   };
 
+  /**
+   * A running reduce's long poll (shuffle.ts): records what it holds and could not fetch, and
+   * answers with the committed map outputs it lacks, waiting up to the poll wait for one to
+   * commit. A reduce preempted to give its slot back to the maps is told its attempt is over.
+   */
+  const awaitMapOutputs = async (
+    req: pb.AwaitMapOutputsRequest,
+    call: { cancelled: boolean },
+  ): Promise<pb.AwaitMapOutputsResponse> => {
+    if (req.unreachable.length > LIMITS.maps) {
+      throw new InvalidArgumentError(
+        `unreachable: at most ${LIMITS.maps} map outputs, got ${req.unreachable.length}`,
+      );
+    }
+    const report = {
+      attemptId: req.attemptId,
+      workerId: req.workerId,
+      held: req.held,
+      unreachable: req.unreachable.map(({ mapIndex, attemptId }) => ({ mapIndex, attemptId })),
+    };
+    const deadline = Date.now() + config.pollWaitMs;
+    // Any change of the job wakes the poll: a map commits, or the attempt ends.
+    const jobId = taskOfAttempt(req.attemptId)?.jobId;
+    let changes = 0;
+    let wake = (): void => {};
+    const stopListening =
+      jobId === undefined
+        ? () => {}
+        : effects.onJobChanged(jobId, () => {
+            changes++;
+            wake();
+          });
+    try {
+      for (;;) {
+        const seen = changes;
+        const news = await commits.run(() => reportHeldOutputs(db, report, Date.now()));
+        if (news.enqueue.length > 0 || news.drop.length > 0) await effects.apply(news.job, news);
+        if (news.preempted) {
+          throw new FailedPreconditionError(
+            `attempt ${req.attemptId} was preempted: its job's maps wait for a slot (discard it; the reduce starts again later)`,
+          );
+        }
+        const left = deadline - Date.now();
+        if (news.outputs.length > 0 || left <= 0 || call.cancelled) return { mapOutputs: news.outputs };
+        report.unreachable = [];
+        if (changes === seen) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, Math.min(left, MAP_OUTPUTS_RECHECK_MS));
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = () => {};
+        }
+      }
+    } finally {
+      stopListening();
+    }
+  };
+
+  const taskOfAttempt = (attemptId: string): TaskRecord | undefined => {
+    const attempt = getAttempt(db, attemptId);
+    return attempt && getTask(db, attempt.taskId);
+  };
+
   /** A worker that stops: STOPPED now, its attempts handed back, its map output's maps re-run. */
   const deregisterWorker = async (req: pb.DeregisterWorkerRequest): Promise<pb.DeregisterWorkerResponse> => {
     const reason = req.reason || "stopping";
@@ -295,6 +370,7 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     heartbeat: unary(log, "Heartbeat", heartbeatHandler),
     completeTask: unary(log, "CompleteTask", completeTask),
     failTask: unary(log, "FailTask", failTask),
+    awaitMapOutputs: unary(log, "AwaitMapOutputs", awaitMapOutputs),
   };
 }
 
@@ -336,6 +412,7 @@ function assignmentMessage({ attemptId, task, job, mapOutputs }: Assignment): pb
     reducers: job.reducers,
     split: task.split === null ? [] : parseSplit(task.split),
     mapOutputs,
+    mapsTotal: task.kind === TaskKind.REDUCE ? job.mapsTotal : 0,
     outputDir: job.outputDir,
     shuffleKey: job.shuffleKey,
   };

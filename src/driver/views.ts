@@ -48,6 +48,7 @@ export function jobMessage(db: Db, job: JobRecord, offered?: ReadonlySet<string>
     priority: job.priority,
     maxRunningTasks: job.maxRunningTasks,
     speculation: job.speculation,
+    reduceSlowstart: job.reduceSlowstart,
     outputFinished: job.state !== JobState.RUNNING && job.outputFinished,
   };
 }

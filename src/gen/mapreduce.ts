@@ -69,7 +69,14 @@ export interface SubmitJobRequest {
    * split (as Spark's openCostInBytes); absent means 16 KiB. As big as the split size, every
    * file gets a map of its own.
    */
-  openCostBytes?: number | undefined;
+  openCostBytes?:
+    | number
+    | undefined;
+  /**
+   * The share of the maps, 0 to 1, that must have committed before the reduces start fetching
+   * their output; absent means 0.05 (Hadoop's mapreduce.job.reduce.slowstart.completedmaps).
+   */
+  reduceSlowstart?: number | undefined;
 }
 
 export interface SubmitJobRequest_ParamsEntry {
@@ -118,6 +125,8 @@ export interface Job {
    * place) or cleaned up; false while that is under way.
    */
   outputFinished: boolean;
+  /** The share of the maps that must have committed before the reduces start. */
+  reduceSlowstart: number;
 }
 
 export interface Job_ParamsEntry {
@@ -301,8 +310,13 @@ export interface TaskAssignment {
    * read in order.
    */
   split: FileRange[];
-  /** For a reduce: one entry per map task. */
+  /**
+   * For a reduce: the map outputs committed when it was claimed, one per map at most; it asks
+   * for the rest with AwaitMapOutputs.
+   */
   mapOutputs: MapOutput[];
+  /** For a reduce: M, the number of map outputs it reads. */
+  mapsTotal: number;
   outputDir: string;
   /**
    * The job's shuffle key: a map's worker serves its output only to a fetch that shows it, so
@@ -399,6 +413,21 @@ export interface FetchFailure {
 export interface FailTaskResponse {
 }
 
+export interface AwaitMapOutputsRequest {
+  workerId: number;
+  /** The reduce attempt. */
+  attemptId: string;
+  /** Bit m (byte m / 8, bit m % 8) is set when the attempt holds map m's output. */
+  held: Buffer;
+  /** Outputs the attempt could not fetch after its retries: their maps run again. */
+  unreachable: MapOutput[];
+}
+
+export interface AwaitMapOutputsResponse {
+  /** Committed outputs of maps the attempt does not hold; empty when none came in time. */
+  mapOutputs: MapOutput[];
+}
+
 export interface FetchPartitionRequest {
   /** At most 1,000 map attempts, all of job_id. */
   attemptIds: string[];
@@ -434,6 +463,7 @@ function createBaseSubmitJobRequest(): SubmitJobRequest {
     maxRunningTasks: 0,
     noSpeculation: false,
     openCostBytes: undefined,
+    reduceSlowstart: undefined,
   };
 }
 
@@ -471,6 +501,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     }
     if (message.openCostBytes !== undefined) {
       writer.uint32(88).int64(message.openCostBytes);
+    }
+    if (message.reduceSlowstart !== undefined) {
+      writer.uint32(97).double(message.reduceSlowstart);
     }
     return writer;
   },
@@ -579,6 +612,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.openCostBytes = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.reduceSlowstart = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -637,6 +678,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.open_cost_bytes)
         ? globalThis.Number(object.open_cost_bytes)
         : undefined,
+      reduceSlowstart: isSet(object.reduceSlowstart)
+        ? globalThis.Number(object.reduceSlowstart)
+        : isSet(object.reduce_slowstart)
+        ? globalThis.Number(object.reduce_slowstart)
+        : undefined,
     };
   },
 
@@ -681,6 +727,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     if (message.openCostBytes !== undefined) {
       obj.openCostBytes = Math.round(message.openCostBytes);
     }
+    if (message.reduceSlowstart !== undefined) {
+      obj.reduceSlowstart = floatToJson(message.reduceSlowstart);
+    }
     return obj;
   },
 
@@ -708,6 +757,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
     message.maxRunningTasks = object.maxRunningTasks ?? 0;
     message.noSpeculation = object.noSpeculation ?? false;
     message.openCostBytes = object.openCostBytes ?? undefined;
+    message.reduceSlowstart = object.reduceSlowstart ?? undefined;
     return message;
   },
 };
@@ -823,6 +873,7 @@ function createBaseJob(): Job {
     speculation: false,
     openCostBytes: 0,
     outputFinished: false,
+    reduceSlowstart: 0,
   };
 }
 
@@ -899,6 +950,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.outputFinished !== false) {
       writer.uint32(192).bool(message.outputFinished);
+    }
+    if (message.reduceSlowstart !== 0) {
+      writer.uint32(201).double(message.reduceSlowstart);
     }
     return writer;
   },
@@ -1111,6 +1165,14 @@ export const Job: MessageFns<Job> = {
             message.outputFinished = reader.bool();
             continue;
           }
+          case 25: {
+            if (tag !== 201) {
+              break;
+            }
+
+            message.reduceSlowstart = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1218,6 +1280,11 @@ export const Job: MessageFns<Job> = {
         : isSet(object.output_finished)
         ? globalThis.Boolean(object.output_finished)
         : false,
+      reduceSlowstart: isSet(object.reduceSlowstart)
+        ? globalThis.Number(object.reduceSlowstart)
+        : isSet(object.reduce_slowstart)
+        ? globalThis.Number(object.reduce_slowstart)
+        : 0,
     };
   },
 
@@ -1301,6 +1368,9 @@ export const Job: MessageFns<Job> = {
     if (message.outputFinished !== false) {
       obj.outputFinished = message.outputFinished;
     }
+    if (message.reduceSlowstart !== 0) {
+      obj.reduceSlowstart = floatToJson(message.reduceSlowstart);
+    }
     return obj;
   },
 
@@ -1341,6 +1411,7 @@ export const Job: MessageFns<Job> = {
     message.speculation = object.speculation ?? false;
     message.openCostBytes = object.openCostBytes ?? 0;
     message.outputFinished = object.outputFinished ?? false;
+    message.reduceSlowstart = object.reduceSlowstart ?? 0;
     return message;
   },
 };
@@ -3568,6 +3639,7 @@ function createBaseTaskAssignment(): TaskAssignment {
     reducers: 0,
     split: [],
     mapOutputs: [],
+    mapsTotal: 0,
     outputDir: "",
     shuffleKey: "",
   };
@@ -3604,6 +3676,9 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     }
     for (const v of message.mapOutputs) {
       MapOutput.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.mapsTotal !== 0) {
+      writer.uint32(112).int32(message.mapsTotal);
     }
     if (message.outputDir !== "") {
       writer.uint32(90).string(message.outputDir);
@@ -3710,6 +3785,14 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
             message.mapOutputs.push(MapOutput.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.mapsTotal = reader.int32();
+            continue;
+          }
           case 11: {
             if (tag !== 90) {
               break;
@@ -3781,6 +3864,11 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
         : globalThis.Array.isArray(object?.map_outputs)
         ? object.map_outputs.map((e: any) => MapOutput.fromJSON(e))
         : [],
+      mapsTotal: isSet(object.mapsTotal)
+        ? globalThis.Number(object.mapsTotal)
+        : isSet(object.maps_total)
+        ? globalThis.Number(object.maps_total)
+        : 0,
       outputDir: isSet(object.outputDir)
         ? globalThis.String(object.outputDir)
         : isSet(object.output_dir)
@@ -3832,6 +3920,9 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     if (message.mapOutputs?.length) {
       obj.mapOutputs = message.mapOutputs.map((e) => MapOutput.toJSON(e));
     }
+    if (message.mapsTotal !== 0) {
+      obj.mapsTotal = Math.round(message.mapsTotal);
+    }
     if (message.outputDir !== "") {
       obj.outputDir = message.outputDir;
     }
@@ -3864,6 +3955,7 @@ export const TaskAssignment: MessageFns<TaskAssignment> = {
     message.reducers = object.reducers ?? 0;
     message.split = object.split?.map((e) => FileRange.fromPartial(e)) || [];
     message.mapOutputs = object.mapOutputs?.map((e) => MapOutput.fromPartial(e)) || [];
+    message.mapsTotal = object.mapsTotal ?? 0;
     message.outputDir = object.outputDir ?? "";
     message.shuffleKey = object.shuffleKey ?? "";
     return message;
@@ -5011,6 +5103,206 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
   },
 };
 
+function createBaseAwaitMapOutputsRequest(): AwaitMapOutputsRequest {
+  return { workerId: 0, attemptId: "", held: Buffer.alloc(0), unreachable: [] };
+}
+
+export const AwaitMapOutputsRequest: MessageFns<AwaitMapOutputsRequest> = {
+  encode(message: AwaitMapOutputsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workerId !== 0) {
+      writer.uint32(8).int64(message.workerId);
+    }
+    if (message.attemptId !== "") {
+      writer.uint32(18).string(message.attemptId);
+    }
+    if (message.held.length !== 0) {
+      writer.uint32(26).bytes(message.held);
+    }
+    for (const v of message.unreachable) {
+      MapOutput.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AwaitMapOutputsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAwaitMapOutputsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.workerId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.attemptId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.held = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unreachable.push(MapOutput.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AwaitMapOutputsRequest {
+    return {
+      workerId: isSet(object.workerId)
+        ? globalThis.Number(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.Number(object.worker_id)
+        : 0,
+      attemptId: isSet(object.attemptId)
+        ? globalThis.String(object.attemptId)
+        : isSet(object.attempt_id)
+        ? globalThis.String(object.attempt_id)
+        : "",
+      held: isSet(object.held) ? Buffer.from(bytesFromBase64(object.held)) : Buffer.alloc(0),
+      unreachable: globalThis.Array.isArray(object?.unreachable)
+        ? object.unreachable.map((e: any) => MapOutput.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AwaitMapOutputsRequest): unknown {
+    const obj: any = {};
+    if (message.workerId !== 0) {
+      obj.workerId = Math.round(message.workerId);
+    }
+    if (message.attemptId !== "") {
+      obj.attemptId = message.attemptId;
+    }
+    if (message.held.length !== 0) {
+      obj.held = base64FromBytes(message.held);
+    }
+    if (message.unreachable?.length) {
+      obj.unreachable = message.unreachable.map((e) => MapOutput.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AwaitMapOutputsRequest>, I>>(base?: I): AwaitMapOutputsRequest {
+    return AwaitMapOutputsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AwaitMapOutputsRequest>, I>>(object: I): AwaitMapOutputsRequest {
+    const message = createBaseAwaitMapOutputsRequest();
+    message.workerId = object.workerId ?? 0;
+    message.attemptId = object.attemptId ?? "";
+    message.held = object.held ?? Buffer.alloc(0);
+    message.unreachable = object.unreachable?.map((e) => MapOutput.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAwaitMapOutputsResponse(): AwaitMapOutputsResponse {
+  return { mapOutputs: [] };
+}
+
+export const AwaitMapOutputsResponse: MessageFns<AwaitMapOutputsResponse> = {
+  encode(message: AwaitMapOutputsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.mapOutputs) {
+      MapOutput.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AwaitMapOutputsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAwaitMapOutputsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mapOutputs.push(MapOutput.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AwaitMapOutputsResponse {
+    return {
+      mapOutputs: globalThis.Array.isArray(object?.mapOutputs)
+        ? object.mapOutputs.map((e: any) => MapOutput.fromJSON(e))
+        : globalThis.Array.isArray(object?.map_outputs)
+        ? object.map_outputs.map((e: any) => MapOutput.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AwaitMapOutputsResponse): unknown {
+    const obj: any = {};
+    if (message.mapOutputs?.length) {
+      obj.mapOutputs = message.mapOutputs.map((e) => MapOutput.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AwaitMapOutputsResponse>, I>>(base?: I): AwaitMapOutputsResponse {
+    return AwaitMapOutputsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AwaitMapOutputsResponse>, I>>(object: I): AwaitMapOutputsResponse {
+    const message = createBaseAwaitMapOutputsResponse();
+    message.mapOutputs = object.mapOutputs?.map((e) => MapOutput.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseFetchPartitionRequest(): FetchPartitionRequest {
   return { attemptIds: [], partition: 0, jobId: 0, shuffleKey: "" };
 }
@@ -5473,6 +5765,22 @@ export const TaskServiceService = {
       Buffer.from(DeregisterWorkerResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeregisterWorkerResponse => DeregisterWorkerResponse.decode(value),
   },
+  /**
+   * A long poll of a running reduce: says which map outputs it holds and which it could not
+   * fetch, and answers with the committed outputs it does not hold yet (Hadoop's task
+   * completion events), waiting a few seconds for one when there is none.
+   */
+  awaitMapOutputs: {
+    path: "/mr.v1.TaskService/AwaitMapOutputs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AwaitMapOutputsRequest): Buffer =>
+      Buffer.from(AwaitMapOutputsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AwaitMapOutputsRequest => AwaitMapOutputsRequest.decode(value),
+    responseSerialize: (value: AwaitMapOutputsResponse): Buffer =>
+      Buffer.from(AwaitMapOutputsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AwaitMapOutputsResponse => AwaitMapOutputsResponse.decode(value),
+  },
 } as const;
 
 export interface TaskServiceServer extends UntypedServiceImplementation {
@@ -5487,6 +5795,12 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
    * back to the queue uncharged, and the maps whose output it held run again.
    */
   deregisterWorker: handleUnaryCall<DeregisterWorkerRequest, DeregisterWorkerResponse>;
+  /**
+   * A long poll of a running reduce: says which map outputs it holds and which it could not
+   * fetch, and answers with the committed outputs it does not hold yet (Hadoop's task
+   * completion events), waiting a few seconds for one when there is none.
+   */
+  awaitMapOutputs: handleUnaryCall<AwaitMapOutputsRequest, AwaitMapOutputsResponse>;
 }
 
 export interface TaskServiceClient extends Client {
@@ -5584,6 +5898,26 @@ export interface TaskServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeregisterWorkerResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A long poll of a running reduce: says which map outputs it holds and which it could not
+   * fetch, and answers with the committed outputs it does not hold yet (Hadoop's task
+   * completion events), waiting a few seconds for one when there is none.
+   */
+  awaitMapOutputs(
+    request: AwaitMapOutputsRequest,
+    callback: (error: ServiceError | null, response: AwaitMapOutputsResponse) => void,
+  ): ClientUnaryCall;
+  awaitMapOutputs(
+    request: AwaitMapOutputsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AwaitMapOutputsResponse) => void,
+  ): ClientUnaryCall;
+  awaitMapOutputs(
+    request: AwaitMapOutputsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AwaitMapOutputsResponse) => void,
   ): ClientUnaryCall;
 }
 

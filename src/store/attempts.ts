@@ -86,3 +86,14 @@ export function sumRunningProgress(db: Db, jobId: number): Record<TaskKind, numb
   for (const { kind, progress } of rows) sums[kind] = progress;
   return sums;
 }
+
+/**
+ * setHeldMaps. Records which map outputs a running reduce attempt holds: bit m of byte m / 8 is
+ * set for map m. Changes nothing for an attempt that is no longer RUNNING.
+ */
+export function setHeldMaps(db: Db, attemptId: string, held: Uint8Array): void {
+  prepared(db, `UPDATE attempts SET held_maps = ? WHERE id = ? AND state = 'RUNNING'`).run(
+    Buffer.from(held.buffer, held.byteOffset, held.byteLength),
+    attemptId,
+  );
+}

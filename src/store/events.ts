@@ -5,7 +5,9 @@ import type { EventRecord } from "./rows.js";
 /** The kinds of event in a job's history. */
 export const EventType = {
   SUBMITTED: "submitted",
+  REDUCES_RELEASED: "reduces-released",
   MAPS_DONE: "maps-done",
+  REDUCE_PREEMPTED: "reduce-preempted",
   TASK_RETRIED: "task-retried",
   TASK_FAILED: "task-failed",
   ATTEMPT_SUPERSEDED: "attempt-superseded",
@@ -13,6 +15,7 @@ export const EventType = {
   WORKER_STOPPED: "worker-stopped",
   ATTEMPT_ORPHANED: "attempt-orphaned",
   MAP_RERUN: "map-rerun",
+  MAP_OUTPUT_LOST: "map-output-lost",
   FETCH_FAILED: "fetch-failed",
   SUCCEEDED: "succeeded",
   FAILED: "failed",

@@ -20,6 +20,8 @@ export interface NewJob {
   maxRunningTasks?: number;
   /** False: no task of the job ever gets a backup attempt. Default true. */
   speculation?: boolean;
+  /** The share of the maps that must commit before the reduces are released; default 1. */
+  reduceSlowstart?: number;
 }
 
 /**
@@ -32,8 +34,8 @@ export function createJob(db: Db, job: NewJob): number {
   const { lastInsertRowid } = prepared(
     db,
     `INSERT INTO jobs (app, state, inputs, output_dir, reducers, split_size_bytes, open_cost_bytes, params,
-                       maps_total, submitted_at, shuffle_key, priority, max_running_tasks, speculation)
-     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                       maps_total, submitted_at, shuffle_key, priority, max_running_tasks, speculation, reduce_slowstart)
+     VALUES (?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.app,
     JSON.stringify(job.inputs),
@@ -48,6 +50,7 @@ export function createJob(db: Db, job: NewJob): number {
     job.priority ?? 0,
     job.maxRunningTasks ?? 0,
     job.speculation === false ? 0 : 1,
+    job.reduceSlowstart ?? 1,
   );
   const jobId = Number(lastInsertRowid);
   const insertTask = prepared(

@@ -96,11 +96,11 @@ export const TASK_TRANSITIONS = {
     why: "the holder's worker is stopping and gave the task back; no budget is charged",
   },
   park: {
-    from: [TaskState.PENDING, TaskState.RUNNING],
+    from: [TaskState.RUNNING],
     to: TaskState.WAITING,
     kind: TaskKind.REDUCE,
     holder: "clear",
-    why: "a map the reduce needs runs again; the reduce waits for it",
+    why: "its job's maps wait for slots that reduces started early hold: the reduce gives its slot back (preempted) and waits to be released again",
   },
   fetchFailed: {
     from: [TaskState.RUNNING],
@@ -128,7 +128,7 @@ export const JOB_TASK_TRANSITIONS = {
     to: TaskState.PENDING,
     kind: TaskKind.REDUCE,
     holder: "keep",
-    why: "every map has succeeded: the reduces may run",
+    why: "enough of the maps have succeeded (the job's reduce slowstart), within the share of the slots reduces may hold while maps wait; or every map has",
   },
   cancel: {
     from: OPEN,
@@ -166,12 +166,12 @@ export const ATTEMPT_TRANSITIONS = {
   supersede: {
     from: AttemptState.RUNNING,
     to: AttemptState.SUPERSEDED,
-    why: "another attempt took its task: its lease expired (charged to losses), or its reduce was parked",
+    why: "another attempt took its task: its lease expired (charged to losses)",
   },
   kill: {
     from: AttemptState.RUNNING,
     to: AttemptState.KILLED,
-    why: "mr stopped it: its job ended, its worker stopped, its fetch failed (charged to the task's losses), or another attempt of its task committed first",
+    why: "mr stopped it: its job ended, its worker stopped, its fetch failed (charged to the task's losses), another attempt of its task committed first, or it was an early reduce preempted for the maps",
   },
   loseOutput: {
     from: AttemptState.SUCCEEDED,
@@ -255,17 +255,20 @@ function runsAgain(event: TaskEvent): boolean {
 }
 
 /**
- * moveJobTasks. Makes the event's change to every task of the job in a `from` state of it.
- * Returns those tasks as they now are, in (kind, index) order: the queue entries to add, or to
- * drop (a task that was RUNNING still names its holder, the entry's lock token).
+ * moveJobTasks. Makes the event's change to every task of the job in a `from` state of it, or
+ * to the first `limit` of them by (kind, index). Returns those tasks as they now are, in
+ * (kind, index) order: the queue entries to add, or to drop (a task that was RUNNING still
+ * names its holder, the entry's lock token).
  */
-export function moveJobTasks(db: Db, jobId: number, event: JobTaskEvent): TaskRecord[] {
+export function moveJobTasks(db: Db, jobId: number, event: JobTaskEvent, limit = -1): TaskRecord[] {
   const { set, where } = taskUpdate(JOB_TASK_TRANSITIONS[event]);
-  return prepared<[number], TaskRecord>(
+  return prepared<[number, number], TaskRecord>(
     db,
-    `UPDATE tasks SET ${set} WHERE job_id = ? AND ${where} RETURNING ${TASK_COLUMNS}`,
+    `UPDATE tasks SET ${set} WHERE id IN
+       (SELECT id FROM tasks WHERE job_id = ? AND ${where} ORDER BY kind, idx LIMIT ?)
+     RETURNING ${TASK_COLUMNS}`,
   )
-    .all(jobId)
+    .all(jobId, limit)
     .sort((a, b) => a.kind.localeCompare(b.kind) || a.index - b.index);
 }
 

@@ -30,6 +30,8 @@ export interface JobRecord {
   speculation: boolean;
   /** The job has ended and its output was committed or cleaned up (see JobEffects.finishOutput). */
   outputFinished: boolean;
+  /** The share of the maps that must have committed before the reduces are released. */
+  reduceSlowstart: number;
 }
 
 export interface TaskRecord {
@@ -87,7 +89,7 @@ export const JOB_COLUMNS = `id, app, state, inputs, output_dir AS outputDir, red
   split_size_bytes AS splitSizeBytes, params, maps_total AS mapsTotal, maps_done AS mapsDone,
   reduces_done AS reducesDone, error, submitted_at AS submittedAt, finished_at AS finishedAt,
   shuffle_key AS shuffleKey, retries, priority, max_running_tasks AS maxRunningTasks, speculation,
-  open_cost_bytes AS openCostBytes, output_finished AS outputFinished`;
+  open_cost_bytes AS openCostBytes, output_finished AS outputFinished, reduce_slowstart AS reduceSlowstart`;
 
 export const TASK_COLUMNS = `id, job_id AS jobId, (SELECT app FROM jobs WHERE jobs.id = tasks.job_id) AS app,
   (SELECT priority FROM jobs WHERE jobs.id = tasks.job_id) AS jobPriority, kind, idx AS "index", state, generation, split,

@@ -66,8 +66,70 @@ export function listMapOutputs(db: Db, jobId: number): MapOutputLocation[] {
     db,
     `SELECT t.idx AS mapIndex, t.attempt_id AS attemptId, w.address
      FROM tasks t JOIN attempts a ON a.id = t.attempt_id JOIN workers w ON w.id = a.worker_id
-     WHERE t.job_id = ? AND t.kind = '${TaskKind.MAP}' AND t.state = 'SUCCEEDED' ORDER BY t.idx`,
+     WHERE t.job_id = ? AND t.kind = '${TaskKind.MAP}' AND t.state = 'SUCCEEDED'
+       AND a.state = 'SUCCEEDED' ORDER BY t.idx`,
   ).all(jobId);
+}
+
+/**
+ * The committed maps of a job whose output is gone but which did not run again, since every
+ * unfinished reduce held it then (see shuffle.ts): the task SUCCEEDED, its attempt no longer.
+ */
+export function listMapsWithLostOutput(db: Db, jobId: number): TaskRecord[] {
+  return prepared<[number], TaskRecord>(
+    db,
+    `SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? AND kind = '${TaskKind.MAP}' AND state = 'SUCCEEDED'
+     AND attempt_id NOT IN (SELECT id FROM attempts WHERE state = 'SUCCEEDED') ORDER BY idx`,
+  ).all(jobId);
+}
+
+/** The reduces of a job not yet committed, each with the held-map bitmaps of its running attempts. */
+export function listUnfinishedReduces(
+  db: Db,
+  jobId: number,
+): { taskId: number; held: (Uint8Array | null)[] }[] {
+  const rows = prepared<[number], { taskId: number; attemptId: string | null; held: Uint8Array | null }>(
+    db,
+    `SELECT t.id AS taskId, a.id AS attemptId, a.held_maps AS held
+     FROM tasks t LEFT JOIN attempts a ON a.task_id = t.id AND a.state = 'RUNNING'
+     WHERE t.job_id = ? AND t.kind = '${TaskKind.REDUCE}' AND t.state != 'SUCCEEDED'`,
+  ).all(jobId);
+  const byTask = new Map<number, (Uint8Array | null)[]>();
+  for (const { taskId, attemptId, held } of rows) {
+    const list = byTask.get(taskId) ?? [];
+    if (attemptId !== null) list.push(held);
+    byTask.set(taskId, list);
+  }
+  return [...byTask].map(([taskId, held]) => ({ taskId, held }));
+}
+
+/**
+ * Reduces released before their job's last map committed (PENDING or RUNNING while maps are
+ * not all done): what they hold of the slots is what maps cannot use. Over every running job;
+ * with `app`, those of its jobs; with `jobId`, that job's.
+ */
+export function countEarlyReduces(db: Db, of: { app?: string; jobId?: number } = {}): number {
+  return prepared<[{ app: string | null; jobId: number | null }], number>(
+    db,
+    `SELECT count(*) FROM tasks t JOIN jobs j ON j.id = t.job_id
+     WHERE j.state = 'RUNNING' AND j.maps_done < j.maps_total
+       AND t.kind = '${TaskKind.REDUCE}' AND t.state IN ('PENDING', 'RUNNING')
+       AND (@app IS NULL OR j.app = @app) AND (@jobId IS NULL OR j.id = @jobId)`,
+  )
+    .pluck()
+    .get({ app: of.app ?? null, jobId: of.jobId ?? null })!;
+}
+
+/** Whether the job has maps waiting in the queue to run (PENDING). */
+export function hasPendingMaps(db: Db, jobId: number): boolean {
+  return (
+    prepared<[number], number>(
+      db,
+      `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ? AND kind = '${TaskKind.MAP}' AND state = 'PENDING')`,
+    )
+      .pluck()
+      .get(jobId) === 1
+  );
 }
 
 /** The SUCCEEDED maps of RUNNING jobs whose committed output lives on `workerId`. */

@@ -17,6 +17,17 @@ export function registerWorker(
 }
 
 /** The task slots of the ALIVE workers together. */
+/** The slots of the ALIVE workers that offer `app`. */
+export function aliveSlotsFor(db: Db, app: string): number {
+  return (
+    prepared<[string], { slots: number | null }>(
+      db,
+      `SELECT sum(slots) AS slots FROM workers
+       WHERE state = 'ALIVE' AND EXISTS (SELECT 1 FROM json_each(workers.apps) WHERE value = ?)`,
+    ).get(app)!.slots ?? 0
+  );
+}
+
 export function aliveSlots(db: Db): number {
   return (
     prepared<[], { slots: number | null }>(

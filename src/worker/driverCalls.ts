@@ -5,7 +5,7 @@
 import { withToken } from "../auth.js";
 import type * as pb from "../gen/mapreduce.js";
 import { TaskServiceClient } from "../gen/mapreduce.js";
-import { CHANNEL_OPTIONS, callUnary } from "../grpc.js";
+import { CHANNEL_OPTIONS, callUnary, type UnaryMethod } from "../grpc.js";
 import { channelCredentials, type Tls } from "../tls.js";
 
 export interface DriverCalls {
@@ -16,6 +16,11 @@ export interface DriverCalls {
   completeTask(request: pb.CompleteTaskRequest): Promise<pb.CompleteTaskResponse>;
   failTask(request: pb.FailTaskRequest): Promise<pb.FailTaskResponse>;
   deregisterWorker(request: pb.DeregisterWorkerRequest): Promise<pb.DeregisterWorkerResponse>;
+  /** A reduce's long poll for the map outputs it lacks; aborting `signal` cancels it. */
+  awaitMapOutputs(
+    request: pb.AwaitMapOutputsRequest,
+    signal: AbortSignal,
+  ): Promise<pb.AwaitMapOutputsResponse>;
   close(): void;
 }
 
@@ -31,24 +36,31 @@ export function grpcDriverCalls(
   tls: Tls | undefined,
 ): DriverCalls {
   const client = new TaskServiceClient(address, channelCredentials(tls), withToken(CHANNEL_OPTIONS, token));
+  /** A long poll, cancelled when `signal` aborts. */
+  const longPoll = async <Req, Res>(
+    method: UnaryMethod<Req, Res>,
+    request: Req,
+    signal: AbortSignal,
+  ): Promise<Res> => {
+    let cancel: (() => void) | undefined;
+    try {
+      return await callUnary(method, request, POLL_TIMEOUT_MS, (call) => {
+        cancel = () => call.cancel();
+        signal.addEventListener("abort", cancel, { once: true });
+        if (signal.aborted) call.cancel();
+      });
+    } finally {
+      if (cancel) signal.removeEventListener("abort", cancel);
+    }
+  };
   return {
     registerWorker: (request) => callUnary(client.registerWorker.bind(client), request, CALL_TIMEOUT_MS),
-    pollTask: async (request, signal) => {
-      let cancel: (() => void) | undefined;
-      try {
-        return await callUnary(client.pollTask.bind(client), request, POLL_TIMEOUT_MS, (call) => {
-          cancel = () => call.cancel();
-          signal.addEventListener("abort", cancel, { once: true });
-          if (signal.aborted) call.cancel();
-        });
-      } finally {
-        if (cancel) signal.removeEventListener("abort", cancel);
-      }
-    },
+    pollTask: (request, signal) => longPoll(client.pollTask.bind(client), request, signal),
     heartbeat: (request) => callUnary(client.heartbeat.bind(client), request, CALL_TIMEOUT_MS),
     completeTask: (request) => callUnary(client.completeTask.bind(client), request, CALL_TIMEOUT_MS),
     failTask: (request) => callUnary(client.failTask.bind(client), request, CALL_TIMEOUT_MS),
     deregisterWorker: (request) => callUnary(client.deregisterWorker.bind(client), request, CALL_TIMEOUT_MS),
+    awaitMapOutputs: (request, signal) => longPoll(client.awaitMapOutputs.bind(client), request, signal),
     close: () => client.close(),
   };
 }

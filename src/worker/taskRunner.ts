@@ -7,7 +7,13 @@ import { withToken } from "../auth.js";
 import { DEFAULT_TASK_TIMEOUT_MS } from "../config.js";
 import { channelCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, UnrecoverableError, toError } from "../errors.js";
-import { ShuffleServiceClient, type Chunk, type MapOutput, type TaskAssignment } from "../gen/mapreduce.js";
+import {
+  ShuffleServiceClient,
+  type AwaitMapOutputsRequest,
+  type Chunk,
+  type MapOutput,
+  type TaskAssignment,
+} from "../gen/mapreduce.js";
 import { CHANNEL_OPTIONS } from "../grpc.js";
 import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
@@ -25,6 +31,7 @@ import { partLocation } from "../mr/s3Output.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";
 import type { Roots } from "../roots.js";
+import { heldBitmap } from "../heldMaps.js";
 import { attemptDir } from "./dataDir.js";
 import { MapOutputs } from "./mapOutputs.js";
 import { TaskThreads, mapOutputOf } from "./taskThreads.js";
@@ -37,12 +44,12 @@ import { TaskThreads, mapOutputOf } from "./taskThreads.js";
  */
 const SHUFFLE_CHANNEL_OPTIONS = { ...CHANNEL_OPTIONS, "grpc-node.flow_control_window": 4 << 20 };
 
-/** What a reduce's fetches have brought so far, by index into its map outputs. */
+/** What a reduce's fetches have brought so far, by map index. */
 interface Fetched {
   ranges: (RecordRange | undefined)[];
   /** How many of `ranges` are set. */
   count: number;
-  /** The last error of each output not yet fetched. */
+  /** The last error of each map's output not yet fetched, by map index. */
   errors: Map<number, string>;
   bytes: number;
   /** What more fetched output may be held in memory rather than written to a file. */
@@ -167,7 +174,22 @@ export interface TaskRunnerOptions {
   threads?: number;
   /** The object store of `s3://` inputs and outputs. */
   s3?: S3Options;
+  /**
+   * A reduce's long poll of the driver (AwaitMapOutputs): says which map outputs the attempt
+   * holds and could not fetch, and returns committed ones it lacks. Without it, a reduce reads
+   * the outputs of its assignment only, and one it cannot fetch fails the attempt.
+   */
+  awaitMapOutputs?: (
+    request: Omit<AwaitMapOutputsRequest, "workerId">,
+    signal: AbortSignal,
+  ) => Promise<MapOutput[]>;
 }
+
+/**
+ * Reports of unreachable map outputs a reduce makes in a row, with nothing fetched between them,
+ * before it blames its own network: it then fails as a fetch failure, charged to its losses.
+ */
+const UNREACHABLE_REPORTS_IN_A_ROW = 3;
 
 /** What an attempt leaves for the driver to commit. */
 export interface AttemptResult {
@@ -309,9 +331,13 @@ export class TaskRunner {
   }
 
   /**
-   * Copies partition `index` of every map output into `dir`: one stream per batch of outputs on
-   * the same worker, a few streams at once. Outputs that could not be fetched are asked for
-   * again, up to `fetchTries` rounds; then the first of them is reported lost.
+   * Copies partition `index` of every map's output into `dir`, or into memory while it fits: the
+   * outputs of the assignment first, then each one the driver says has committed since (an
+   * early reduce starts before its job's last map ends). Each round fetches what is known and
+   * not yet held, one stream per batch of outputs on the same worker, a few streams at once,
+   * and asks again, up to `fetchTries` times, for what did not arrive; what still did not is
+   * reported unreachable, so that its map runs again. Without a driver to tell, the first such
+   * output fails the attempt, as it does after UNREACHABLE_REPORTS_IN_A_ROW fruitless reports.
    */
   private async fetchInputs(
     task: TaskAssignment,
@@ -320,8 +346,9 @@ export class TaskRunner {
     progress: Progress,
   ): Promise<{ inputs: RecordRange[]; bytes: number }> {
     mkdirSync(dir, { recursive: true });
+    const total = Math.max(task.mapsTotal, task.mapOutputs.length);
     const fetched: Fetched = {
-      ranges: new Array(task.mapOutputs.length),
+      ranges: new Array(total),
       count: 0,
       errors: new Map(),
       bytes: 0,
@@ -329,38 +356,74 @@ export class TaskRunner {
       // the merge may hold, so that fetching adds little to the worker's peak.
       memoryLeft: Math.floor(this.options.tunables.mergeMemoryBytes / 4),
     };
-    progress.phase(0, 0.5, () => fetched.count / task.mapOutputs.length);
-    let pending = task.mapOutputs.map((_, i) => i);
-    let files = 0;
-    for (let round = 1; pending.length > 0; round++) {
-      const { fetchBatch, parallelFetches, fetchTries, fetchRetryMs } = this.options.tunables;
-      const batches = batchByAddress(pending, task.mapOutputs, fetchBatch);
-      let next = 0;
-      const fetchSome = async (): Promise<void> => {
-        while (next < batches.length) {
-          const batch = batches[next++]!;
-          const path = join(dir, `in-${files++}`);
-          await this.fetchBatch(task, batch, path, fetched, signal);
+    progress.phase(0, 0.5, () => (total === 0 ? 1 : fetched.count / total));
+    const files = { next: 0 };
+    let known = task.mapOutputs;
+    let fruitless = 0;
+    let countAtLastReport = -1;
+    for (;;) {
+      const unreachable = await this.fetchKnown(task, known, dir, files, fetched, signal);
+      if (fetched.count === total) break;
+      const { awaitMapOutputs } = this.options;
+      if (unreachable.length > 0) {
+        fruitless = fetched.count === countAtLastReport ? fruitless + 1 : 1;
+        countAtLastReport = fetched.count;
+        if (!awaitMapOutputs || fruitless >= UNREACHABLE_REPORTS_IN_A_ROW) {
+          const lost = unreachable[0]!;
+          throw new FetchFailedError(
+            lost.mapIndex,
+            lost.attemptId,
+            `could not fetch map ${lost.mapIndex} (attempt ${lost.attemptId}) from ${lost.address}: ${fetched.errors.get(lost.mapIndex)}`,
+          );
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(parallelFetches, batches.length) }, fetchSome));
-      pending = pending.filter((i) => fetched.ranges[i] === undefined);
-      if (pending.length === 0) break;
-      if (round >= fetchTries) {
-        const lost = task.mapOutputs[pending[0]!]!;
-        throw new FetchFailedError(
-          lost.mapIndex,
-          lost.attemptId,
-          `could not fetch map ${lost.mapIndex} (attempt ${lost.attemptId}) from ${lost.address}: ${fetched.errors.get(pending[0]!)}`,
-        );
+      } else if (!awaitMapOutputs) {
+        throw new Error(`the assignment names ${known.length} of the ${total} map outputs this reduce reads`);
       }
-      await sleep(fetchRetryMs * round, undefined, { signal });
+      signal.throwIfAborted();
+      const held = heldBitmap(
+        total,
+        fetched.ranges.flatMap((range, m) => (range ? [m] : [])),
+      );
+      known = (await awaitMapOutputs!({ attemptId: task.attemptId, held, unreachable }, signal)).filter(
+        ({ mapIndex }) => mapIndex < total && fetched.ranges[mapIndex] === undefined,
+      );
     }
     const inputs = fetched.ranges as RecordRange[];
     // Some did not fit: the merge goes through files, and what is held would only add to its
     // memory. It goes to a file too, in one write, as Hadoop merges its in-memory outputs to disk.
-    if (inputs.some((input) => "path" in input)) await this.writeHeld(inputs, join(dir, `in-${files}`));
+    if (inputs.some((input) => "path" in input)) await this.writeHeld(inputs, join(dir, `in-${files.next}`));
     return { inputs, bytes: fetched.bytes };
+  }
+
+  /**
+   * Fetches `outputs` (those not held yet), in up to `fetchTries` rounds; returns those that did
+   * not arrive.
+   */
+  private async fetchKnown(
+    task: TaskAssignment,
+    outputs: readonly MapOutput[],
+    dir: string,
+    files: { next: number },
+    fetched: Fetched,
+    signal: AbortSignal,
+  ): Promise<MapOutput[]> {
+    let pending = outputs.map((_, i) => i);
+    for (let round = 1; pending.length > 0; round++) {
+      const { fetchBatch, parallelFetches, fetchTries, fetchRetryMs } = this.options.tunables;
+      const batches = batchByAddress(pending, outputs, fetchBatch);
+      let next = 0;
+      const fetchSome = async (): Promise<void> => {
+        while (next < batches.length) {
+          const batch = batches[next++]!.map((i) => outputs[i]!);
+          await this.fetchBatch(task, batch, join(dir, `in-${files.next++}`), fetched, signal);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(parallelFetches, batches.length) }, fetchSome));
+      pending = pending.filter((i) => fetched.ranges[outputs[i]!.mapIndex] === undefined);
+      if (pending.length === 0 || round >= fetchTries) break;
+      await sleep(fetchRetryMs * round, undefined, { signal });
+    }
+    return pending.map((i) => outputs[i]!);
   }
 
   /** Writes the inputs held in memory to the file `path`, and points them at it. */
@@ -387,15 +450,14 @@ export class TaskRunner {
    */
   private async fetchBatch(
     task: TaskAssignment,
-    batch: readonly number[],
+    batch: readonly MapOutput[],
     path: string,
     fetched: Fetched,
     signal: AbortSignal,
   ): Promise<void> {
-    const { mapOutputs: outputs, index: partition } = task;
-    const stream = this.shuffleClient(outputs[batch[0]!]!.address).fetchPartition({
-      attemptIds: batch.map((i) => outputs[i]!.attemptId),
-      partition,
+    const stream = this.shuffleClient(batch[0]!.address).fetchPartition({
+      attemptIds: batch.map(({ attemptId }) => attemptId),
+      partition: task.index,
       jobId: task.jobId,
       shuffleKey: task.shuffleKey,
     });
@@ -430,7 +492,7 @@ export class TaskRunner {
     try {
       for await (const chunk of stream as AsyncIterable<Chunk>) {
         stillAlive();
-        const i = batch[chunk.output];
+        const i = batch[chunk.output]?.mapIndex;
         if (i === undefined)
           throw new Error(`the shuffle server sent output ${chunk.output} of ${batch.length}`);
         if (chunk.error) {
@@ -469,9 +531,10 @@ export class TaskRunner {
         throw err; // this reducer's disk, not the map's worker: the reduce attempt fails
       }
       const message = idle
-        ? `nothing came from ${outputs[batch[0]!]!.address} for ${fetchIdleMs} ms (is that worker frozen?)`
+        ? `nothing came from ${batch[0]!.address} for ${fetchIdleMs} ms (is that worker frozen?)`
         : toError(err).message;
-      for (const i of batch) if (fetched.ranges[i] === undefined) fetched.errors.set(i, message);
+      for (const { mapIndex } of batch)
+        if (fetched.ranges[mapIndex] === undefined) fetched.errors.set(mapIndex, message);
     } finally {
       clearTimeout(idleTimer);
       signal.removeEventListener("abort", cancel);

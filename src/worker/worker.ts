@@ -15,6 +15,7 @@ import { readTls, serverCredentials, type Tls } from "../tls.js";
 import { FetchFailedError, InvalidArgumentError, hasCode, isUnrecoverable, toError } from "../errors.js";
 import { LIMITS } from "../limits.js";
 import { ShuffleServiceService, type TaskAssignment } from "../gen/mapreduce.js";
+import type * as pb from "../gen/mapreduce.js";
 import { addService, listen, shutdown } from "../grpc.js";
 import { Health } from "../health.js";
 import { sendHealth, sendText, startHttpServer, type HttpServer } from "../http.js";
@@ -149,6 +150,7 @@ export class MrWorker {
       taskTimeoutMs: config.taskTimeoutMs,
       threads: config.slots,
       s3: { endpoint: config.s3Endpoint },
+      awaitMapOutputs: (request, signal) => this.awaitMapOutputs(request, signal),
     });
     const member = {
       address: this.address,
@@ -375,6 +377,30 @@ export class MrWorker {
         { attemptId: task.attemptId, err: toError(err).message },
         "could not clean up after an attempt",
       );
+    }
+  }
+
+  /**
+   * A reduce's long poll for the map outputs it lacks, retried while the driver is away. An
+   * attempt the driver says no longer holds its task (preempted, or ended) is aborted.
+   */
+  private async awaitMapOutputs(
+    request: Omit<pb.AwaitMapOutputsRequest, "workerId">,
+    signal: AbortSignal,
+  ): Promise<pb.MapOutput[]> {
+    try {
+      const send = (): Promise<pb.AwaitMapOutputsResponse> =>
+        this.driver.awaitMapOutputs({ ...request, workerId: this.session.workerId }, signal);
+      return (await this.session.retry("AwaitMapOutputs", send)).mapOutputs;
+    } catch (err) {
+      if (hasCode(err, status.FAILED_PRECONDITION) || hasCode(err, status.NOT_FOUND)) {
+        this.log.info(
+          { attemptId: request.attemptId, err: toError(err).message },
+          "attempt ended by the driver",
+        );
+        this.running.get(request.attemptId)?.controller.abort();
+      }
+      throw err;
     }
   }
 
