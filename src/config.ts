@@ -202,6 +202,11 @@ export function resolveDriverConfig(
     ...definedOnly(flags),
   };
   const config = parse(driverSchema, merged, "driver options");
+  if (config.workerTimeoutMs <= config.heartbeatMs) {
+    throw new InvalidArgumentError(
+      `workerTimeoutMs: ${config.workerTimeoutMs} ms is no longer than a heartbeat interval of ${config.heartbeatMs} ms: every worker would be lost between two heartbeats (give a --worker-timeout of at least twice the --heartbeat-interval)`,
+    );
+  }
   return Object.freeze({
     ...config,
     http: config.http === "off" ? null : (config.http ?? nextTo(config.listen)),

@@ -203,6 +203,17 @@ describe("the mr command", () => {
     expect(viaEnv.stderr).toContain(`cannot reach the driver at ${address}`);
   });
 
+  it("refuses a driver whose worker timeout is no longer than its heartbeat interval, before it starts", async () => {
+    const db = join(dir, "refused.db");
+    const args = ["driver", "--db", db, "--listen", "127.0.0.1:0", "--http", "off"];
+    const result = await run(...args, "--heartbeat-interval", "500", "--worker-timeout", "500");
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      "mr: workerTimeoutMs: 500 ms is no longer than a heartbeat interval of 500 ms: every worker would be lost between two heartbeats (give a --worker-timeout of at least twice the --heartbeat-interval)\n",
+    );
+    expect(existsSync(db)).toBe(false);
+  });
+
   it("prints one line and exit 2 for unknown commands and options", async () => {
     const unknown = await run("jobs", "lst");
     expect(unknown.code).toBe(2);

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { markWorkerLost } from "../src/driver/faults.js";
 import { claimTask, completeAttempt, submitJob, type SubmitRequest } from "../src/driver/scheduler.js";
-import { reportHeldOutputs } from "../src/driver/shuffle.js";
+import { peekMapOutputs, reportHeldOutputs } from "../src/driver/shuffle.js";
 import { registerWorker } from "../src/driver/workerRegistry.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../src/errors.js";
 import { heldBitmap } from "../src/heldMaps.js";
@@ -22,10 +22,17 @@ function claim(db: Db, task: TaskRecord, workerId: number) {
   return claimTask(db, claimed, 10)!;
 }
 
-/** Runs a map to its commit on `workerId`; returns what the commit released. */
+/** Runs a map to its commit on `workerId` (claiming it first unless it runs); returns what the commit released. */
 function commitMap(db: Db, map: TaskRecord, workerId: number): TaskRecord[] {
-  const { attemptId } = claim(db, map, workerId);
-  return completeAttempt(db, { attemptId, workerId, counters: {} }, 20).enqueue;
+  const current = getTask(db, map.id)!;
+  const attemptId = current.state === "RUNNING" ? current.attemptId! : claim(db, map, workerId).attemptId;
+  const holder = getAttempt(db, attemptId)!.workerId;
+  return completeAttempt(db, { attemptId, workerId: holder, counters: {} }, 20).enqueue;
+}
+
+/** Claims every map, as when the job's maps all run at once and none waits for a slot. */
+function runAll(db: Db, maps: TaskRecord[], workers: number[]): void {
+  maps.forEach((map, i) => claim(db, map, workers[i % workers.length]!));
 }
 
 /** `workers` single-slot workers, and a job of `maps` maps and `reducers` reduces. */
@@ -83,28 +90,42 @@ describe("early reduces", () => {
     expect(commitMap(one.db, one.maps[1]!, one.workers[0]!)).toEqual([]);
     expect(commitMap(one.db, one.maps[2]!, one.workers[0]!)).toHaveLength(1);
     const two = setup(2, 3, 1);
+    runAll(two.db, two.maps, two.workers);
     expect(commitMap(two.db, two.maps[0]!, two.workers[0]!)).toHaveLength(1); // the first map
+  });
+
+  it("ramp up with the share of the maps done while maps wait for slots, to half the slots", () => {
+    // 8 slots, 10 maps, 4 reduces; maps wait in the queue throughout.
+    const { db, workers, job, maps } = setup(8, 10, 4);
+    const released = (i: number) => commitMap(db, maps[i]!, workers[0]!).length;
+    // 1 of 10 done: a tenth of 8 slots is none; 2 of 10: one; 4 of 10: three in all; 5: four.
+    expect([0, 1, 2, 3, 4].map(released)).toEqual([0, 1, 1, 1, 1]);
+    expect(reduceStates(db, job.id)).toEqual(["PENDING", "PENDING", "PENDING", "PENDING"]);
   });
 
   it("hold at most half the slots of the workers that offer the app, and of the job's --max-running-tasks", () => {
     // 4 slots, but only 2 offer the app: 1 early reduce.
     const { db, workers, job, maps } = setup(2, 3, 2);
     registerWorker(db, { address: "127.0.0.1:9201", apps: ["grep"], slots: 2 }, 1);
+    runAll(db, maps, workers);
     expect(commitMap(db, maps[0]!, workers[0]!).map((task) => task.index)).toEqual([0]);
     expect(commitMap(db, maps[1]!, workers[0]!)).toEqual([]);
     expect(reduceStates(db, job.id)).toEqual(["PENDING", "WAITING"]);
     // 8 slots, and a job that runs at most 2 tasks at once: 1 early reduce.
     const capped = setup(8, 3, 3, { maxRunningTasks: 2 });
+    runAll(capped.db, capped.maps, capped.workers);
     expect(commitMap(capped.db, capped.maps[0]!, capped.workers[0]!)).toHaveLength(1);
     expect(commitMap(capped.db, capped.maps[1]!, capped.workers[0]!)).toEqual([]);
     // A cap of 1 leaves none: the one task it runs is a map's.
     const one = setup(8, 2, 1, { maxRunningTasks: 1 });
+    runAll(one.db, one.maps, one.workers);
     expect(commitMap(one.db, one.maps[0]!, one.workers[0]!)).toEqual([]);
   });
 
   it("get the outputs committed so far, then each one they lack as it commits, and say what they hold", () => {
     const { db, workers, job, maps } = setup(2, 3, 1);
     const [w1, w2] = workers as [number, number];
+    runAll(db, maps, [w1]);
     const [reduce] = commitMap(db, maps[0]!, w1);
     const reducing = claim(db, reduce!, w2);
     expect(reducing.mapOutputs.map(({ mapIndex }) => mapIndex)).toEqual([0]);
@@ -112,7 +133,13 @@ describe("early reduces", () => {
     expect(reportHeldOutputs(db, report, 30).outputs).toEqual([]);
     commitMap(db, maps[1]!, w1);
     commitMap(db, maps[2]!, w1);
-    expect(reportHeldOutputs(db, report, 31).outputs.map(({ mapIndex }) => mapIndex)).toEqual([1, 2]);
+    const news = reportHeldOutputs(db, report, 31);
+    expect(news.outputs.map(({ mapIndex }) => mapIndex)).toEqual([1, 2]);
+    expect(news.holdsAll).toBe(false);
+    expect(reportHeldOutputs(db, { ...report, held: heldBitmap(3, [0, 1, 2]) }, 31)).toMatchObject({
+      outputs: [],
+      holdsAll: true,
+    });
     expect(getAttempt(db, reducing.attemptId)!.state).toBe("RUNNING");
     expect(() => reportHeldOutputs(db, { ...report, held: new Uint8Array(2) }, 32)).toThrow(
       InvalidArgumentError,
@@ -160,6 +187,20 @@ describe("a lost map output", () => {
       expect.stringMatching(/^map 1: /),
     ]);
     expect(events.filter(({ type }) => type === "map-rerun")).toHaveLength(1);
+  });
+
+  it("is seen by a look that only reads, which leaves a needed change to the report", () => {
+    const { db, w1, w2, maps, reduce, report } = reduceHolding();
+    commitMap(db, maps[2]!, w1);
+    expect(peekMapOutputs(db, report)!.outputs.map(({ mapIndex }) => mapIndex)).toEqual([2]);
+    markWorkerLost(db, w1, { maxLostAttempts: 20 }, "gone", 40); // maps 0 and 1 held: not run again
+    expect(peekMapOutputs(db, report)).toEqual({ outputs: [], holdsAll: false });
+    // A new attempt that holds nothing must make them run again: that is the report's to do.
+    markWorkerLost(db, w2, { maxLostAttempts: 20 }, "gone", 41);
+    const w3 = registerWorker(db, { address: "127.0.0.1:9100", apps: ["wordcount"] }, 42);
+    const again = claim(db, reduce, w3);
+    expect(peekMapOutputs(db, { attemptId: again.attemptId, held: heldBitmap(3, []) })).toBeNull();
+    expect(peekMapOutputs(db, report)).toBeNull(); // an attempt that no longer runs
   });
 
   it("runs again when a later attempt of the reduce lacks it", () => {
@@ -216,13 +257,13 @@ describe("a lost map output", () => {
 
 describe("a reduce started early", () => {
   it("gives its slot back while its job's maps wait and early reduces hold more than half the slots", () => {
-    const { db, workers, job, maps } = setup(2, 3, 1);
+    const { db, workers, job, maps } = setup(2, 2, 1);
     const [w1, w2] = workers as [number, number];
-    const [reduce] = commitMap(db, maps[0]!, w1);
+    const [reduce] = commitMap(db, maps[0]!, w1); // 1 of 2 done: a half of 2 slots
     const reducing = claim(db, reduce!, w2);
-    const report = { attemptId: reducing.attemptId, workerId: w2, held: heldBitmap(3, [0]), unreachable: [] };
+    const report = { attemptId: reducing.attemptId, workerId: w2, held: heldBitmap(2, [0]), unreachable: [] };
     expect(reportHeldOutputs(db, report, 30).preempted).toBe(false);
-    // w1 dies: one slot left, and maps 1 and 2 wait for it (map 0 is held, so it stays).
+    // w1 dies: one slot left, and map 1 waits for it (map 0 is held, so it stays).
     markWorkerLost(db, w1, { maxLostAttempts: 20 }, "gone", 40);
     const news = reportHeldOutputs(db, report, 41);
     expect(news.preempted).toBe(true);
@@ -233,8 +274,7 @@ describe("a reduce started early", () => {
     });
     expect(getTask(db, reduce!.id)).toMatchObject({ state: "WAITING", attemptId: null, lostAttempts: 0 });
     expect(listEvents(db, job.id).at(-1)!.type).toBe("reduce-preempted");
-    // The maps run on the slot left; the last one releases the reduce again.
-    commitMap(db, maps[1]!, w2);
-    expect(commitMap(db, maps[2]!, w2).map((task) => task.id)).toEqual([reduce!.id]);
+    // The map runs on the slot left, and releases the reduce again.
+    expect(commitMap(db, maps[1]!, w2).map((task) => task.id)).toEqual([reduce!.id]);
   });
 });

@@ -465,7 +465,12 @@ describe("the early shuffle", () => {
   });
 
   it("finishes, with the exact output, while a worker is SIGKILLed every 1.5 s and replaced", async () => {
-    const s = await setup({ bytes: 48_000, slots: 2 });
+    // Losses seen within a second: a worker lives about 4.5 s here.
+    const s = await setup({
+      bytes: 48_000,
+      slots: 2,
+      driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000"],
+    });
     let stopping = false;
     const starting = new Set<Promise<unknown>>();
     const replaceOnExit = (worker: MrProcess): void => {
@@ -484,7 +489,7 @@ describe("the early shuffle", () => {
       while (!stopping) {
         await Promise.race([sleep(1500), ended]);
         // The oldest: each worker lives about as long as the others.
-        const oldest = s.cluster.workers.find((worker) => worker.child.exitCode === null);
+        const oldest = s.cluster.workers.find((worker) => worker.running());
         if (stopping || !oldest) continue;
         await oldest.stop("SIGKILL");
         kills++;

@@ -686,7 +686,8 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
       redisUrl: redis.url,
       home,
       workers: 3,
-      driverArgs: ["--worker-timeout", "3000"],
+      // Losses seen within a second, as a cluster under such faults would be set up.
+      driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000"],
     });
     let stopping = false;
     let kills = 0;
@@ -712,7 +713,7 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
       let detail = await cluster.client.getJob(job.id);
       while (detail.job!.state === "RUNNING" && Date.now() < deadline) {
         await sleep(CHAOS_KILL_EVERY_MS);
-        const oldest = cluster.workers.find((worker) => worker.child.exitCode === null);
+        const oldest = cluster.workers.find((worker) => worker.running());
         if (oldest) {
           await oldest.stop("SIGKILL");
           kills++;
@@ -721,10 +722,12 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
       }
       const seconds = ((performance.now() - started) / 1000).toFixed(0);
       const attempts = detail.tasks.flatMap((task) => task.attempts).length;
+      const { state, mapsDone, mapsTotal, reducesDone, reducesTotal, error } = detail.job!;
+      const progress = `${mapsDone} of ${mapsTotal} maps and ${reducesDone} of ${reducesTotal} reduces committed`;
       outcome =
-        detail.job!.state === "RUNNING"
-          ? `not done in ${CHAOS_LIMIT_MS / 1000} s (${detail.job!.mapsDone} of ${detail.job!.mapsTotal} maps, ${detail.job!.reducesDone} of ${detail.job!.reducesTotal} reduces committed; ${kills} kills)`
-          : `${detail.job!.state} in ${seconds} s (${kills} kills, ${attempts} attempts for ${detail.tasks.length} tasks)`;
+        state === "RUNNING"
+          ? `not done in ${CHAOS_LIMIT_MS / 1000} s (${progress}; ${kills} kills)`
+          : `${state} in ${seconds} s (${kills} kills, ${attempts} attempts for ${detail.tasks.length} tasks${state === "SUCCEEDED" ? "" : `; ${progress}: ${error}`})`;
     } finally {
       stopping = true;
       await cluster.stop();

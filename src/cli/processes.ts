@@ -17,6 +17,8 @@ export interface MrProcess {
   httpAddress: string | undefined;
   /** Sends `signal` (default SIGTERM) and waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** It has not exited: neither with a code nor by a signal. */
+  running(): boolean;
 }
 
 /**
@@ -56,15 +58,17 @@ export async function spawnMr(
       reject(new Error(`mr ${args[0]} exited before it was ready (code ${code}, signal ${signal})`));
     });
   });
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
   return {
     child,
     address,
     httpAddress,
     async stop(signal = "SIGTERM") {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (!running()) return;
       child.kill(signal);
       await exited;
     },
+    running,
   };
 }
 

@@ -30,8 +30,13 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
     .option("--queue-prefix <prefix>", "Redis key prefix of the queue (default mr)")
     .option(
       "--worker-timeout <ms>",
-      "a worker silent this long is lost; its tasks run again (default 5000)",
+      "a worker silent this long is lost; its tasks run again (default 5000; longer than a heartbeat interval)",
       parsePositiveInt("--worker-timeout"),
+    )
+    .option(
+      "--heartbeat-interval <ms>",
+      "how often workers heartbeat, as the driver tells them when they register (default 1000)",
+      parsePositiveInt("--heartbeat-interval"),
     )
     .addOption(
       valueOption(
@@ -112,6 +117,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           redisUrl: options.redis,
           queuePrefix: options.queuePrefix,
           workerTimeoutMs: options.workerTimeout,
+          heartbeatMs: options.heartbeatInterval,
           noWorkerTimeoutMs: options.noWorkerTimeout,
           maxAttempts: options.maxAttempts,
           maxFailuresPerWorker: options.maxFailuresPerWorker,

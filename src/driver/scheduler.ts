@@ -18,6 +18,7 @@ import { aliveSlots, aliveSlotsFor } from "../store/workers.js";
 import {
   countEarlyReduces,
   getTask,
+  hasPendingMaps,
   listMapOutputs,
   listTasksInState,
   type MapOutputLocation,
@@ -54,18 +55,18 @@ export const EARLY_REDUCE_SHARE = 0.5;
 
 /**
  * How many more of `job`'s reduces may start before its last map commits (negative: that many
- * too many run already). Reduces started early hold at most EARLY_REDUCE_SHARE of the live
- * slots, of the slots of the workers that offer the job's app, and of the job's
- * --max-running-tasks, so that maps always have slots to run on.
+ * too many run already). Reduces started early hold at most `share` (EARLY_REDUCE_SHARE at
+ * most) of the live slots, of the slots of the workers that offer the job's app, and of the
+ * job's --max-running-tasks, so that maps always have slots to run on.
  */
-export function earlyReduceRoom(db: Db, job: JobRecord): number {
-  const share = (slots: number): number => Math.floor(slots * EARLY_REDUCE_SHARE);
+export function earlyReduceRoom(db: Db, job: JobRecord, share = EARLY_REDUCE_SHARE): number {
+  const of = (slots: number): number => Math.floor(slots * share);
   let room = Math.min(
-    share(aliveSlots(db)) - countEarlyReduces(db),
-    share(aliveSlotsFor(db, job.app)) - countEarlyReduces(db, { app: job.app }),
+    of(aliveSlots(db)) - countEarlyReduces(db),
+    of(aliveSlotsFor(db, job.app)) - countEarlyReduces(db, { app: job.app }),
   );
   if (job.maxRunningTasks > 0)
-    room = Math.min(room, share(job.maxRunningTasks) - countEarlyReduces(db, { jobId: job.id }));
+    room = Math.min(room, of(job.maxRunningTasks) - countEarlyReduces(db, { jobId: job.id }));
   return room;
 }
 
@@ -143,13 +144,18 @@ export interface Assignment {
 /**
  * releaseReduces. Expects: the job RUNNING. Once every map has committed, releases every reduce
  * still WAITING. Before that, once the job's slowstart share of its maps has committed, releases
- * its first WAITING reduces as far as earlyReduceRoom allows; the rest wait for a later commit
- * (Hadoop's slowstart and reduce ramp-up). Returns the tasks to enqueue.
+ * its first WAITING reduces as far as earlyReduceRoom allows, with a share that grows with the
+ * maps done while maps wait in the queue; the rest wait for a later commit (Hadoop's slowstart
+ * and reduce ramp-up). Returns the tasks to enqueue.
  */
 export function releaseReduces(db: Db, job: JobRecord, now: number): TaskRecord[] {
   if (job.mapsDone >= job.mapsTotal) return moveJobTasks(db, job.id, "release");
   if (job.mapsDone < Math.ceil(job.reduceSlowstart * job.mapsTotal)) return [];
-  const room = earlyReduceRoom(db, job);
+  // While maps wait for slots, reduces ramp up with the share of the maps done (Hadoop's
+  // ramp-up); once every map runs, they may take the slots that maps free, up to the share.
+  const done = job.mapsDone / job.mapsTotal;
+  const share = hasPendingMaps(db, job.id) ? Math.min(EARLY_REDUCE_SHARE, done) : EARLY_REDUCE_SHARE;
+  const room = earlyReduceRoom(db, job, share);
   if (room <= 0) return [];
   const released = moveJobTasks(db, job.id, "release", room);
   if (released.length > 0) {

@@ -7,7 +7,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
 import { holds } from "../heldMaps.js";
-import { setHeldMaps } from "../store/attempts.js";
+import { getAttempt, setHeldMaps } from "../store/attempts.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
 import { getJob, uncountMapDone } from "../store/jobs.js";
@@ -104,6 +104,8 @@ export interface MapOutputsNews extends QueueWork {
   job: JobRecord;
   /** Committed outputs of maps the attempt does not hold. */
   outputs: MapOutputLocation[];
+  /** The attempt holds every map's output: there is nothing to wait for. */
+  holdsAll: boolean;
   /** The attempt gave its slot back to the job's maps: it is KILLED and its reduce WAITING. */
   preempted: boolean;
 }
@@ -167,11 +169,40 @@ export function reportHeldOutputs(db: Db, report: HeldOutputsReport, now: number
         `${describeTask(task)}: attempt ${attempt.id} gives its slot back to the maps that wait for one; it starts again when released`,
         now,
       );
-      return { job, outputs: [], preempted: true, enqueue, drop: [task] };
+      return { job, outputs: [], holdsAll: false, preempted: true, enqueue, drop: [task] };
     }
-    const outputs = listMapOutputs(db, job.id).filter(({ mapIndex }) => !holds(report.held, mapIndex));
-    return { job, outputs, preempted: false, enqueue, drop: [] };
+    return { job, ...mapOutputsLacked(db, job, report.held), preempted: false, enqueue, drop: [] };
   });
+}
+
+/**
+ * What reportHeldOutputs would answer a report of `held` that changes nothing in the store, by
+ * reads alone (a reduce's long poll looks again at every change of its job); null when the
+ * report must go through reportHeldOutputs: the attempt no longer runs, a map whose output was
+ * lost and that it lacks must run again, or the attempt must give its slot back.
+ */
+export function peekMapOutputs(
+  db: Db,
+  report: Pick<HeldOutputsReport, "attemptId" | "held">,
+): Pick<MapOutputsNews, "outputs" | "holdsAll"> | null {
+  const attempt = getAttempt(db, report.attemptId);
+  const task = attempt && getTask(db, attempt.taskId);
+  if (attempt?.state !== AttemptState.RUNNING || !task) return null;
+  const job = getJob(db, task.jobId)!;
+  if (listMapsWithLostOutput(db, job.id).some((map) => !holds(report.held, map.index))) return null;
+  if (task.attemptId === attempt.id && mustGiveSlotBack(db, job)) return null;
+  return mapOutputsLacked(db, job, report.held);
+}
+
+/** The committed outputs of `job` that `held` lacks, and whether it holds every map's. */
+function mapOutputsLacked(
+  db: Db,
+  job: JobRecord,
+  held: Uint8Array,
+): Pick<MapOutputsNews, "outputs" | "holdsAll"> {
+  const outputs = listMapOutputs(db, job.id).filter(({ mapIndex }) => !holds(held, mapIndex));
+  const holdsAll = Array.from({ length: job.mapsTotal }, (_, m) => m).every((m) => holds(held, m));
+  return { outputs, holdsAll };
 }
 
 /**

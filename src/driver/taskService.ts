@@ -25,7 +25,7 @@ import type { JobEffects } from "./jobEffects.js";
 import type { TaskQueue } from "./queue.js";
 import { releaseOrphans, reportFetchFailure, stopWorker } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
-import { reportHeldOutputs } from "./shuffle.js";
+import { peekMapOutputs, reportHeldOutputs, type MapOutputsNews } from "./shuffle.js";
 
 /**
  * How long a reduce's AwaitMapOutputs waits, when nothing about its job changes, before it looks
@@ -301,6 +301,11 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
       held: req.held,
       unreachable: req.unreachable.map(({ mapIndex, attemptId }) => ({ mapIndex, attemptId })),
     };
+    const reported = async (): Promise<MapOutputsNews> => {
+      const news = await commits.run(() => reportHeldOutputs(db, report, Date.now()));
+      if (news.enqueue.length > 0 || news.drop.length > 0) await effects.apply(news.job, news);
+      return news;
+    };
     const deadline = Date.now() + config.pollWaitMs;
     // Any change of the job wakes the poll: a map commits, or the attempt ends.
     const jobId = taskOfAttempt(req.attemptId)?.jobId;
@@ -314,17 +319,20 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
             wake();
           });
     try {
-      for (;;) {
+      for (let first = true; ; first = false) {
         const seen = changes;
-        const news = await commits.run(() => reportHeldOutputs(db, report, Date.now()));
-        if (news.enqueue.length > 0 || news.drop.length > 0) await effects.apply(news.job, news);
-        if (news.preempted) {
+        // The report is stored once; looking again after a change of the job is a read, unless
+        // the look finds something to change.
+        const news = (!first && peekMapOutputs(db, report)) || (await reported());
+        if ("preempted" in news && news.preempted) {
           throw new FailedPreconditionError(
             `attempt ${req.attemptId} was preempted: its job's maps wait for a slot (discard it; the reduce starts again later)`,
           );
         }
         const left = deadline - Date.now();
-        if (news.outputs.length > 0 || left <= 0 || call.cancelled) return { mapOutputs: news.outputs };
+        if (news.outputs.length > 0 || news.holdsAll || left <= 0 || call.cancelled) {
+          return { mapOutputs: news.outputs };
+        }
         report.unreachable = [];
         if (changes === seen) {
           await new Promise<void>((resolve) => {

@@ -361,10 +361,21 @@ export class TaskRunner {
     let known = task.mapOutputs;
     let fruitless = 0;
     let countAtLastReport = -1;
+    const { awaitMapOutputs } = this.options;
+    const held = (): Buffer =>
+      heldBitmap(
+        total,
+        fetched.ranges.flatMap((range, m) => (range ? [m] : [])),
+      );
     for (;;) {
       const unreachable = await this.fetchKnown(task, known, dir, files, fetched, signal);
-      if (fetched.count === total) break;
-      const { awaitMapOutputs } = this.options;
+      if (fetched.count === total) {
+        // Said in the background: a worker lost from now on costs this reduce nothing (shuffle.ts).
+        void awaitMapOutputs?.({ attemptId: task.attemptId, held: held(), unreachable: [] }, signal).catch(
+          () => undefined,
+        );
+        break;
+      }
       if (unreachable.length > 0) {
         fruitless = fetched.count === countAtLastReport ? fruitless + 1 : 1;
         countAtLastReport = fetched.count;
@@ -380,13 +391,9 @@ export class TaskRunner {
         throw new Error(`the assignment names ${known.length} of the ${total} map outputs this reduce reads`);
       }
       signal.throwIfAborted();
-      const held = heldBitmap(
-        total,
-        fetched.ranges.flatMap((range, m) => (range ? [m] : [])),
-      );
-      known = (await awaitMapOutputs!({ attemptId: task.attemptId, held, unreachable }, signal)).filter(
-        ({ mapIndex }) => mapIndex < total && fetched.ranges[mapIndex] === undefined,
-      );
+      known = (
+        await awaitMapOutputs!({ attemptId: task.attemptId, held: held(), unreachable }, signal)
+      ).filter(({ mapIndex }) => mapIndex < total && fetched.ranges[mapIndex] === undefined);
     }
     const inputs = fetched.ranges as RecordRange[];
     // Some did not fit: the merge goes through files, and what is held would only add to its
