@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { startRedisServer, type MrProcess, type RedisServer } from "../src/cli/processes.js";
+import { startRedisServer, type RedisServer } from "../src/cli/processes.js";
 import { submitJob } from "../src/driver/scheduler.js";
 import type * as pb from "../src/gen/mapreduce.js";
 import { BUILTIN_APPS } from "../src/mr/apps/index.js";
@@ -399,17 +399,7 @@ describe("a task that always throws", () => {
 describe("chaos", () => {
   it("workers that crash and stall at random, restarted as they die, still give the exact output", async () => {
     const s = await setup();
-    let stopping = false;
-    const starting = new Set<Promise<unknown>>();
-    const replaceOnExit = (worker: MrProcess): void => {
-      worker.child.once("exit", () => {
-        if (stopping) return;
-        const start = s.cluster.startWorker().then(replaceOnExit);
-        starting.add(start);
-        void start.finally(() => starting.delete(start));
-      });
-    };
-    s.cluster.workers.forEach(replaceOnExit);
+    const stopReplacing = s.cluster.replaceDeadWorkers();
     try {
       // Four records of this corpus kill their worker once each; beyond those, about 1 map
       // attempt in 20 kills its worker and 1 in 20 hangs it past the timeout.
@@ -435,8 +425,7 @@ describe("chaos", () => {
       );
       expect(costly.length).toBeGreaterThan(0);
     } finally {
-      stopping = true;
-      await Promise.allSettled([...starting]);
+      await stopReplacing();
     }
   }, 300_000);
 });
@@ -471,30 +460,18 @@ describe("the early shuffle", () => {
       slots: 2,
       driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000"],
     });
-    let stopping = false;
-    const starting = new Set<Promise<unknown>>();
-    const replaceOnExit = (worker: MrProcess): void => {
-      worker.child.once("exit", () => {
-        if (stopping) return;
-        const start = s.cluster.startWorker().then(replaceOnExit);
-        starting.add(start);
-        void start.finally(() => starting.delete(start));
-      });
-    };
-    s.cluster.workers.forEach(replaceOnExit);
+    const stopReplacing = s.cluster.replaceDeadWorkers();
     let kills = 0;
     try {
       const job = await submit(s, { slowMs: "2" });
-      const ended = waitForJobEnd(s.cluster.client, job.id, 240_000).finally(() => (stopping = true));
-      while (!stopping) {
-        await Promise.race([sleep(1500), ended]);
+      let ended = false;
+      const end = waitForJobEnd(s.cluster.client, job.id, 240_000).finally(() => (ended = true));
+      while (!ended) {
+        await Promise.race([sleep(1500), end]);
         // The oldest: each worker lives about as long as the others.
-        const oldest = s.cluster.workers.find((worker) => worker.running());
-        if (stopping || !oldest) continue;
-        await oldest.stop("SIGKILL");
-        kills++;
+        if (!ended && (await s.cluster.killOldestWorker())) kills++;
       }
-      const detail = await ended;
+      const detail = await end;
       expect(detail.job!.state, detail.job!.error).toBe("SUCCEEDED");
       await expectLocalOutput(s);
       expect(committedOnce(detail)).toBe(true);
@@ -502,8 +479,7 @@ describe("the early shuffle", () => {
       const lost = detail.tasks.flatMap((task) => task.attempts).filter(({ state }) => state === "LOST");
       expect(lost.length).toBeGreaterThan(0);
     } finally {
-      stopping = true;
-      await Promise.allSettled([...starting]);
+      await stopReplacing();
     }
   }, 300_000);
 });

@@ -36,7 +36,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalCluster } from "../cli/cluster.js";
 import { table } from "../cli/format.js";
-import { MR_BIN, startRedisServer, type MrProcess, type RedisServer } from "../cli/processes.js";
+import { MR_BIN, startRedisServer, type RedisServer } from "../cli/processes.js";
 import { followJob } from "../cli/watch.js";
 import { WordCounts } from "../mr/apps/wordCounts.js";
 import { forEachWord } from "../mr/apps/words.js";
@@ -689,14 +689,8 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
       // Losses seen within a second, as a cluster under such faults would be set up.
       driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000"],
     });
-    let stopping = false;
+    cluster.replaceDeadWorkers(); // until the cluster stops
     let kills = 0;
-    const replaceOnExit = (worker: MrProcess): void => {
-      worker.child.once("exit", () => {
-        if (!stopping) void cluster.startWorker().then(replaceOnExit, () => undefined);
-      });
-    };
-    cluster.workers.forEach(replaceOnExit);
     let outcome: string;
     try {
       const started = performance.now();
@@ -713,11 +707,7 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
       let detail = await cluster.client.getJob(job.id);
       while (detail.job!.state === "RUNNING" && Date.now() < deadline) {
         await sleep(CHAOS_KILL_EVERY_MS);
-        const oldest = cluster.workers.find((worker) => worker.running());
-        if (oldest) {
-          await oldest.stop("SIGKILL");
-          kills++;
-        }
+        if (await cluster.killOldestWorker()) kills++;
         detail = await cluster.client.getJob(job.id);
       }
       const seconds = ((performance.now() - started) / 1000).toFixed(0);
@@ -729,7 +719,6 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
           ? `not done in ${CHAOS_LIMIT_MS / 1000} s (${progress}; ${kills} kills)`
           : `${state} in ${seconds} s (${kills} kills, ${attempts} attempts for ${detail.tasks.length} tasks${state === "SUCCEEDED" ? "" : `; ${progress}: ${error}`})`;
     } finally {
-      stopping = true;
       await cluster.stop();
     }
     ratios.push([

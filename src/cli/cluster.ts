@@ -48,6 +48,8 @@ export class LocalCluster {
   private driverPort = 0;
   private httpPort = 0;
   private started = 0;
+  /** Set while dead workers are replaced (replaceDeadWorkers). */
+  private stopReplacing: (() => Promise<void>) | undefined;
   private readonly queuePrefix: string;
   /** The files of the two roles' secrets, when the cluster has them. */
   readonly tokenFiles: { client: string; worker: string } | undefined;
@@ -144,7 +146,39 @@ export class LocalCluster {
   }
 
   /** Stops the workers (each drains), then the driver. */
+  /**
+   * From now on, starts a new worker each time one exits (for tests and benchmarks that kill
+   * them), until the returned function is called, which waits for the starts under way.
+   */
+  replaceDeadWorkers(): () => Promise<void> {
+    let replacing = true;
+    const starting = new Set<Promise<unknown>>();
+    const watch = (worker: MrProcess): void => {
+      worker.child.once("exit", () => {
+        if (!replacing) return;
+        const start = this.startWorker().then(watch, () => undefined);
+        starting.add(start);
+        void start.finally(() => starting.delete(start));
+      });
+    };
+    this.workers.filter((worker) => worker.running()).forEach(watch);
+    const stopReplacing = async (): Promise<void> => {
+      replacing = false;
+      await Promise.allSettled([...starting]);
+    };
+    this.stopReplacing = stopReplacing;
+    return stopReplacing;
+  }
+
+  /** SIGKILLs the worker started longest ago that still runs; false if none does. */
+  async killOldestWorker(): Promise<boolean> {
+    const oldest = this.workers.find((worker) => worker.running());
+    await oldest?.stop("SIGKILL");
+    return oldest !== undefined;
+  }
+
   async stop(): Promise<void> {
+    await this.stopReplacing?.();
     this.client?.close();
     await Promise.all(this.workers.map((worker) => worker.stop()));
     await this.driver?.stop();
