@@ -54,4 +54,21 @@ describe("the events of mr jobs show", () => {
     expect(text).toContain("(5 events in all; mr jobs show 7 --all lists each)");
     expect(jobDetailText(detail, true).match(/map-rerun/g)).toHaveLength(5);
   });
+
+  it("says when the reduces start, unless at the default share of the maps", () => {
+    const shown = (reduceSlowstart: number) =>
+      jobDetailText({
+        job: Job.fromPartial({ id: 8, app: "wordcount", state: "RUNNING", inputs: ["/i"], reduceSlowstart }),
+        tasks: [],
+        counters: [],
+        events: [],
+      });
+    expect(shown(1)).toContain(
+      "  shuffle   reduces start once every map has committed (--reduce-slowstart 1)\n",
+    );
+    expect(shown(0.25)).toContain(
+      "  shuffle   reduces start once 25% of the maps have committed (--reduce-slowstart 0.25)",
+    );
+    expect(shown(0.05)).not.toContain("--reduce-slowstart");
+  });
 });

@@ -1,5 +1,6 @@
 /** How jobs, tasks and workers look on the screen and in --json. */
 import Table from "cli-table3";
+import { DEFAULT_REDUCE_SLOWSTART } from "../config.js";
 import type * as pb from "../gen/mapreduce.js";
 import { taskDurations, type DurationQuantiles } from "../json.js";
 
@@ -116,6 +117,13 @@ function formatEventGroup(group: EventGroup): string {
 }
 
 /** A job's history for a person; `all` lists every event on its own line. */
+/** When a job's reduces start, in words: `--reduce-slowstart` as a person reads it. */
+function slowstartText(share: number): string {
+  return share >= 1
+    ? "reduces start once every map has committed (--reduce-slowstart 1)"
+    : `reduces start once ${+(share * 100).toFixed(1)}% of the maps have committed (--reduce-slowstart ${share})`;
+}
+
 export function jobDetailText(detail: pb.JobDetail, all = false): string {
   const job = detail.job!;
   const lines = [
@@ -138,6 +146,8 @@ export function jobDetailText(detail: pb.JobDetail, all = false): string {
   if (job.priority > 0) lines.push(`  priority  ${job.priority}`);
   if (job.maxRunningTasks > 0) lines.push(`  at most   ${job.maxRunningTasks} tasks at once`);
   if (!job.speculation) lines.push(`  no backup attempts of stragglers (--no-speculation)`);
+  if (job.reduceSlowstart !== DEFAULT_REDUCE_SLOWSTART)
+    lines.push(`  shuffle   ${slowstartText(job.reduceSlowstart)}`);
   if (job.waitingFor) lines.push(`  waiting   for ${job.waitingFor}`);
   if (detail.counters.length > 0) {
     lines.push(

@@ -79,7 +79,8 @@ export function listMapsWithLostOutput(db: Db, jobId: number): TaskRecord[] {
   return prepared<[number], TaskRecord>(
     db,
     `SELECT ${TASK_COLUMNS} FROM tasks WHERE job_id = ? AND kind = '${TaskKind.MAP}' AND state = 'SUCCEEDED'
-     AND attempt_id NOT IN (SELECT id FROM attempts WHERE state = 'SUCCEEDED') ORDER BY idx`,
+     AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.id = tasks.attempt_id AND a.state = 'SUCCEEDED')
+     ORDER BY idx`,
   ).all(jobId);
 }
 
