@@ -26,13 +26,13 @@ import type { TaskQueue } from "./queue.js";
 import { releaseOrphans, reportFetchFailure, stopWorker } from "./faults.js";
 import { completeAttempt, failAttempt, type Assignment } from "./scheduler.js";
 import { peekMapOutputs, reportHeldOutputs, type MapOutputsNews } from "./shuffle.js";
+import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
 
 /**
  * How long a reduce's AwaitMapOutputs waits, when nothing about its job changes, before it looks
  * again: a rerun of a map whose output was lost may be its only news (see reportHeldOutputs).
  */
 const MAP_OUTPUTS_RECHECK_MS = 1000;
-import { heartbeat, mustRegisterAgain, registerWorker } from "./workerRegistry.js";
 
 export interface TaskServiceDeps {
   db: Db;
