@@ -14,11 +14,11 @@ import { countTaskDone, createJob, findJobOwningOutput, getJob } from "../store/
 import { killJobAttempts, moveAttempt, moveJob, moveJobTasks, moveTask } from "../store/lifecycle.js";
 import { inTransaction } from "../store/prepared.js";
 import type { AttemptRecord, JobRecord, TaskRecord } from "../store/rows.js";
-import { aliveSlots, aliveSlotsFor } from "../store/workers.js";
+import { aliveSlots } from "../store/workers.js";
 import {
   countEarlyReduces,
   getTask,
-  hasPendingMaps,
+  hasTaskIn,
   listMapOutputs,
   listTasksInState,
   type MapOutputLocation,
@@ -63,7 +63,7 @@ export function earlyReduceRoom(db: Db, job: JobRecord, share = EARLY_REDUCE_SHA
   const of = (slots: number): number => Math.floor(slots * share);
   let room = Math.min(
     of(aliveSlots(db)) - countEarlyReduces(db),
-    of(aliveSlotsFor(db, job.app)) - countEarlyReduces(db, { app: job.app }),
+    of(aliveSlots(db, job.app)) - countEarlyReduces(db, { app: job.app }),
   );
   if (job.maxRunningTasks > 0)
     room = Math.min(room, of(job.maxRunningTasks) - countEarlyReduces(db, { jobId: job.id }));
@@ -151,10 +151,13 @@ export interface Assignment {
 export function releaseReduces(db: Db, job: JobRecord, now: number): TaskRecord[] {
   if (job.mapsDone >= job.mapsTotal) return moveJobTasks(db, job.id, "release");
   if (job.mapsDone < Math.ceil(job.reduceSlowstart * job.mapsTotal)) return [];
+  // Every reduce released already: no need to count slots, on the path of each map commit.
+  if (!hasTaskIn(db, job.id, TaskKind.REDUCE, TaskState.WAITING)) return [];
   // While maps wait for slots, reduces ramp up with the share of the maps done (Hadoop's
   // ramp-up); once every map runs, they may take the slots that maps free, up to the share.
   const done = job.mapsDone / job.mapsTotal;
-  const share = hasPendingMaps(db, job.id) ? Math.min(EARLY_REDUCE_SHARE, done) : EARLY_REDUCE_SHARE;
+  const waiting = hasTaskIn(db, job.id, TaskKind.MAP, TaskState.PENDING);
+  const share = waiting ? Math.min(EARLY_REDUCE_SHARE, done) : EARLY_REDUCE_SHARE;
   const room = earlyReduceRoom(db, job, share);
   if (room <= 0) return [];
   const released = moveJobTasks(db, job.id, "release", room);

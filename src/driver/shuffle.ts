@@ -17,7 +17,7 @@ import type { JobRecord, TaskRecord } from "../store/rows.js";
 import {
   getTask,
   getTaskByIndex,
-  hasPendingMaps,
+  hasTaskIn,
   listMapOutputs,
   listMapsWithLostOutput,
   listUnfinishedReduces,
@@ -69,9 +69,19 @@ export function loseMapOutput(
     }
     return undefined;
   }
-  const rerun = rerunMap(db, map);
-  if (!rerun) return undefined;
-  moveAttempt(db, map.attemptId!, event, why, now);
+  const rerun = runMapAgain(db, map, why, now);
+  if (rerun) moveAttempt(db, map.attemptId!, event, why, now);
+  return rerun;
+}
+
+/**
+ * Runs a committed map again under a new generation, its output being gone (`why`): its job
+ * counts it done no more, and its history says so. Returns the task as it now is, or undefined
+ * if it had already been re-run (another report of the same loss).
+ */
+function runMapAgain(db: Db, map: TaskRecord, why: string, now: number): TaskRecord | undefined {
+  if (!moveTask(db, "rerun", { taskId: map.id, holder: map.attemptId })) return undefined;
+  const rerun = getTask(db, map.id)!;
   uncountMapDone(db, map.jobId);
   addEvent(
     db,
@@ -81,14 +91,6 @@ export function loseMapOutput(
     now,
   );
   return rerun;
-}
-
-/**
- * Runs a committed map again under a new generation, its output being gone. Returns the task
- * as it now is, or undefined if it had already been re-run (another report of the same loss).
- */
-export function rerunMap(db: Db, map: TaskRecord): TaskRecord | undefined {
-  return moveTask(db, "rerun", { taskId: map.id, holder: map.attemptId }) ? getTask(db, map.id) : undefined;
 }
 
 export interface HeldOutputsReport {
@@ -144,17 +146,9 @@ export function reportHeldOutputs(db: Db, report: HeldOutputsReport, now: number
     }
     for (const map of listMapsWithLostOutput(db, job.id)) {
       if (holds(report.held, map.index)) continue;
-      const rerun = rerunMap(db, map);
-      if (!rerun) continue;
-      uncountMapDone(db, job.id);
-      enqueue.push(rerun);
-      addEvent(
-        db,
-        job.id,
-        EventType.MAP_RERUN,
-        `${describeTask(map)}: its output was lost, and attempt ${attempt.id} of ${describeTask(task)} lacks it; runs again (generation ${rerun.generation})`,
-        now,
-      );
+      const why = `its output was lost, and attempt ${attempt.id} of ${describeTask(task)} lacks it`;
+      const rerun = runMapAgain(db, map, why, now);
+      if (rerun) enqueue.push(rerun);
     }
     job = getJob(db, job.id)!;
     const holder = task.attemptId === attempt.id;
@@ -211,6 +205,6 @@ function mapOutputsLacked(
  * lost since they started; see earlyReduceRoom).
  */
 function mustGiveSlotBack(db: Db, job: JobRecord): boolean {
-  if (job.mapsDone >= job.mapsTotal || !hasPendingMaps(db, job.id)) return false;
+  if (job.mapsDone >= job.mapsTotal || !hasTaskIn(db, job.id, TaskKind.MAP, TaskState.PENDING)) return false;
   return earlyReduceRoom(db, job) < 0;
 }

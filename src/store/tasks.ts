@@ -121,15 +121,15 @@ export function countEarlyReduces(db: Db, of: { app?: string; jobId?: number } =
     .get({ app: of.app ?? null, jobId: of.jobId ?? null })!;
 }
 
-/** Whether the job has maps waiting in the queue to run (PENDING). */
-export function hasPendingMaps(db: Db, jobId: number): boolean {
+/** Whether the job has a task of `kind` in `state`: maps waiting in the queue (PENDING), say. */
+export function hasTaskIn(db: Db, jobId: number, kind: TaskKind, state: TaskState): boolean {
   return (
-    prepared<[number], number>(
+    prepared<[number, TaskKind, TaskState], number>(
       db,
-      `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ? AND kind = '${TaskKind.MAP}' AND state = 'PENDING')`,
+      `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ? AND kind = ? AND state = ?)`,
     )
       .pluck()
-      .get(jobId) === 1
+      .get(jobId, kind, state) === 1
   );
 }
 

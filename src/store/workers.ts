@@ -16,24 +16,14 @@ export function registerWorker(
   );
 }
 
-/** The task slots of the ALIVE workers together. */
-/** The slots of the ALIVE workers that offer `app`. */
-export function aliveSlotsFor(db: Db, app: string): number {
+/** The task slots of the ALIVE workers together; with `app`, of those that offer it. */
+export function aliveSlots(db: Db, app?: string): number {
   return (
-    prepared<[string], { slots: number | null }>(
+    prepared<[{ app: string | null }], { slots: number | null }>(
       db,
-      `SELECT sum(slots) AS slots FROM workers
-       WHERE state = 'ALIVE' AND EXISTS (SELECT 1 FROM json_each(workers.apps) WHERE value = ?)`,
-    ).get(app)!.slots ?? 0
-  );
-}
-
-export function aliveSlots(db: Db): number {
-  return (
-    prepared<[], { slots: number | null }>(
-      db,
-      `SELECT sum(slots) AS slots FROM workers WHERE state = 'ALIVE'`,
-    ).get()!.slots ?? 0
+      `SELECT sum(slots) AS slots FROM workers WHERE state = 'ALIVE'
+       AND (@app IS NULL OR EXISTS (SELECT 1 FROM json_each(workers.apps) WHERE value = @app))`,
+    ).get({ app: app ?? null })!.slots ?? 0
   );
 }
 
