@@ -73,7 +73,10 @@ const driverSchema = z.object({
   excludeForMs: positiveInt.default(600_000),
   /** First retry delay after a failed attempt, doubled each time, in ms. Default 1000. */
   retryBackoffMs: positiveInt.default(1000),
-  /** Lost attempts (expired leases) a task may have before the job fails. Default 20. */
+  /**
+   * Attempts of one task that may be lost with their workers (or their leases) before the task
+   * and its job fail: an app that kills its worker must not kill them all. Default 20.
+   */
   maxLostAttempts: positiveInt.default(20),
   /**
    * A RUNNING job whose app no live worker offers fails after this long, naming the app, in ms.

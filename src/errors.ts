@@ -1,11 +1,25 @@
-import { Metadata, status, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import type { ServiceError, status } from "@grpc/grpc-js";
+
+/**
+ * The gRPC status codes of the errors below: the protocol's own numbers, as @grpc/grpc-js's
+ * `status` has them. Written out so that this module does not load gRPC: task threads, which
+ * never speak it, import it too.
+ */
+const Code = {
+  INVALID_ARGUMENT: 3 as status.INVALID_ARGUMENT,
+  NOT_FOUND: 5 as status.NOT_FOUND,
+  RESOURCE_EXHAUSTED: 8 as status.RESOURCE_EXHAUSTED,
+  FAILED_PRECONDITION: 9 as status.FAILED_PRECONDITION,
+  INTERNAL: 13 as status.INTERNAL,
+  UNAVAILABLE: 14 as status.UNAVAILABLE,
+} as const;
 
 /**
  * The few errors that cross a boundary. Each carries the gRPC code it maps to, so a handler
- * throws the error and `toStatus` decides nothing.
+ * throws the error and `toStatus` (grpc.ts) decides nothing.
  */
 export class MrError extends Error {
-  readonly code: status = status.INTERNAL;
+  readonly code: status = Code.INTERNAL;
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
@@ -14,26 +28,26 @@ export class MrError extends Error {
 
 /** The request is wrong; retrying it unchanged cannot help. */
 export class InvalidArgumentError extends MrError {
-  override readonly code = status.INVALID_ARGUMENT;
+  override readonly code = Code.INVALID_ARGUMENT;
 }
 
 export class NotFoundError extends MrError {
-  override readonly code = status.NOT_FOUND;
+  override readonly code = Code.NOT_FOUND;
 }
 
 /** The caller's view is stale: an attempt that lost its task, a worker that must register again. */
 export class FailedPreconditionError extends MrError {
-  override readonly code = status.FAILED_PRECONDITION;
+  override readonly code = Code.FAILED_PRECONDITION;
 }
 
 /** The caller holds as much of something as it may (open streams); it may retry after letting some go. */
 export class ResourceExhaustedError extends MrError {
-  override readonly code = status.RESOURCE_EXHAUSTED;
+  override readonly code = Code.RESOURCE_EXHAUSTED;
 }
 
 /** A dependency (Redis) is down; the caller may retry later. */
 export class UnavailableError extends MrError {
-  override readonly code = status.UNAVAILABLE;
+  override readonly code = Code.UNAVAILABLE;
 }
 
 /**
@@ -63,23 +77,6 @@ export class FetchFailedError extends MrError {
 export function toError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;
   return new Error(String(thrown), { cause: thrown });
-}
-
-/**
- * Maps an error to the status a gRPC client sees. Known errors keep their code and message;
- * anything else is a bug: INTERNAL with a one-line message, and `logBug` gets the stack.
- */
-export function toStatus(thrown: unknown, logBug: (err: Error) => void): Partial<StatusObject> {
-  if (thrown instanceof MrError && thrown.code !== status.INTERNAL) {
-    return { code: thrown.code, details: thrown.message, metadata: new Metadata() };
-  }
-  const err = toError(thrown);
-  logBug(err);
-  return {
-    code: status.INTERNAL,
-    details: `internal error: ${firstLine(err.message)}`,
-    metadata: new Metadata(),
-  };
 }
 
 /** True for a gRPC client error with the given code. */

@@ -12,9 +12,27 @@ import {
   type sendUnaryData,
   type ServerUnaryCall,
   type ServiceError,
+  type StatusObject,
 } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { FailedPreconditionError, toError, toStatus } from "./errors.js";
+import { FailedPreconditionError, MrError, firstLine, toError } from "./errors.js";
+
+/**
+ * Maps an error to the status a gRPC client sees. Known errors keep their code and message;
+ * anything else is a bug: INTERNAL with a one-line message, and `logBug` gets the stack.
+ */
+export function toStatus(thrown: unknown, logBug: (err: Error) => void): Partial<StatusObject> {
+  if (thrown instanceof MrError && thrown.code !== status.INTERNAL) {
+    return { code: thrown.code, details: thrown.message, metadata: new Metadata() };
+  }
+  const err = toError(thrown);
+  logBug(err);
+  return {
+    code: status.INTERNAL,
+    details: `internal error: ${firstLine(err.message)}`,
+    metadata: new Metadata(),
+  };
+}
 
 /**
  * Adapts an async handler to grpc-js: its result is the reply, and whatever it throws goes

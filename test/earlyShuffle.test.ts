@@ -2,7 +2,13 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { markWorkerLost } from "../src/driver/faults.js";
-import { claimTask, completeAttempt, submitJob, type SubmitRequest } from "../src/driver/scheduler.js";
+import {
+  claimTask,
+  completeAttempt,
+  earlyReduceRoom,
+  submitJob,
+  type SubmitRequest,
+} from "../src/driver/scheduler.js";
 import { peekMapOutputs, reportHeldOutputs } from "../src/driver/shuffle.js";
 import { registerWorker } from "../src/driver/workerRegistry.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../src/errors.js";
@@ -276,5 +282,25 @@ describe("a reduce started early", () => {
     expect(listEvents(db, job.id).at(-1)!.type).toBe("reduce-preempted");
     // The map runs on the slot left, and releases the reduce again.
     expect(commitMap(db, maps[1]!, w2).map((task) => task.id)).toEqual([reduce!.id]);
+  });
+
+  it("keeps its slot while any map of its job runs: the map phase moves, and what it fetched stays", () => {
+    const { db, workers, job, maps } = setup(4, 4, 2);
+    const [w1, w2] = workers as [number, number];
+    runAll(db, maps, workers);
+    const reduces = commitMap(db, maps[0]!, w1); // none waits: half of 4 slots, both reduces
+    const [reducing] = reduces.map((reduce) => claim(db, reduce, w1));
+    const report = {
+      attemptId: reducing!.attemptId,
+      workerId: w1,
+      held: heldBitmap(4, [0]),
+      unreachable: [],
+    };
+    // w2 dies: map 1 waits again, and two early reduces hold more than half of the 3 slots left.
+    markWorkerLost(db, w2, { maxLostAttempts: 20 }, "gone", 40);
+    expect(earlyReduceRoom(db, getJob(db, job.id)!)).toBeLessThan(0);
+    // Maps 2 and 3 still run, so the reduce keeps its slot.
+    expect(reportHeldOutputs(db, report, 41).preempted).toBe(false);
+    expect(getAttempt(db, reducing!.attemptId)!.state).toBe("RUNNING");
   });
 });

@@ -397,6 +397,24 @@ describe("a task that always throws", () => {
 });
 
 describe("chaos", () => {
+  it("fail their job once a task has lost --max-lost-attempts attempts with them: an app that kills its worker", async () => {
+    const s = await setup({
+      workers: 2,
+      driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000", "--max-lost-attempts", "2"],
+    });
+    const stopReplacing = s.cluster.replaceDeadWorkers();
+    try {
+      const job = await submit(s, { crash: "1" }); // every map kills its worker at its first record
+      const detail = await waitForJobEnd(s.cluster.client, job.id, 60_000);
+      expect(detail.job!.state).toBe("FAILED");
+      expect(detail.job!.error).toMatch(
+        /^map \d+: worker lost 2 times while running this task; the app may be killing its worker$/,
+      );
+    } finally {
+      await stopReplacing();
+    }
+  }, 90_000);
+
   it("workers that crash and stall at random, restarted as they die, still give the exact output", async () => {
     const s = await setup();
     const stopReplacing = s.cluster.replaceDeadWorkers();
@@ -458,7 +476,9 @@ describe("the early shuffle", () => {
     const s = await setup({
       bytes: 48_000,
       slots: 2,
-      driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000"],
+      // Each kill loses the attempts of its worker, an early reduce's too: a reduce is lost
+      // about once a job's worth of its workers' lives, which the default budget (20) is not for.
+      driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000", "--max-lost-attempts", "1000"],
     });
     const stopReplacing = s.cluster.replaceDeadWorkers();
     let kills = 0;

@@ -239,7 +239,10 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
       { workerId: 9999, reason: "fuzz" },
       { workerId: -1, reason: "" },
     ],
-    pollTask: [{ workerId: 9999 }, { workerId: -huge }],
+    pollTask: [
+      { workerId: 9999, maxTasks: 3 },
+      { workerId: -huge, maxTasks: 0xffffffff },
+    ],
     awaitMapOutputs: [
       { workerId: 9999, attemptId, held: Buffer.alloc(1 << 16, 0xff), unreachable: [] },
       {
@@ -256,11 +259,17 @@ function seedMessages(jobId: number, attemptId: string, workerAddress: string): 
     completeTask: [
       {
         workerId: 9999,
-        attemptId,
-        counters: [{ name: "MAP_INPUT_RECORDS", value: String(huge) }],
-        next: true,
+        completions: [{ attemptId, counters: [{ name: "MAP_INPUT_RECORDS", value: String(huge) }] }],
+        nextTasks: 0xffffffff,
       },
-      { workerId: 1, attemptId: "a0000000000000000", counters: [], next: false },
+      {
+        workerId: 1,
+        completions: [
+          { attemptId: "a0000000000000000", counters: [] },
+          { attemptId, counters: [] },
+        ],
+        nextTasks: 0,
+      },
     ],
     failTask: [
       { workerId: 9999, attemptId, error: "boom", unrecoverable: true },

@@ -2,6 +2,7 @@
  * App code runs on a task thread of its own: an app that blocks fails its attempt after the
  * worker's --task-timeout, while the worker heartbeats, serves and goes on with other tasks.
  */
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, inject, it } from "vitest";
@@ -53,5 +54,21 @@ describe("an app that blocks", () => {
     // A fresh thread takes the next job.
     const next = await job("wordcount", {}, "next");
     expect((await waitForJobEnd(cluster.client, next.id)).job!.state).toBe("SUCCEEDED");
+  });
+});
+
+describe("a task thread", () => {
+  it("loads neither the AWS SDK nor gRPC to run a task: one starts per slot, and those two were most of its start", () => {
+    // The modules taskThread.ts imports, in a process of their own; the SDK and gRPC are CommonJS,
+    // so whatever loads them shows in the module cache.
+    const script = `
+      await import("./dist/mr/mapTask.js");
+      await import("./dist/mr/reduceTask.js");
+      await import("./dist/worker/apps.js");
+      const { createRequire } = await import("node:module");
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      console.log(JSON.stringify(loaded.filter((path) => /@aws-sdk|@grpc/.test(path))));`;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    expect(JSON.parse(out)).toEqual([]);
   });
 });

@@ -241,7 +241,7 @@ describe("a worker", () => {
       const { workerId } = await calls.registerWorker({ address: "127.0.0.1:8", apps, slots: 1 });
       const poll = new AbortController();
       setTimeout(() => poll.abort(), 1500);
-      await calls.pollTask({ workerId }, poll.signal).catch(() => undefined);
+      await calls.pollTask({ workerId, maxTasks: 1 }, poll.signal).catch(() => undefined);
       expect(await clients()).toBeLessThan(before + 5); // not one a lane
       await calls.deregisterWorker({ workerId, reason: "test" });
     } finally {
@@ -256,9 +256,8 @@ describe("a worker", () => {
       const err = await calls
         .completeTask({
           workerId: 1,
-          attemptId: "a0",
-          counters: [{ name: "n".repeat(200), value: "1" }],
-          next: false,
+          completions: [{ attemptId: "a0", counters: [{ name: "n".repeat(200), value: "1" }] }],
+          nextTasks: 0,
         })
         .catch((thrown: unknown) => thrown);
       expect(hasCode(err, status.INVALID_ARGUMENT)).toBe(true);

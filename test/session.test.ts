@@ -29,7 +29,7 @@ class FakeDriver implements DriverCalls {
   }
 
   async pollTask(): Promise<pb.PollTaskResponse> {
-    return {};
+    return { tasks: [] };
   }
 
   async heartbeat(request: pb.HeartbeatRequest): Promise<pb.HeartbeatResponse> {
@@ -42,7 +42,7 @@ class FakeDriver implements DriverCalls {
   }
 
   async completeTask(): Promise<pb.CompleteTaskResponse> {
-    return {};
+    return { tasks: [], refused: [] };
   }
 
   async failTask(): Promise<pb.FailTaskResponse> {

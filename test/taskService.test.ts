@@ -1,10 +1,8 @@
 /** The TaskService contract, spoken by hand to a real driver: what a worker sees. */
-import { status } from "@grpc/grpc-js";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { hasCode } from "../src/errors.js";
 import { TaskServiceClient, type TaskAssignment } from "../src/gen/mapreduce.js";
 import { CHANNEL_OPTIONS, callUnary, credentials } from "../src/grpc.js";
 import { withToken } from "../src/auth.js";
@@ -21,7 +19,7 @@ afterEach(async () => {
 });
 
 /** A driver with no workers, a job of `maps` one-line maps, and a hand-driven worker registered. */
-async function setup(maps: number, driverArgs: string[] = []) {
+async function setup(maps: number, driverArgs: string[] = [], slots = 1) {
   const dir = tempDir();
   cluster = await startCluster({ dir, redisUrl: inject("redisUrl"), workers: 0, driverArgs });
   client = new TaskServiceClient(
@@ -32,7 +30,7 @@ async function setup(maps: number, driverArgs: string[] = []) {
   const tasks = client;
   const { workerId } = await callUnary(
     tasks.registerWorker.bind(tasks),
-    { address: "127.0.0.1:1", apps: ["wordcount"], slots: 1 },
+    { address: "127.0.0.1:1", apps: ["wordcount"], slots },
     5000,
   );
   const input = join(dir, "input.txt");
@@ -46,14 +44,20 @@ async function setup(maps: number, driverArgs: string[] = []) {
     params: {},
   });
   const poll = async (): Promise<TaskAssignment | undefined> =>
-    (await callUnary(tasks.pollTask.bind(tasks), { workerId }, 10_000)).task;
+    (await callUnary(tasks.pollTask.bind(tasks), { workerId, maxTasks: 1 }, 10_000)).tasks[0];
   const complete = async (attemptId: string, next: boolean): Promise<TaskAssignment | undefined> =>
-    (await callUnary(tasks.completeTask.bind(tasks), { workerId, attemptId, counters: [], next }, 5000)).task;
+    (
+      await callUnary(
+        tasks.completeTask.bind(tasks),
+        { workerId, completions: [{ attemptId, counters: [] }], nextTasks: next ? 1 : 0 },
+        5000,
+      )
+    ).tasks[0];
   const heartbeat = async (attemptIds: string[], outputJobIds: number[] = []) => {
     const attempts = attemptIds.map((attemptId) => ({ attemptId, progress: 0 }));
     return callUnary(tasks.heartbeat.bind(tasks), { workerId, attempts, outputJobIds }, 5000);
   };
-  return { job, poll, complete, heartbeat };
+  return { job, tasks, workerId, poll, complete, heartbeat };
 }
 
 describe("Heartbeat", () => {
@@ -108,14 +112,34 @@ describe("CompleteTask", () => {
     expect(detail.job).toMatchObject({ mapsDone: 3 });
   });
 
-  it("keeps the next task for a later poll when the report is refused", async () => {
-    const { poll, complete } = await setup(2);
-    const first = (await poll())!;
-    const refused = await complete("a0000000000000000", true).catch((err: unknown) => err);
-    expect(hasCode(refused, status.NOT_FOUND)).toBe(true);
-    // The entry fetched for the refused report went back to the queue: the next poll gets it.
-    const second = (await poll())!;
-    expect(second.index).not.toBe(first.index);
-    expect(second.attemptId).not.toBe(first.attemptId);
+  it("commits the reports of one call each on its own, and hands over as many tasks as asked", async () => {
+    const { job, tasks, workerId } = await setup(5, [], 4);
+    const { tasks: firstTwo } = await callUnary(
+      tasks.pollTask.bind(tasks),
+      { workerId, maxTasks: 2 },
+      10_000,
+    );
+    expect(firstTwo.map(({ kind }) => kind)).toEqual(["MAP", "MAP"]);
+    const completions = [
+      ...firstTwo.map(({ attemptId }) => ({ attemptId, counters: [] })),
+      { attemptId: "a0000000000000000", counters: [] }, // unknown: refused, alone
+    ];
+    const reply = await callUnary(
+      tasks.completeTask.bind(tasks),
+      { workerId, completions, nextTasks: 3 },
+      5000,
+    );
+    expect(reply.refused.slice(0, 2)).toEqual(["", ""]);
+    expect(reply.refused[2]).toMatch(/a0000000000000000/);
+    expect(reply.tasks.map(({ kind }) => kind)).toEqual(["MAP", "MAP", "MAP"]);
+    const indexes = [...firstTwo, ...reply.tasks].map(({ index }) => index);
+    expect(new Set(indexes)).toEqual(new Set([0, 1, 2, 3, 4]));
+    expect((await cluster!.client.getJob(job.id)).job).toMatchObject({ mapsDone: 2 });
+  });
+
+  it("hands a worker no more tasks at once than it has slots", async () => {
+    const { tasks, workerId } = await setup(6, [], 2);
+    const polled = await callUnary(tasks.pollTask.bind(tasks), { workerId, maxTasks: 5 }, 10_000);
+    expect(polled.tasks).toHaveLength(2);
   });
 });

@@ -51,6 +51,11 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
       parsePositiveInt("--max-attempts"),
     )
     .option(
+      "--max-lost-attempts <n>",
+      "attempts of one task that may be lost with their workers before the task and its job fail (default 20)",
+      parsePositiveInt("--max-lost-attempts"),
+    )
+    .option(
       "--max-failures-per-worker <n>",
       "a job's attempts that may fail on one worker before the job gives it no more tasks; 0 never (default 3)",
       parseNonNegativeInt("--max-failures-per-worker"),
@@ -120,6 +125,7 @@ export function addServeCommands(program: Command, env: NodeJS.ProcessEnv): void
           heartbeatMs: options.heartbeatInterval,
           noWorkerTimeoutMs: options.noWorkerTimeout,
           maxAttempts: options.maxAttempts,
+          maxLostAttempts: options.maxLostAttempts,
           maxFailuresPerWorker: options.maxFailuresPerWorker,
           excludeForMs: options.excludeFor,
           speculation: options.speculation,

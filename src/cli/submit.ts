@@ -5,7 +5,7 @@ import { validateSubmit } from "../driver/submitCheck.js";
 import type * as pb from "../gen/mapreduce.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { runLocalJob } from "../mr/local.js";
-import { checkEndpoint, isS3Uri } from "../mr/s3.js";
+import { checkEndpoint, isS3Uri } from "../mr/s3Uri.js";
 import { DEFAULT_SPLIT_SIZE_BYTES } from "../mr/split.js";
 import { MAX_JOB_PRIORITY } from "../limits.js";
 import { Roots } from "../roots.js";

@@ -53,57 +53,104 @@ export class Dispatcher {
   }
 
   /**
-   * The next task of one of `apps` (those `workerId` offers), claimed under a new attempt, or
-   * null when none came in time.
+   * Up to `max` tasks of `apps` (those `workerId` offers), each claimed under a new attempt, as
+   * soon as one is ready; none when none came in time.
    */
   async poll(
     workerId: number,
     apps: readonly string[],
+    max: number,
     cancelled: () => boolean,
-  ): Promise<Assignment | null> {
+  ): Promise<Assignment[]> {
     const deadline = Date.now() + this.pollWaitMs;
     while (!cancelled() && Date.now() < deadline) {
-      const assignment = await this.claimNow(workerId, apps);
-      if (assignment !== undefined) return assignment;
+      const assignments = await this.claimNow(workerId, apps, max);
+      if (assignments.length > 0) return assignments;
       await this.sleep(Math.min(IDLE_RECHECK_MS, deadline - Date.now()));
     }
-    return null;
+    return [];
   }
 
   /**
-   * The next task of one of `apps`, claimed for `workerId` without waiting, or else a backup of
-   * a straggler; undefined when there is neither (or the queue could not be read).
+   * Up to `max` queued tasks of `apps`, claimed for `workerId` without waiting; or, when none is
+   * queued, a backup of a straggler; none when there is neither (or the queue could not be read).
    */
-  async claimNow(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
-    if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return undefined; // see exclusions.ts
-    return (
-      (await this.claimQueued(workerId, apps)) ??
-      (await this.speculator?.claim(workerId, apps, newAttemptId()))
-    );
+  async claimNow(workerId: number, apps: readonly string[], max: number): Promise<Assignment[]> {
+    if ((getWorker(this.db, workerId)?.excludedUntil ?? 0) > Date.now()) return []; // see exclusions.ts
+    const queued = await this.claimQueued(workerId, apps, max);
+    if (queued.length > 0) return queued;
+    const backup = await this.speculator?.claim(workerId, apps, newAttemptId());
+    return backup === undefined ? [] : [backup];
   }
 
-  /** The next queued task of one of `apps`, claimed for `workerId`; undefined when none is runnable. */
-  private async claimQueued(workerId: number, apps: readonly string[]): Promise<Assignment | undefined> {
+  /** Up to `max` queued tasks of `apps`, claimed for `workerId`; none when none is runnable. */
+  private async claimQueued(workerId: number, apps: readonly string[], max: number): Promise<Assignment[]> {
     // Entries of jobs that pass this worker over (they exclude it, or run all they may) are held
-    // while the next is fetched, so that the same one does not come straight back; they go back
-    // to their places at the end.
+    // while more are fetched, so that the same ones do not come straight back; they go back to
+    // their places at the end.
     const passedOver: Fetched[] = [];
+    const assignments: Assignment[] = [];
     try {
-      while (passedOver.length <= MAX_PASSED_OVER) {
-        const fetched = await this.fetch(apps);
-        if (fetched === undefined) return undefined;
-        const assignment = await this.commits.run(() => this.claim(fetched, workerId));
-        if (assignment === "passed over") passedOver.push(fetched);
-        else if (await this.settle(fetched, workerId, assignment)) return assignment!;
+      while (assignments.length < max && passedOver.length <= MAX_PASSED_OVER) {
+        const fetched = await this.fetchSome(apps, max - assignments.length);
+        if (fetched.length === 0) break;
+        const claimed = await this.claimAll(fetched, workerId);
+        assignments.push(...claimed.assignments);
+        passedOver.push(...claimed.passedOver);
       }
-      return undefined;
+      return assignments;
     } finally {
-      for (const fetched of passedOver) await this.settle(fetched, workerId, "passed over");
+      await this.putBack(passedOver, workerId);
     }
   }
 
+  /**
+   * Claims fetched entries for `workerId` in one shared transaction (see GroupCommit), after any
+   * change asked for in the same turn of the event loop, and settles each: the assignments, and
+   * the entries whose job passes the worker over now (for the caller to settle).
+   */
+  async claimAll(
+    fetched: readonly Fetched[],
+    workerId: number,
+  ): Promise<{ assignments: Assignment[]; passedOver: Fetched[] }> {
+    const outcomes = await Promise.all(
+      fetched.map((one) =>
+        this.commits
+          .run(() => this.claim(one, workerId))
+          .catch((err: unknown) => {
+            this.log.warn({ err }, "could not claim a task");
+            return "rolled back" as const;
+          }),
+      ),
+    );
+    const assignments: Assignment[] = [];
+    const passedOver: Fetched[] = [];
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome === "passed over") passedOver.push(fetched[i]!);
+      else if (await this.settle(fetched[i]!, workerId, outcome)) assignments.push(outcome as Assignment);
+    }
+    return { assignments, passedOver };
+  }
+
+  /**
+   * Puts entries whose job passed `workerId` over back at the heads of their lanes, the last
+   * first, so that they keep their order.
+   */
+  async putBack(passedOver: readonly Fetched[], workerId: number): Promise<void> {
+    for (const fetched of [...passedOver].reverse()) await this.settle(fetched, workerId, "passed over");
+  }
+
+  /**
+   * Up to `max` queue entries of `apps`, each fetched under a fresh attempt id; fewer when the
+   * queue runs dry. The fetches go to Redis together, one round trip for all.
+   */
+  async fetchSome(apps: readonly string[], max: number): Promise<Fetched[]> {
+    const fetched = await Promise.all(Array.from({ length: max }, () => this.fetch(apps)));
+    return fetched.filter((one) => one !== undefined);
+  }
+
   /** The next queue entry of one of `apps`, fetched under a fresh attempt id; undefined if none. */
-  async fetch(apps: readonly string[]): Promise<Fetched | undefined> {
+  private async fetch(apps: readonly string[]): Promise<Fetched | undefined> {
     if (!this.queue.isConnected()) return undefined;
     const attemptId = newAttemptId();
     try {
@@ -116,12 +163,11 @@ export class Dispatcher {
   }
 
   /**
-   * Claims a fetched entry's task for `workerId`, in the caller's transaction (so that a report
-   * and the claim of the next task can share one); null when the entry is stale, "passed over"
-   * when its job gives this worker no task now. Pass the outcome to `settle` once the
-   * transaction has committed.
+   * Claims a fetched entry's task for `workerId`, in the caller's transaction; null when the
+   * entry is stale, "passed over" when its job gives this worker no task now. Pass the outcome
+   * to `settle` once the transaction has committed.
    */
-  claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null | "passed over" {
+  private claim({ entry, attemptId }: Fetched, workerId: number): Assignment | null | "passed over" {
     if (this.passOver(entry, workerId)) return "passed over";
     const claim = { taskId: entry.taskId, generation: entry.generation, attemptId, workerId };
     return claimTask(this.db, claim, Date.now());

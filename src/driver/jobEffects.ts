@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { InvalidArgumentError, toError } from "../errors.js";
 import { markOutputSucceeded, removeTemporaryOutput } from "../mr/output.js";
-import { isS3Uri, type S3Options } from "../mr/s3.js";
+import { isS3Uri, type S3Options } from "../mr/s3Uri.js";
 import { abortS3Output, commitS3Output } from "../mr/s3Output.js";
 import { Roots } from "../roots.js";
 import type { Db } from "../store/db.js";

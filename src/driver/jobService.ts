@@ -3,12 +3,12 @@ import type { ServerWritableStream, UntypedServiceImplementation } from "@grpc/g
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
 import type { Roots } from "../roots.js";
-import { NotFoundError, UnavailableError, toStatus } from "../errors.js";
+import { NotFoundError, UnavailableError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
-import { unary } from "../grpc.js";
+import { toStatus, unary } from "../grpc.js";
 import { BUILTIN_APPS } from "../mr/apps/index.js";
 import { prepareOutputDir, removeTemporaryOutput } from "../mr/output.js";
-import { isS3Uri } from "../mr/s3.js";
+import { isS3Uri } from "../mr/s3Uri.js";
 import { emptyS3Output } from "../mr/s3Output.js";
 import type { Db } from "../store/db.js";
 import { getJob } from "../store/jobs.js";

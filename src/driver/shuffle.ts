@@ -117,8 +117,8 @@ export interface MapOutputsNews extends QueueWork {
  * it holds. Each output it could not fetch is lost (loseMapOutput: it lacks it, so the map runs
  * again, unless another report did so first). Each committed map whose output was lost without
  * running again, since every reduce held it then, runs again if this attempt lacks it. Then, if
- * the job's maps wait in the queue while reduces started early hold more than their share of
- * the live slots, the attempt is preempted: KILLED, charging nothing, and its reduce WAITING to
+ * the job's maps starve (they wait in the queue, and none runs) while reduces started early
+ * hold more than their share of the live slots, the attempt is preempted: KILLED, charging nothing, and its reduce WAITING to
  * be released again. Returns the committed outputs the attempt lacks, and the queue work.
  */
 export function reportHeldOutputs(db: Db, report: HeldOutputsReport, now: number): MapOutputsNews {
@@ -200,11 +200,15 @@ function mapOutputsLacked(
 }
 
 /**
- * Whether a reduce of `job` started early must give its slot back: maps of the job wait in the
- * queue, and the reduces started early hold more than their share of the slots (workers were
- * lost since they started; see earlyReduceRoom).
+ * Whether a reduce of `job` started early must give its slot back: the job's maps starve (some
+ * wait in the queue, and none runs), and the reduces started early hold more than their share
+ * of the slots (workers were lost since they started; see earlyReduceRoom). While any map runs,
+ * the map phase moves, and a reduce keeps what it has fetched: under churn (a worker lost every
+ * few seconds), giving slots back at each loss threw away fetched output faster than the maps
+ * could make it again (Hadoop, too, preempts reduces only for maps that cannot get a slot).
  */
 function mustGiveSlotBack(db: Db, job: JobRecord): boolean {
   if (job.mapsDone >= job.mapsTotal || !hasTaskIn(db, job.id, TaskKind.MAP, TaskState.PENDING)) return false;
+  if (hasTaskIn(db, job.id, TaskKind.MAP, TaskState.RUNNING)) return false;
   return earlyReduceRoom(db, job) < 0;
 }

@@ -3,11 +3,11 @@ import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { DriverConfig } from "../config.js";
 import { fromCounterList } from "../counters.js";
-import { FailedPreconditionError, InvalidArgumentError, cut, toError } from "../errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, cut, toError } from "../errors.js";
 import type * as pb from "../gen/mapreduce.js";
 import { unary } from "../grpc.js";
 import { commitPartFile } from "../mr/output.js";
-import { isS3Uri } from "../mr/s3.js";
+import { isS3Uri } from "../mr/s3Uri.js";
 import { recordUpload } from "../store/uploads.js";
 import { APP_NAME, LIMITS } from "../limits.js";
 import { Counter } from "../mr/context.js";
@@ -78,15 +78,23 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
   ): Promise<pb.PollTaskResponse> => {
     const worker = getWorker(db, req.workerId);
     if (worker?.state !== WorkerState.ALIVE) throw mustRegisterAgain(req.workerId);
-    const assignment = await dispatcher.poll(worker.id, worker.apps, () => call.cancelled);
-    if (assignment === null) return {};
-    if (call.cancelled) {
-      // The worker gave up on this call: its next heartbeat that does not name the attempt, once
-      // workerTimeoutMs has passed, puts the task back in the queue (releaseOrphans).
-      log.warn({ attemptId: assignment.attemptId }, "poll cancelled after a task was claimed");
+    const max = tasksWanted(req.maxTasks || 1, worker.slots);
+    const assignments = await dispatcher.poll(worker.id, worker.apps, max, () => call.cancelled);
+    if (call.cancelled && assignments.length > 0) {
+      // The worker gave up on this call: its next heartbeat that does not name the attempts, once
+      // workerTimeoutMs has passed, puts the tasks back in the queue (releaseOrphans).
+      log.warn(
+        { attemptIds: assignments.map((a) => a.attemptId) },
+        "poll cancelled after tasks were claimed",
+      );
     }
-    effects.jobChanged(assignment.job.id);
-    return { task: assignmentMessage(assignment) };
+    return { tasks: handOver(assignments) };
+  };
+
+  /** The assignments as the worker gets them, their jobs told that they changed. */
+  const handOver = (assignments: readonly Assignment[]): pb.TaskAssignment[] => {
+    for (const jobId of new Set(assignments.map(({ job }) => job.id))) effects.jobChanged(jobId);
+    return assignments.map(assignmentMessage);
   };
 
   const heartbeatHandler = async (req: pb.HeartbeatRequest): Promise<pb.HeartbeatResponse> => {
@@ -122,58 +130,74 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     jobIds.filter((jobId) => getJob(db, jobId)?.state !== JobState.RUNNING);
 
   /**
-   * Commits a reported attempt. A worker that asks for its next task gets one, if one is ready:
-   * its queue entry is fetched first, so that the commit and the claim share one transaction.
+   * Commits the attempts a worker reports, each on its own, and claims the tasks it asks for
+   * next, all in one shared transaction (GroupCommit: the changes are asked for in one turn of
+   * the event loop, the completions first). The queue entries of those tasks are fetched first.
    */
   const completeTask = async (req: pb.CompleteTaskRequest): Promise<pb.CompleteTaskResponse> => {
-    const counters = reportedCounters(req.counters);
-    const worker = req.next ? getWorker(db, req.workerId) : undefined;
-    const fetched = worker?.state === WorkerState.ALIVE ? await dispatcher.fetch(worker.apps) : undefined;
-    let outcome;
-    try {
-      outcome = await commits.run(() => ({
-        completion: completeAttempt(
+    if (req.completions.length > LIMITS.slotsPerWorker) {
+      throw new InvalidArgumentError(
+        `completions: at most ${LIMITS.slotsPerWorker} in one report, got ${req.completions.length}`,
+      );
+    }
+    const reports = req.completions.map((completion) => ({
+      ...completion,
+      counters: reportedCounters(completion.counters),
+    }));
+    const worker = req.nextTasks > 0 ? getWorker(db, req.workerId) : undefined;
+    const fetched =
+      worker?.state === WorkerState.ALIVE
+        ? await dispatcher.fetchSome(worker.apps, tasksWanted(req.nextTasks, worker.slots))
+        : [];
+    const committed = reports.map(({ attemptId, counters, upload }) =>
+      commits.run(() =>
+        completeAttempt(
           db,
           {
-            attemptId: req.attemptId,
+            attemptId,
             workerId: req.workerId,
             counters,
-            commitOutput: (task, job, attemptId) => commitOutput(task, job, attemptId, req.upload),
+            commitOutput: (task, job, committing) => commitOutput(task, job, committing, upload),
           },
           Date.now(),
         ),
-        next: fetched ? dispatcher.claim(fetched, req.workerId) : null,
-      }));
-    } catch (err) {
-      if (fetched) {
-        effects.inBackground(async () => {
-          await dispatcher.settle(fetched, req.workerId, "rolled back");
-        });
-      }
-      throw err;
-    }
-    const { completion, next } = outcome;
-    const handedOver = fetched !== undefined && (await dispatcher.settle(fetched, req.workerId, next));
-    // Handed over, the claim was an assignment.
-    if (handedOver) effects.jobChanged((next as Assignment).job.id);
-    const reply = { task: handedOver ? assignmentMessage(next as Assignment) : undefined };
-    if (completion.duplicate) return reply;
-    const { task, job } = completion;
-    log.info(
-      { jobId: job.id, taskId: task.id, attemptId: req.attemptId, workerId: req.workerId },
-      "task succeeded",
+      ),
     );
-    // The commit is durable: reply now, and bring the queue up to date behind the reply.
-    effects.finishOutput(job);
-    const { leaseToken } = completion;
-    effects.inBackground(async () => {
-      if (leaseToken !== null) {
-        await effects.releaseLease(() => queue.release(task, { as: "done", token: leaseToken }));
+    const next = dispatcher.claimAll(fetched, req.workerId);
+    const outcomes = await Promise.allSettled(committed);
+    const { assignments, passedOver } = await next;
+    if (passedOver.length > 0) effects.inBackground(() => dispatcher.putBack(passedOver, req.workerId));
+    const refused: string[] = [];
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome.status === "rejected") {
+        const err = outcome.reason as unknown;
+        if (!(err instanceof FailedPreconditionError) && !(err instanceof NotFoundError)) {
+          // Not the worker's doing (the database failed, say): the attempt is not committed, and
+          // the worker's next heartbeats, which no longer name it, put its task back.
+          log.error({ err, attemptId: reports[i]!.attemptId }, "could not commit a reported attempt");
+        }
+        refused.push(toError(err).message);
+        continue;
       }
-      await effects.applyQueueWork(completion, job.id);
-    });
-    effects.jobChanged(job.id);
-    return reply;
+      refused.push("");
+      const completion = outcome.value;
+      if (completion.duplicate) continue;
+      const { task, job, leaseToken } = completion;
+      log.info(
+        { jobId: job.id, taskId: task.id, attemptId: reports[i]!.attemptId, workerId: req.workerId },
+        "task succeeded",
+      );
+      // The commit is durable: reply now, and bring the queue up to date behind the reply.
+      effects.finishOutput(job);
+      effects.inBackground(async () => {
+        if (leaseToken !== null) {
+          await effects.releaseLease(() => queue.release(task, { as: "done", token: leaseToken }));
+        }
+        await effects.applyQueueWork(completion, job.id);
+      });
+      effects.jobChanged(job.id);
+    }
+    return { tasks: handOver(assignments), refused };
   };
 
   /**
@@ -380,6 +404,11 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     failTask: unary(log, "FailTask", failTask),
     awaitMapOutputs: unary(log, "AwaitMapOutputs", awaitMapOutputs),
   };
+}
+
+/** How many tasks a worker of `slots` slots that asks for `asked` gets at most: never more than it has slots. */
+function tasksWanted(asked: number, slots: number): number {
+  return Math.min(asked, Math.max(slots, 1));
 }
 
 /** The apps a worker offers name queue lanes: a documented pattern, and not too many. */

@@ -332,11 +332,13 @@ export interface TaskAssignment_ParamsEntry {
 
 export interface PollTaskRequest {
   workerId: number;
+  /** How many tasks the worker has free slots for; 0 counts as 1. */
+  maxTasks: number;
 }
 
 export interface PollTaskResponse {
-  /** Absent when no task became ready during the poll. */
-  task?: TaskAssignment | undefined;
+  /** Up to max_tasks; none when no task became ready during the poll. */
+  tasks: TaskAssignment[];
 }
 
 export interface AttemptStatus {
@@ -359,12 +361,24 @@ export interface HeartbeatResponse {
   endedJobIds: number[];
 }
 
+/**
+ * The attempts a worker finished since its last report, in one call, and how many tasks it
+ * wants next. Each is committed on its own (one refused does not refuse the others), all in one
+ * transaction.
+ */
 export interface CompleteTaskRequest {
   workerId: number;
+  completions: Completion[];
+  /**
+   * How many tasks the worker wants in the reply (slots these reports free, and idle ones),
+   * saving a PollTask.
+   */
+  nextTasks: number;
+}
+
+export interface Completion {
   attemptId: string;
   counters: Counter[];
-  /** The worker wants its next task in the reply, saving a PollTask. */
-  next: boolean;
   /**
    * A reduce that writes to object storage: the multipart upload of its part, which it did not
    * complete. Committing the attempt records it; committing the job completes it.
@@ -380,10 +394,16 @@ export interface OutputUpload {
 
 export interface CompleteTaskResponse {
   /**
-   * With next: a task claimed for the worker, if one was ready at once. The driver does not
-   * wait for one; a worker that gets none polls.
+   * Up to next_tasks tasks claimed for the worker, of those ready at once. The driver does not
+   * wait for one; a worker that gets fewer polls.
    */
-  task?: TaskAssignment | undefined;
+  tasks: TaskAssignment[];
+  /**
+   * One per completion, in order: empty when committed (or already committed), else why the
+   * driver refused it, as when the attempt no longer holds its task. A refused attempt's output
+   * is discarded.
+   */
+  refused: string[];
 }
 
 export interface FailTaskRequest {
@@ -4048,13 +4068,16 @@ export const TaskAssignment_ParamsEntry: MessageFns<TaskAssignment_ParamsEntry> 
 };
 
 function createBasePollTaskRequest(): PollTaskRequest {
-  return { workerId: 0 };
+  return { workerId: 0, maxTasks: 0 };
 }
 
 export const PollTaskRequest: MessageFns<PollTaskRequest> = {
   encode(message: PollTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.workerId !== 0) {
       writer.uint32(8).int64(message.workerId);
+    }
+    if (message.maxTasks !== 0) {
+      writer.uint32(16).uint32(message.maxTasks);
     }
     return writer;
   },
@@ -4080,6 +4103,14 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
             message.workerId = longToNumber(reader.int64());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxTasks = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4099,6 +4130,11 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
         : isSet(object.worker_id)
         ? globalThis.Number(object.worker_id)
         : 0,
+      maxTasks: isSet(object.maxTasks)
+        ? globalThis.Number(object.maxTasks)
+        : isSet(object.max_tasks)
+        ? globalThis.Number(object.max_tasks)
+        : 0,
     };
   },
 
@@ -4106,6 +4142,9 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
     const obj: any = {};
     if (message.workerId !== 0) {
       obj.workerId = Math.round(message.workerId);
+    }
+    if (message.maxTasks !== 0) {
+      obj.maxTasks = Math.round(message.maxTasks);
     }
     return obj;
   },
@@ -4116,18 +4155,19 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
   fromPartial<I extends Exact<DeepPartial<PollTaskRequest>, I>>(object: I): PollTaskRequest {
     const message = createBasePollTaskRequest();
     message.workerId = object.workerId ?? 0;
+    message.maxTasks = object.maxTasks ?? 0;
     return message;
   },
 };
 
 function createBasePollTaskResponse(): PollTaskResponse {
-  return { task: undefined };
+  return { tasks: [] };
 }
 
 export const PollTaskResponse: MessageFns<PollTaskResponse> = {
   encode(message: PollTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.task !== undefined) {
-      TaskAssignment.encode(message.task, writer.uint32(10).fork()).join();
+    for (const v of message.tasks) {
+      TaskAssignment.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -4145,12 +4185,12 @@ export const PollTaskResponse: MessageFns<PollTaskResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 2: {
+            if (tag !== 18) {
               break;
             }
 
-            message.task = TaskAssignment.decode(reader, reader.uint32());
+            message.tasks.push(TaskAssignment.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -4166,13 +4206,15 @@ export const PollTaskResponse: MessageFns<PollTaskResponse> = {
   },
 
   fromJSON(object: any): PollTaskResponse {
-    return { task: isSet(object.task) ? TaskAssignment.fromJSON(object.task) : undefined };
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => TaskAssignment.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: PollTaskResponse): unknown {
     const obj: any = {};
-    if (message.task !== undefined) {
-      obj.task = TaskAssignment.toJSON(message.task);
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => TaskAssignment.toJSON(e));
     }
     return obj;
   },
@@ -4182,9 +4224,7 @@ export const PollTaskResponse: MessageFns<PollTaskResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<PollTaskResponse>, I>>(object: I): PollTaskResponse {
     const message = createBasePollTaskResponse();
-    message.task = (object.task !== undefined && object.task !== null)
-      ? TaskAssignment.fromPartial(object.task)
-      : undefined;
+    message.tasks = object.tasks?.map((e) => TaskAssignment.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4511,7 +4551,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseCompleteTaskRequest(): CompleteTaskRequest {
-  return { workerId: 0, attemptId: "", counters: [], next: false, upload: undefined };
+  return { workerId: 0, completions: [], nextTasks: 0 };
 }
 
 export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
@@ -4519,17 +4559,11 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     if (message.workerId !== 0) {
       writer.uint32(8).int64(message.workerId);
     }
-    if (message.attemptId !== "") {
-      writer.uint32(18).string(message.attemptId);
+    for (const v of message.completions) {
+      Completion.encode(v!, writer.uint32(50).fork()).join();
     }
-    for (const v of message.counters) {
-      Counter.encode(v!, writer.uint32(26).fork()).join();
-    }
-    if (message.next !== false) {
-      writer.uint32(32).bool(message.next);
-    }
-    if (message.upload !== undefined) {
-      OutputUpload.encode(message.upload, writer.uint32(42).fork()).join();
+    if (message.nextTasks !== 0) {
+      writer.uint32(56).uint32(message.nextTasks);
     }
     return writer;
   },
@@ -4555,36 +4589,20 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
             message.workerId = longToNumber(reader.int64());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 6: {
+            if (tag !== 50) {
               break;
             }
 
-            message.attemptId = reader.string();
+            message.completions.push(Completion.decode(reader, reader.uint32()));
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
+          case 7: {
+            if (tag !== 56) {
               break;
             }
 
-            message.counters.push(Counter.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.next = reader.bool();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.upload = OutputUpload.decode(reader, reader.uint32());
+            message.nextTasks = reader.uint32();
             continue;
           }
         }
@@ -4606,14 +4624,14 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
         : isSet(object.worker_id)
         ? globalThis.Number(object.worker_id)
         : 0,
-      attemptId: isSet(object.attemptId)
-        ? globalThis.String(object.attemptId)
-        : isSet(object.attempt_id)
-        ? globalThis.String(object.attempt_id)
-        : "",
-      counters: globalThis.Array.isArray(object?.counters) ? object.counters.map((e: any) => Counter.fromJSON(e)) : [],
-      next: isSet(object.next) ? globalThis.Boolean(object.next) : false,
-      upload: isSet(object.upload) ? OutputUpload.fromJSON(object.upload) : undefined,
+      completions: globalThis.Array.isArray(object?.completions)
+        ? object.completions.map((e: any) => Completion.fromJSON(e))
+        : [],
+      nextTasks: isSet(object.nextTasks)
+        ? globalThis.Number(object.nextTasks)
+        : isSet(object.next_tasks)
+        ? globalThis.Number(object.next_tasks)
+        : 0,
     };
   },
 
@@ -4622,17 +4640,11 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
     if (message.workerId !== 0) {
       obj.workerId = Math.round(message.workerId);
     }
-    if (message.attemptId !== "") {
-      obj.attemptId = message.attemptId;
+    if (message.completions?.length) {
+      obj.completions = message.completions.map((e) => Completion.toJSON(e));
     }
-    if (message.counters?.length) {
-      obj.counters = message.counters.map((e) => Counter.toJSON(e));
-    }
-    if (message.next !== false) {
-      obj.next = message.next;
-    }
-    if (message.upload !== undefined) {
-      obj.upload = OutputUpload.toJSON(message.upload);
+    if (message.nextTasks !== 0) {
+      obj.nextTasks = Math.round(message.nextTasks);
     }
     return obj;
   },
@@ -4643,9 +4655,112 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
   fromPartial<I extends Exact<DeepPartial<CompleteTaskRequest>, I>>(object: I): CompleteTaskRequest {
     const message = createBaseCompleteTaskRequest();
     message.workerId = object.workerId ?? 0;
+    message.completions = object.completions?.map((e) => Completion.fromPartial(e)) || [];
+    message.nextTasks = object.nextTasks ?? 0;
+    return message;
+  },
+};
+
+function createBaseCompletion(): Completion {
+  return { attemptId: "", counters: [], upload: undefined };
+}
+
+export const Completion: MessageFns<Completion> = {
+  encode(message: Completion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.attemptId !== "") {
+      writer.uint32(10).string(message.attemptId);
+    }
+    for (const v of message.counters) {
+      Counter.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.upload !== undefined) {
+      OutputUpload.encode(message.upload, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Completion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompletion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.attemptId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.counters.push(Counter.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.upload = OutputUpload.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Completion {
+    return {
+      attemptId: isSet(object.attemptId)
+        ? globalThis.String(object.attemptId)
+        : isSet(object.attempt_id)
+        ? globalThis.String(object.attempt_id)
+        : "",
+      counters: globalThis.Array.isArray(object?.counters) ? object.counters.map((e: any) => Counter.fromJSON(e)) : [],
+      upload: isSet(object.upload) ? OutputUpload.fromJSON(object.upload) : undefined,
+    };
+  },
+
+  toJSON(message: Completion): unknown {
+    const obj: any = {};
+    if (message.attemptId !== "") {
+      obj.attemptId = message.attemptId;
+    }
+    if (message.counters?.length) {
+      obj.counters = message.counters.map((e) => Counter.toJSON(e));
+    }
+    if (message.upload !== undefined) {
+      obj.upload = OutputUpload.toJSON(message.upload);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Completion>, I>>(base?: I): Completion {
+    return Completion.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Completion>, I>>(object: I): Completion {
+    const message = createBaseCompletion();
     message.attemptId = object.attemptId ?? "";
     message.counters = object.counters?.map((e) => Counter.fromPartial(e)) || [];
-    message.next = object.next ?? false;
     message.upload = (object.upload !== undefined && object.upload !== null)
       ? OutputUpload.fromPartial(object.upload)
       : undefined;
@@ -4743,13 +4858,16 @@ export const OutputUpload: MessageFns<OutputUpload> = {
 };
 
 function createBaseCompleteTaskResponse(): CompleteTaskResponse {
-  return { task: undefined };
+  return { tasks: [], refused: [] };
 }
 
 export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   encode(message: CompleteTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.task !== undefined) {
-      TaskAssignment.encode(message.task, writer.uint32(10).fork()).join();
+    for (const v of message.tasks) {
+      TaskAssignment.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.refused) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -4767,12 +4885,20 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 2: {
+            if (tag !== 18) {
               break;
             }
 
-            message.task = TaskAssignment.decode(reader, reader.uint32());
+            message.tasks.push(TaskAssignment.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.refused.push(reader.string());
             continue;
           }
         }
@@ -4788,13 +4914,19 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   },
 
   fromJSON(object: any): CompleteTaskResponse {
-    return { task: isSet(object.task) ? TaskAssignment.fromJSON(object.task) : undefined };
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => TaskAssignment.fromJSON(e)) : [],
+      refused: globalThis.Array.isArray(object?.refused) ? object.refused.map((e: any) => globalThis.String(e)) : [],
+    };
   },
 
   toJSON(message: CompleteTaskResponse): unknown {
     const obj: any = {};
-    if (message.task !== undefined) {
-      obj.task = TaskAssignment.toJSON(message.task);
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => TaskAssignment.toJSON(e));
+    }
+    if (message.refused?.length) {
+      obj.refused = message.refused;
     }
     return obj;
   },
@@ -4804,9 +4936,8 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<CompleteTaskResponse>, I>>(object: I): CompleteTaskResponse {
     const message = createBaseCompleteTaskResponse();
-    message.task = (object.task !== undefined && object.task !== null)
-      ? TaskAssignment.fromPartial(object.task)
-      : undefined;
+    message.tasks = object.tasks?.map((e) => TaskAssignment.fromPartial(e)) || [];
+    message.refused = object.refused?.map((e) => e) || [];
     return message;
   },
 };
@@ -5712,7 +5843,10 @@ export const TaskServiceService = {
       Buffer.from(RegisterWorkerResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegisterWorkerResponse => RegisterWorkerResponse.decode(value),
   },
-  /** A long poll: answers with a task, or with none after a few seconds. */
+  /**
+   * A long poll: answers with up to max_tasks tasks as soon as one is ready, or with none after
+   * a few seconds.
+   */
   pollTask: {
     path: "/mr.v1.TaskService/PollTask" as const,
     requestStream: false as const,
@@ -5785,7 +5919,10 @@ export const TaskServiceService = {
 
 export interface TaskServiceServer extends UntypedServiceImplementation {
   registerWorker: handleUnaryCall<RegisterWorkerRequest, RegisterWorkerResponse>;
-  /** A long poll: answers with a task, or with none after a few seconds. */
+  /**
+   * A long poll: answers with up to max_tasks tasks as soon as one is ready, or with none after
+   * a few seconds.
+   */
   pollTask: handleUnaryCall<PollTaskRequest, PollTaskResponse>;
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
@@ -5819,7 +5956,10 @@ export interface TaskServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegisterWorkerResponse) => void,
   ): ClientUnaryCall;
-  /** A long poll: answers with a task, or with none after a few seconds. */
+  /**
+   * A long poll: answers with up to max_tasks tasks as soon as one is ready, or with none after
+   * a few seconds.
+   */
   pollTask(
     request: PollTaskRequest,
     callback: (error: ServiceError | null, response: PollTaskResponse) => void,

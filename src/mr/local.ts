@@ -13,7 +13,8 @@ import {
   temporaryPartPath,
 } from "./output.js";
 import { runReduceTask, type ReduceTaskOptions } from "./reduceTask.js";
-import { isS3Uri, listInputObjects, uploadPending, type S3Options } from "./s3.js";
+import { listInputObjects, uploadPending } from "./s3.js";
+import { isS3Uri, type S3Options } from "./s3Uri.js";
 import {
   abortS3Output,
   commitS3Output,

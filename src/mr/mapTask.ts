@@ -3,7 +3,7 @@ import type { App, BlockMapper, Ctx, Emit } from "./app.js";
 import { Counter, TaskCounters, checkedEmit, collectGarbage, type Progress } from "./context.js";
 import { MapOutputBuffer, type Ranges } from "./mapOutputBuffer.js";
 import type { FileRecords } from "./records.js";
-import type { S3Options } from "./s3.js";
+import type { S3Options } from "./s3Uri.js";
 import { readRange, readRangeBlocks, splitBytes, type ReadOptions } from "./split.js";
 import { DEFAULT_TUNABLES, type EngineTunables } from "./tunables.js";
 

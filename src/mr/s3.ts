@@ -5,8 +5,8 @@
  * roles; AWS_REGION); an endpoint of another store comes from `--s3-endpoint` or
  * MR_S3_ENDPOINT, and is addressed path-style. Credentials are never logged nor stored.
  *
- * This module holds the requests and what their failures mean; the commit protocol of an S3
- * output is in s3Output.ts.
+ * This module holds the requests and what their failures mean; the paths themselves are in
+ * s3Uri.ts (which does not load the SDK), the commit protocol of an S3 output in s3Output.ts.
  */
 import {
   AbortMultipartUploadCommand,
@@ -21,63 +21,11 @@ import {
 } from "@aws-sdk/client-s3";
 import { open } from "node:fs/promises";
 import { InvalidArgumentError, UnavailableError, toError } from "../errors.js";
+import { parseS3Uri, s3Uri, type S3Location, type S3Options } from "./s3Uri.js";
 
 // The SDK is pinned to the last minor that supports Node 20 (see README): its notice that later
 // ones will not is no news to a user, and would be printed by every worker.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-
-const S3_SCHEME = "s3://";
-
-/** Where requests go: the store's endpoint, or AWS's own for the region when unset. */
-export interface S3Options {
-  /** An S3-compatible store's URL, such as http://127.0.0.1:9000; path-style addressing. */
-  endpoint?: string;
-}
-
-/** An endpoint must be an http(s) URL: refused at once, rather than at the first request. */
-export function checkEndpoint(endpoint: string): string {
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new InvalidArgumentError(
-      `--s3-endpoint: ${JSON.stringify(endpoint)} is not a URL (give one such as http://127.0.0.1:9000)`,
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new InvalidArgumentError(`--s3-endpoint: ${endpoint} must start with http:// or https://`);
-  }
-  return endpoint;
-}
-
-/** A bucket and a key (or a prefix of keys). */
-export interface S3Location {
-  bucket: string;
-  key: string;
-}
-
-export function isS3Uri(path: string): boolean {
-  return path.startsWith(S3_SCHEME);
-}
-
-/** `s3://bucket/key` as a bucket and a key; the key may be empty or end in `/`. */
-export function parseS3Uri(uri: string): S3Location {
-  const rest = uri.slice(S3_SCHEME.length);
-  const slash = rest.indexOf("/");
-  const bucket = slash === -1 ? rest : rest.slice(0, slash);
-  const key = slash === -1 ? "" : rest.slice(slash + 1);
-  // S3's own rule for bucket names: 3 to 63 lower-case letters, digits, dots and hyphens.
-  if (!isS3Uri(uri) || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new InvalidArgumentError(
-      `${uri} is not an S3 path (write s3://bucket/key, with a bucket name of 3 to 63 lower-case letters, digits, dots and hyphens)`,
-    );
-  }
-  return { bucket, key };
-}
-
-export function s3Uri({ bucket, key }: S3Location): string {
-  return `${S3_SCHEME}${bucket}/${key}`;
-}
 
 /** Attempts per request: throttling (503 SlowDown) and dropped connections are retried with backoff. */
 const MAX_ATTEMPTS = 5;

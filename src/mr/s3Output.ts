@@ -22,17 +22,8 @@ import {
 } from "@aws-sdk/client-s3";
 import { InvalidArgumentError } from "../errors.js";
 import { partFileName, SUCCESS_FILE } from "./output.js";
-import {
-  abortUpload,
-  isNotFound,
-  listKeys,
-  listPendingUploads,
-  parseS3Uri,
-  s3Send,
-  s3Uri,
-  type S3Location,
-  type S3Options,
-} from "./s3.js";
+import { abortUpload, isNotFound, listKeys, listPendingUploads, s3Send } from "./s3.js";
+import { parseS3Uri, s3Uri, type S3Location, type S3Options } from "./s3Uri.js";
 
 /**
  * An output as the job keeps it, `s3://bucket/prefix` without a trailing `/`; refused at the

@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import type { FileRange, Split } from "../types.js";
 import { createYielder } from "./context.js";
-import { isS3Uri, S3RangeReader, type S3Options } from "./s3.js";
+import { isS3Uri, type S3Options } from "./s3Uri.js";
 
 const NEWLINE = 0x0a;
 const CR = 0x0d;
@@ -122,7 +122,7 @@ export async function readRangeBlocks(
   let filled = 0; // bytes of buffer read and not yet handed out: the start of an unfinished line
   let skipping = range.start !== 0; // discarding the tail of a line that the previous range owns
   const pause = createYielder();
-  const source = openRange(range, options);
+  const source = await openRange(range, options);
   try {
     for (;;) {
       signal?.throwIfAborted();
@@ -183,8 +183,10 @@ interface RangeSource {
   close(): void;
 }
 
-function openRange(range: FileRange, options: ReadOptions): RangeSource {
+async function openRange(range: FileRange, options: ReadOptions): Promise<RangeSource> {
   if (isS3Uri(range.file)) {
+    // Loaded here, not with this module: a task thread that reads only files never loads the SDK.
+    const { S3RangeReader } = await import("./s3.js");
     return new S3RangeReader(range.file, range.end, options.s3 ?? {}, options.signal);
   }
   const fd = openSync(range.file, "r");

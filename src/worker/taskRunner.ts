@@ -19,14 +19,8 @@ import type { App } from "../mr/app.js";
 import { Counter, Progress } from "../mr/context.js";
 import { makeTemporaryPartDirs, partFileName, temporaryPartPath } from "../mr/output.js";
 import { rangeBytes, type RecordRange } from "../mr/records.js";
-import {
-  abortUpload,
-  isS3Uri,
-  uploadPending,
-  type PendingUpload,
-  type S3Location,
-  type S3Options,
-} from "../mr/s3.js";
+import { abortUpload, uploadPending, type PendingUpload } from "../mr/s3.js";
+import { isS3Uri, type S3Location, type S3Options } from "../mr/s3Uri.js";
 import { partLocation } from "../mr/s3Output.js";
 import type { EngineTunables } from "../mr/tunables.js";
 import { TaskKind, type Counters } from "../types.js";

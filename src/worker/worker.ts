@@ -1,6 +1,7 @@
 /**
  * The worker: a session (session.ts: registration, heartbeats, loss, deregistration) and N task
- * slots that each loop poll, run, report. It serves its committed map output to reducers over
+ * slots that each loop take a task, run it, report it, sharing their calls to the driver
+ * (taskFeed.ts). It serves its committed map output to reducers over
  * the ShuffleService until it exits. On stop it drains: no new task is taken, running tasks
  * get `drainTimeoutMs` to finish and report, and the rest are handed back to the driver.
  */
@@ -26,6 +27,7 @@ import { grpcDriverCalls, type DriverCalls } from "./driverCalls.js";
 import { SessionState, WorkerSession } from "./session.js";
 import { WorkerMetrics, type WorkerOutcome } from "./metrics.js";
 import { createShuffleService } from "./shuffleServer.js";
+import { TaskFeed } from "./taskFeed.js";
 import { TaskRunner, type AttemptResult } from "./taskRunner.js";
 
 interface RunningAttempt {
@@ -38,6 +40,7 @@ export class MrWorker {
   private readonly driver: DriverCalls;
   private readonly runner: TaskRunner;
   private readonly session: WorkerSession;
+  private readonly feed: TaskFeed;
   private readonly running = new Map<string, RunningAttempt>();
   /** Map attempts the driver accepted: the only output the shuffle service serves. */
   private readonly committed = new Set<string>();
@@ -176,6 +179,13 @@ export class MrWorker {
       },
       log,
     );
+    this.feed = new TaskFeed({
+      poll: (max) => this.poll(max),
+      complete: (completions, next) =>
+        this.session.retry("CompleteTask", () =>
+          this.driver.completeTask({ workerId: this.session.workerId, completions, nextTasks: next }),
+        ),
+    });
   }
 
   private async serveHttp(listen: string): Promise<void> {
@@ -221,6 +231,7 @@ export class MrWorker {
 
   private async drainAndClose(reason: string): Promise<void> {
     this.session.drain();
+    this.feed.drain();
     this.stopPolling.abort();
     // With nothing to finish, nothing is worth waiting on the driver for (a registration, say).
     if (this.running.size === 0) this.session.giveUp();
@@ -251,34 +262,32 @@ export class MrWorker {
     }
   }
 
-  /**
-   * One slot: polls for a task, runs it, and reports it, asking for the next one in the same
-   * call; polls again only when that brings none. A task handed over is run even when draining.
-   */
+  /** One slot: takes a task, runs it and reports it, until the worker drains. */
   private async runSlot(): Promise<void> {
-    let next: TaskAssignment | undefined;
-    while (!this.session.draining || next) {
+    for (let task = await this.feed.take(); task !== undefined; task = await this.feed.take()) {
       const workerId = this.session.workerId;
       try {
-        next ??= await this.poll(workerId);
-        if (next) {
-          const task = next;
-          next = undefined;
-          next = await this.runAndReport(task);
-        }
+        await this.runAndReport(task);
       } catch (err) {
-        if (this.session.draining) break;
-        await this.session.recover(err, workerId, "poll");
+        if (this.session.draining) continue;
+        await this.session.recover(err, workerId, "report");
       }
     }
   }
 
-  private async poll(workerId: number): Promise<TaskAssignment | undefined> {
-    return (await this.driver.pollTask({ workerId }, this.stopPolling.signal)).task;
+  /** A long poll for up to `max` tasks; none when it failed, once the session has dealt with that. */
+  private async poll(max: number): Promise<TaskAssignment[]> {
+    const workerId = this.session.workerId;
+    try {
+      return (await this.driver.pollTask({ workerId, maxTasks: max }, this.stopPolling.signal)).tasks;
+    } catch (err) {
+      if (!this.session.draining) await this.session.recover(err, workerId, "poll");
+      return [];
+    }
   }
 
-  /** Runs a task and reports how it went; returns the task the driver handed back, if any. */
-  private async runAndReport(task: TaskAssignment): Promise<TaskAssignment | undefined> {
+  /** Runs a task and reports how it went. */
+  private async runAndReport(task: TaskAssignment): Promise<void> {
     const ids = { jobId: task.jobId, taskId: task.taskId, attemptId: task.attemptId };
     const controller = new AbortController();
     const progress = new Progress();
@@ -304,22 +313,16 @@ export class MrWorker {
       }
       // Serve the output from the moment the driver may hand it to reducers.
       if (task.kind === TaskKind.MAP) this.committed.add(task.attemptId);
-      let next: TaskAssignment | undefined;
-      const accepted = await this.report("CompleteTask", task, async () => {
-        const request = {
-          workerId: this.session.workerId,
-          attemptId: task.attemptId,
-          counters: toCounterList(result.counters),
-          next: !this.session.draining,
-          upload: result.upload && { uploadId: result.upload.uploadId, etags: result.upload.etags },
-        };
-        next = (await this.driver.completeTask(request)).task;
-      });
+      const completion = {
+        attemptId: task.attemptId,
+        counters: toCounterList(result.counters),
+        upload: result.upload && { uploadId: result.upload.uploadId, etags: result.upload.etags },
+      };
+      const accepted = await this.report("CompleteTask", task, () => this.feed.complete(completion));
       if (accepted) this.runner.committed(task);
       else this.committed.delete(task.attemptId);
       ended(accepted ? "succeeded" : "refused", result.counters);
       this.log.debug({ ...ids, accepted }, "task reported");
-      return next;
     } finally {
       this.running.delete(task.attemptId);
     }
@@ -343,26 +346,29 @@ export class MrWorker {
       fetchFailure,
       unrecoverable,
     };
-    await this.report("FailTask", task, () => this.driver.failTask(request));
+    await this.report("FailTask", task, async () => {
+      await this.session.retry("FailTask", () => this.driver.failTask(request));
+      return "";
+    });
   }
 
   /**
-   * Reports until the driver answers. A refusal means the attempt no longer holds its task:
-   * its output is dropped, and false returned.
+   * Reports an attempt by `send`, which resolves with the driver's refusal (empty when the
+   * report is taken) or rejects. A refusal means the attempt no longer holds its task: its
+   * output is dropped, and false returned.
    */
-  private async report(what: string, task: TaskAssignment, send: () => Promise<unknown>): Promise<boolean> {
+  private async report(what: string, task: TaskAssignment, send: () => Promise<string>): Promise<boolean> {
+    let refusal: string;
     try {
-      await this.session.retry(what, send);
-      return true;
+      refusal = await send();
     } catch (err) {
       if (!hasCode(err, status.FAILED_PRECONDITION) && !hasCode(err, status.NOT_FOUND)) throw err;
-      this.log.warn(
-        { attemptId: task.attemptId, err: toError(err).message },
-        `${what} refused; output discarded`,
-      );
-      await this.discard(task);
-      return false;
+      refusal = toError(err).message;
     }
+    if (refusal === "") return true;
+    this.log.warn({ attemptId: task.attemptId, err: refusal }, `${what} refused; output discarded`);
+    await this.discard(task);
+    return false;
   }
 
   /**
