@@ -111,7 +111,8 @@ describe("a worker killed with SIGKILL", () => {
     "in the middle of a %s: the task runs again and the job succeeds",
     async (kind) => {
       const s = await setup();
-      const job = await submit(s, { slowMs: "8", reduceSlowMs: "60" });
+      // Slow enough to be caught mid-flight: the maps, and the reduces when they are the victims.
+      const job = await submit(s, { slowMs: "8", ...(kind === "REDUCE" ? { reduceSlowMs: "60" } : {}) });
       const victim = await waitForRunningAttempt(s.cluster.client, job.id, kind);
       const waiting = mr(["jobs", "wait", String(job.id)], s.cluster.env); // a user watching
       await sleep(300);

@@ -148,7 +148,8 @@ describe.skipIf(unavailable !== undefined)(
         const n = await startNet(2, ["--worker-timeout", "2000"]);
         // In the MAP phase, reduces wait for the last map, so that both workers run maps.
         const slowstart = kind === "MAP" ? ["--reduce-slowstart", "1"] : [];
-        const jobId = await submit(n, ["slowMs=6", "reduceSlowMs=40"], "out", slowstart);
+        const params = kind === "MAP" ? ["slowMs=6"] : ["slowMs=6", "reduceSlowMs=40"];
+        const jobId = await submit(n, params, "out", slowstart);
         const w1Ids = await workerIdsAt(n, n.cluster.workers.get("w1")!);
         await waitForAttemptOn(n, jobId, kind, w1Ids);
         await n.cluster.cutOff("w1", 5000); // past the worker timeout: the driver declares w1 lost

@@ -80,6 +80,8 @@ describe("the task feed", () => {
       ["x"],
       ["y", "z"],
     ]);
+    // Each call asks a task for each of its own reporters, whatever the one on its way asked.
+    expect(calls.reports.map(({ next }) => next)).toEqual([1, 2]);
     calls.reports[1]!.answer({ tasks: [], refused: ["", ""] });
     expect(await Promise.all(later)).toEqual(["", ""]);
     calls.reports[0]!.answer({ tasks: [], refused: [""] });

@@ -35,6 +35,8 @@ export class TaskFeed {
   private reports: Report[] = [];
   /** Tasks asked for by calls on their way. */
   private asked = 0;
+  /** Slots whose reports are on their way: each takes a task once its report is answered. */
+  private reporting = 0;
   private pollScheduled = false;
   private draining = false;
 
@@ -79,6 +81,7 @@ export class TaskFeed {
     this.reports = [];
     const next = this.wanted(batch.length);
     this.asked += next;
+    this.reporting += batch.length;
     try {
       const { tasks, refused } = await this.calls.complete(
         batch.map(({ completion }) => completion),
@@ -90,6 +93,7 @@ export class TaskFeed {
       for (const { reject } of batch) reject(err);
     } finally {
       this.asked -= next;
+      this.reporting -= batch.length;
       this.releaseWaiting();
       this.schedulePoll();
     }
@@ -116,10 +120,14 @@ export class TaskFeed {
     });
   }
 
-  /** How many tasks to ask for: for `reporters` slots about to take one, and the waiting ones. */
+  /**
+   * How many more tasks to ask for: one for each of `reporters` slots about to report, each slot
+   * whose report is on its way, and each waiting slot, less those asked for and those kept.
+   */
   private wanted(reporters: number): number {
     if (this.draining) return 0;
-    return Math.max(0, reporters + this.waiting.length - this.asked - this.ready.length);
+    const takers = reporters + this.reporting + this.waiting.length;
+    return Math.max(0, takers - this.asked - this.ready.length);
   }
 
   private hand(tasks: readonly TaskAssignment[]): void {
