@@ -92,11 +92,12 @@ export class Dispatcher {
     const assignments: Assignment[] = [];
     try {
       while (assignments.length < max && passedOver.length <= MAX_PASSED_OVER) {
-        const fetched = await this.fetchSome(apps, max - assignments.length);
-        if (fetched.length === 0) break;
+        const wanted = max - assignments.length;
+        const fetched = await this.fetchSome(apps, wanted);
         const claimed = await this.claimAll(fetched, workerId);
         assignments.push(...claimed.assignments);
         passedOver.push(...claimed.passedOver);
+        if (fetched.length < wanted) break; // the queue ran dry: asking again finds nothing
       }
       return assignments;
     } finally {
