@@ -14,3 +14,12 @@ export function heldBitmap(total: number, mapIndexes: Iterable<number>): Buffer 
   for (const m of mapIndexes) held[m >> 3]! |= 1 << (m & 7);
   return held;
 }
+
+/** The first of `total` maps whose output `held` lacks; `total` when it holds them all. */
+export function firstNotHeld(held: Uint8Array, total: number): number {
+  let byte = 0;
+  while (byte < held.length && held[byte] === 0xff) byte++;
+  let mapIndex = byte * 8;
+  while (mapIndex < total && holds(held, mapIndex)) mapIndex++;
+  return Math.min(mapIndex, total);
+}

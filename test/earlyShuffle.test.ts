@@ -12,12 +12,12 @@ import {
 import { peekMapOutputs, reportHeldOutputs } from "../src/driver/shuffle.js";
 import { registerWorker } from "../src/driver/workerRegistry.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../src/errors.js";
-import { heldBitmap } from "../src/heldMaps.js";
+import { firstNotHeld, heldBitmap } from "../src/heldMaps.js";
 import { getAttempt } from "../src/store/attempts.js";
 import { openDb, type Db } from "../src/store/db.js";
 import { listEvents } from "../src/store/events.js";
 import { getJob } from "../src/store/jobs.js";
-import { getTask, listTasks } from "../src/store/tasks.js";
+import { MAP_OUTPUTS_SQL, getTask, listMapOutputs, listTasks } from "../src/store/tasks.js";
 import type { TaskRecord } from "../src/store/rows.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -152,6 +152,37 @@ describe("early reduces", () => {
     );
     expect(() => reportHeldOutputs(db, { ...report, workerId: w1 }, 32)).toThrow(FailedPreconditionError);
     expect(getJob(db, job.id)!.mapsDone).toBe(3);
+  });
+});
+
+describe("the outputs a reduce lacks", () => {
+  it("are read from the first map it lacks on, by the job's map index, not from every committed map", () => {
+    const { db, workers, job, maps } = setup(2, 20, 1);
+    const [w1, w2] = workers as [number, number];
+    runAll(db, maps, [w1]);
+    const [reduce] = commitMap(db, maps[0]!, w1);
+    for (const map of maps.slice(1)) commitMap(db, map, w1);
+    const reducing = claim(db, reduce!, w2);
+    // It holds maps 0 to 9 but 3, and 12.
+    const held = heldBitmap(20, [0, 1, 2, 4, 5, 6, 7, 8, 9, 12]);
+    expect(firstNotHeld(held, 20)).toBe(3);
+    expect(
+      firstNotHeld(
+        heldBitmap(
+          20,
+          Array.from({ length: 20 }, (_, m) => m),
+        ),
+        20,
+      ),
+    ).toBe(20);
+    expect(firstNotHeld(heldBitmap(20, [...Array.from({ length: 16 }, (_, m) => m), 17]), 20)).toBe(16);
+    const report = { attemptId: reducing.attemptId, workerId: w2, held, unreachable: [] };
+    expect(reportHeldOutputs(db, report, 30).outputs.map(({ mapIndex }) => mapIndex)).toEqual([
+      3, 10, 11, 13, 14, 15, 16, 17, 18, 19,
+    ]);
+    expect(listMapOutputs(db, job.id, 15).map(({ mapIndex }) => mapIndex)).toEqual([15, 16, 17, 18, 19]);
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${MAP_OUTPUTS_SQL}`).all(job.id, 3) as { detail: string }[];
+    expect(plan.map((row) => row.detail).join("\n")).toMatch(/\(job_id=\? AND kind=\? AND idx>\?\)/);
   });
 });
 

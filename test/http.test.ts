@@ -239,6 +239,7 @@ describe("Prometheus metrics", () => {
     const driverMetrics = `${cluster.httpUrl}/metrics`;
     const workerMetrics = `http://${cluster.workers[0]!.httpAddress}/metrics`;
     const before = await scrape(driverMetrics);
+    const scrapedAt = performance.now();
     const workerBefore = await scrape(workerMetrics);
     // The default process metrics are there, and no job or attempt id is a label.
     expect(before.has("process_cpu_seconds_total")).toBe(true);
@@ -260,6 +261,12 @@ describe("Prometheus metrics", () => {
     // Attempts are counted once their end is a second old.
     await sleep(1200);
     const after = await scrape(driverMetrics);
+    // The driver's event loop was busy for some of the time between the scrapes, and no more.
+    const busy =
+      after.get("mr_driver_event_loop_busy_seconds_total")! -
+      before.get("mr_driver_event_loop_busy_seconds_total")!;
+    expect(busy).toBeGreaterThan(0);
+    expect(busy).toBeLessThan((performance.now() - scrapedAt) / 1000);
     expect(
       moved(before, after, [
         'mr_task_attempts_total{kind="map",outcome="succeeded"}',

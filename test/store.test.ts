@@ -8,7 +8,7 @@ import { TaskCounters } from "../src/mr/context.js";
 import { getAttempt } from "../src/store/attempts.js";
 import { JOB_COUNTERS_SQL, jobCounters } from "../src/store/counters.js";
 import { MIGRATIONS_DIR, migrate, openDb } from "../src/store/db.js";
-import { GroupCommit } from "../src/store/groupCommit.js";
+import { GroupCommit, coalesced, walSync } from "../src/store/groupCommit.js";
 import { getJob } from "../src/store/jobs.js";
 import { parseSplit } from "../src/store/rows.js";
 import { getTask } from "../src/store/tasks.js";
@@ -169,6 +169,84 @@ describe("group commit", () => {
       });
     await inTransactionWhenAnswered;
     expect(seen).toEqual([true, false]);
+  });
+});
+
+describe("group commit's sync to disk", () => {
+  /** A sync that ends when the test says, counting the syncs begun. */
+  function heldSync() {
+    const ends: (() => void)[] = [];
+    const fails: ((err: Error) => void)[] = [];
+    const sync = (): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        ends.push(resolve);
+        fails.push(reject);
+      });
+    return { sync, ends, fails };
+  }
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+  it("commits without SQLite's own sync, and answers callers only once the sync after the commit has ended", async () => {
+    const { db } = setup();
+    expect(db.pragma("synchronous", { simple: true })).toBe(2); // FULL, for every other writer
+    const { sync, ends } = heldSync();
+    const commits = new GroupCommit(db, { sync });
+    let answered = false;
+    const synchronousInside = commits.run(() => db.pragma("synchronous", { simple: true }));
+    void synchronousInside.then(() => (answered = true));
+    await turn();
+    await turn();
+    expect(ends).toHaveLength(1);
+    expect(db.inTransaction).toBe(false); // committed, and readable ...
+    expect(answered).toBe(false); // ... but nobody hears so before the disk has it
+    ends[0]!();
+    expect(await synchronousInside).toBe(1); // NORMAL inside the group's transaction
+    expect(db.pragma("synchronous", { simple: true })).toBe(2);
+  });
+
+  it("refuses the changes a failed sync covered, and every later one, and says so once", async () => {
+    const { db } = setup();
+    const { sync, fails } = heldSync();
+    const failures: Error[] = [];
+    const commits = new GroupCommit(db, { sync, onSyncFailed: (err) => failures.push(err) });
+    const first = commits.run(() => 1);
+    await turn();
+    fails[0]!(new Error("EIO: i/o error, fdatasync"));
+    await expect(first).rejects.toThrow(
+      "the database's disk failed to sync its log (EIO: i/o error, fdatasync); restart the driver",
+    );
+    await expect(commits.run(() => 2)).rejects.toThrow(/failed to sync its log/);
+    expect(failures).toHaveLength(1);
+  });
+
+  it("syncs the WAL of a database on disk, and leaves one in memory to SQLite", async () => {
+    const { db } = setup();
+    await expect(walSync(db)!()).resolves.toBeUndefined();
+    const memory = openDb(":memory:");
+    expect(walSync(memory)).toBeNull();
+    memory.close();
+  });
+
+  it("starts one sync for the calls that come while another runs, after it ends", async () => {
+    const { sync, ends } = heldSync();
+    const shared = coalesced(sync);
+    const first = shared();
+    const [second, third] = [shared(), shared()];
+    expect(ends).toHaveLength(1);
+    ends[0]!();
+    await first;
+    await turn();
+    expect(ends).toHaveLength(2); // the one the two later calls share, begun after the first ended
+    ends[1]!();
+    await Promise.all([second, third]);
+    expect(ends).toHaveLength(2);
+  });
+});
+
+describe("the database", () => {
+  it("keeps its savepoint journals in memory, not in temporary files", () => {
+    const { db } = setup();
+    expect(db.pragma("temp_store", { simple: true })).toBe(2); // MEMORY
   });
 });
 

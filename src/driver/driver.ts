@@ -145,7 +145,9 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
     },
     log,
   );
-  const commits = new GroupCommit(db);
+  // Set once the driver serves: a failed sync of the database stops it (see GroupCommit).
+  let stopForDisk: ((err: Error) => void) | undefined;
+  const commits = new GroupCommit(db, { onSyncFailed: (err) => stopForDisk?.(err) });
   const metrics = new DriverMetrics(db, queue);
   const speculator = new Speculator(db, commits, config, log);
   const dispatcher = new Dispatcher(commits, db, queue, config.pollWaitMs, log, speculator, metrics);
@@ -257,6 +259,10 @@ export async function startDriver(config: DriverConfig, log: Logger): Promise<Dr
       log.error({ by }, "driver lease lost: stopping");
       void close().then(() => resolve(reason));
     });
+    stopForDisk = (err) => {
+      log.fatal({ err: err.message }, "database sync failed: stopping");
+      void close().then(() => resolve(`${err.message} (this driver has stopped)`));
+    };
   });
   return { address, httpAddress: http?.address, lost, close };
 }

@@ -5,6 +5,7 @@
  * the last scrape read, so the scheduler's code carries no metric calls; the queue wait is
  * observed by the dispatcher as it claims.
  */
+import { performance } from "node:perf_hooks";
 import { Counter as PromCounter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Db } from "../store/db.js";
 import { countByState, lastCounterRow, listAttemptsFinished, sumCountersAfter } from "../store/metrics.js";
@@ -80,6 +81,17 @@ export class DriverMetrics {
         if (outcome !== AttemptState.RUNNING) this.attempts.labels(kind, outcome.toLowerCase()).inc(0);
       }
     }
+    let busySeconds = 0;
+    new PromCounter({
+      name: "mr_driver_event_loop_busy_seconds_total",
+      help: "Time the driver's event loop spent running code or blocked in a call, rather than waiting for work: its rate near 1 means the driver is what limits the cluster",
+      registers,
+      collect() {
+        const busy = performance.eventLoopUtilization().active / 1000;
+        this.inc(busy - busySeconds);
+        busySeconds = busy;
+      },
+    });
     new Gauge({
       name: "mr_jobs",
       help: "Jobs by state",

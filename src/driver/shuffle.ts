@@ -6,7 +6,7 @@
  * maps wait for one. Each function runs in one transaction and returns the queue work it implies.
  */
 import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
-import { holds } from "../heldMaps.js";
+import { firstNotHeld, holds } from "../heldMaps.js";
 import { getAttempt, setHeldMaps } from "../store/attempts.js";
 import type { Db } from "../store/db.js";
 import { addEvent, EventType } from "../store/events.js";
@@ -194,9 +194,9 @@ function mapOutputsLacked(
   job: JobRecord,
   held: Uint8Array,
 ): Pick<MapOutputsNews, "outputs" | "holdsAll"> {
-  const outputs = listMapOutputs(db, job.id).filter(({ mapIndex }) => !holds(held, mapIndex));
-  const holdsAll = Array.from({ length: job.mapsTotal }, (_, m) => m).every((m) => holds(held, m));
-  return { outputs, holdsAll };
+  const first = firstNotHeld(held, job.mapsTotal);
+  const outputs = listMapOutputs(db, job.id, first).filter(({ mapIndex }) => !holds(held, mapIndex));
+  return { outputs, holdsAll: first === job.mapsTotal };
 }
 
 /**

@@ -10,8 +10,11 @@ export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), ".."
 
 /**
  * Opens (creating if needed) the driver's database: WAL, synchronous=FULL so a committed state
- * change survives power loss, foreign keys on, and a busy timeout for readers such as tests.
- * Applies pending migrations before returning.
+ * change survives power loss (GroupCommit waits for the disk its own way), foreign keys on, and
+ * a busy timeout for readers such as tests. Savepoint journals stay in memory: each change runs
+ * in a savepoint (see GroupCommit), and a journal in a temporary file cost each write's first
+ * touch of a page a write to that file, half the time of a task's updates. Applies pending
+ * migrations before returning.
  */
 export function openDb(path: string, migrationsDir = MIGRATIONS_DIR): Db {
   const db = new Database(path);
@@ -20,6 +23,7 @@ export function openDb(path: string, migrationsDir = MIGRATIONS_DIR): Db {
     db.pragma("synchronous = FULL");
     db.pragma("foreign_keys = ON");
     db.pragma("busy_timeout = 5000");
+    db.pragma("temp_store = MEMORY");
     migrate(db, migrationsDir);
     return db;
   } catch (err) {

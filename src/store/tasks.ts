@@ -60,15 +60,19 @@ export interface MapOutputLocation {
   address: string;
 }
 
-/** Where each committed map attempt of the job left its output. */
-export function listMapOutputs(db: Db, jobId: number): MapOutputLocation[] {
-  return prepared<[number], MapOutputLocation>(
-    db,
-    `SELECT t.idx AS mapIndex, t.attempt_id AS attemptId, w.address
-     FROM tasks t JOIN attempts a ON a.id = t.attempt_id JOIN workers w ON w.id = a.worker_id
-     WHERE t.job_id = ? AND t.kind = '${TaskKind.MAP}' AND t.state = 'SUCCEEDED'
-       AND a.state = 'SUCCEEDED' ORDER BY t.idx`,
-  ).all(jobId);
+/**
+ * Where each committed map attempt of a job left its output, for maps of an index from a given
+ * one on: read from the job's maps by index, so that a reduce that asks again, holding the
+ * first ones, costs what it lacks rather than the whole job.
+ */
+export const MAP_OUTPUTS_SQL = `SELECT t.idx AS mapIndex, t.attempt_id AS attemptId, w.address
+  FROM tasks t JOIN attempts a ON a.id = t.attempt_id JOIN workers w ON w.id = a.worker_id
+  WHERE t.job_id = ? AND t.kind = '${TaskKind.MAP}' AND t.idx >= ? AND +t.state = 'SUCCEEDED'
+    AND a.state = 'SUCCEEDED' ORDER BY t.idx`;
+
+/** Where each committed map attempt of the job left its output: of maps `fromIndex` and after. */
+export function listMapOutputs(db: Db, jobId: number, fromIndex = 0): MapOutputLocation[] {
+  return prepared<[number, number], MapOutputLocation>(db, MAP_OUTPUTS_SQL).all(jobId, fromIndex);
 }
 
 /**
