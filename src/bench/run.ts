@@ -419,7 +419,7 @@ async function dispatch(redis: RedisServer, work: string, ratios: Row[]): Promis
         const first = await runJob(cluster, request);
         cold.get(slots)!.push(first.tasks / first.seconds);
         const before = await driverTimes(cluster);
-        const again = await runJob(cluster, request);
+        const again = await runJob(cluster, { ...request, outputDir: join(work, "out-tiny-again") });
         const after = await driverTimes(cluster);
         tasks = again.tasks;
         warm.get(slots)!.push(again.tasks / again.seconds);
