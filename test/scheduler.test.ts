@@ -208,17 +208,21 @@ describe("the scheduler", () => {
     expect(() => cancelJob(db, job.id, 12)).toThrow(/already CANCELLED/);
   });
 
-  it("rolls back a completion whose output cannot be committed", () => {
+  it("rolls back a reduce's completion whose output cannot be committed; a map's output stays on its worker", () => {
     const { db, workerId } = setup();
     const { enqueue } = submitJob(db, request(), 1);
-    const assignment = claim(db, enqueue[0]!.id, workerId)!;
     const commitOutput = () => {
       throw new Error("no output");
     };
+    const reduces = enqueue.flatMap((map) => {
+      const { attemptId } = claim(db, map.id, workerId)!;
+      return completeAttempt(db, { attemptId, workerId, counters: {}, commitOutput }, 5).enqueue;
+    });
+    const assignment = claim(db, reduces[0]!.id, workerId)!;
     expect(() =>
       completeAttempt(db, { attemptId: assignment.attemptId, workerId, counters: {}, commitOutput }, 5),
     ).toThrow("no output");
-    expect(getTask(db, enqueue[0]!.id)).toMatchObject({ state: "RUNNING", attemptId: assignment.attemptId });
+    expect(getTask(db, reduces[0]!.id)).toMatchObject({ state: "RUNNING", attemptId: assignment.attemptId });
     expect(getAttempt(db, assignment.attemptId)!.state).toBe("RUNNING");
   });
 

@@ -270,6 +270,7 @@ export function completeAttempt(
     attemptId: string;
     workerId: number;
     counters: Counters;
+    /** A reduce's: moves its output into place (a map's output stays on its worker). */
     commitOutput?: (task: TaskRecord, job: JobRecord, attemptId: string) => void;
   },
   now: number,
@@ -293,7 +294,7 @@ export function completeAttempt(
           newHolder: attempt.id,
         });
     if (!committed) throw staleAttempt(attempt, task);
-    report.commitOutput?.(task, getJob(db, task.jobId)!, attempt.id);
+    if (task.kind === TaskKind.REDUCE) report.commitOutput?.(task, getJob(db, task.jobId)!, attempt.id);
     moveAttempt(db, attempt.id, "succeed", null, now);
     saveCounters(db, task.jobId, attempt.id, report.counters);
     noteWinner(db, task, attempt, now);
@@ -319,7 +320,8 @@ export function completeAttempt(
     }
     return {
       ...done,
-      job: getJob(db, job.id)!,
+      // Releasing reduces changes tasks, not the job: only its end needs it read again.
+      job: jobSucceeded ? getJob(db, job.id)! : job,
       enqueue,
       drop,
       jobSucceeded,

@@ -210,7 +210,6 @@ export function createTaskService(deps: TaskServiceDeps): UntypedServiceImplemen
     attemptId: string,
     upload: pb.OutputUpload | undefined,
   ): void => {
-    if (task.kind !== TaskKind.REDUCE) return;
     try {
       if (isS3Uri(job.outputDir)) {
         if (!upload?.uploadId || upload.etags.length === 0) {
