@@ -29,12 +29,12 @@ export interface GroupCommitOptions {
  * WAL is written, not synced), then an fdatasync of the WAL runs on a thread while the driver
  * serves the next calls, and only then do the changes' callers hear back. So no caller hears
  * back before its change is on disk, as with `synchronous = FULL`, but the event loop no longer
- * waits for the disk at each commit (2.8 ms a commit, measured on a busy driver). The WAL's frames carry
- * chained checksums: after a power loss SQLite keeps the frames up to the first one that did
- * not reach the disk, so what a sync covered survives, with everything committed before it.
- * Reads in the meantime may see a change whose sync is still under way; writes made elsewhere
- * (with `inTransaction` on their own) keep `synchronous = FULL`, and their sync covers the WAL
- * up to them.
+ * waits for the disk at each commit (2.8 ms a commit, measured on a busy driver). The WAL's
+ * frames carry chained checksums: after a power loss SQLite keeps the frames up to the first one
+ * that did not reach the disk, so what a sync covered survives, with everything committed before
+ * it. Reads in the meantime may see a change whose sync is still under way; writes made
+ * elsewhere (with `inTransaction` on their own) keep the database's level (FULL), and their sync
+ * covers the WAL up to them.
  *
  * A sync that fails leaves the WAL as the disk has it, not as committed: the changes waiting
  * on it are refused, every later one too, and `onSyncFailed` is told, so that the driver stops
@@ -44,6 +44,8 @@ export interface GroupCommitOptions {
 export class GroupCommit {
   private batch: Pending[] = [];
   private readonly sync: (() => Promise<void>) | null;
+  /** The database's own level, for the other writers: FULL as openDb sets it. */
+  private readonly synchronous: number;
   private failed: Error | undefined;
 
   constructor(
@@ -51,6 +53,7 @@ export class GroupCommit {
     private readonly options: GroupCommitOptions = {},
   ) {
     this.sync = options.sync === undefined ? walSync(db) : options.sync;
+    this.synchronous = db.pragma("synchronous", { simple: true }) as number;
   }
 
   /** Runs `change` in the next shared transaction; resolves with its result once it is on disk. */
@@ -111,7 +114,7 @@ export class GroupCommit {
     try {
       write();
     } finally {
-      prepared(this.db, "PRAGMA synchronous = FULL").run();
+      prepared(this.db, `PRAGMA synchronous = ${this.synchronous}`).run();
     }
   }
 }
