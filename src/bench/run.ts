@@ -34,7 +34,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LocalCluster } from "../cli/cluster.js";
+import { LocalCluster, type LocalClusterOptions } from "../cli/cluster.js";
 import { table } from "../cli/format.js";
 import { MR_BIN, startRedisServer, type RedisServer } from "../cli/processes.js";
 import { followJob } from "../cli/watch.js";
@@ -197,6 +197,16 @@ async function runJob(cluster: LocalCluster, request: JobRequest): Promise<JobMe
   return { seconds, peakRssMb, tasks: done.mapsTotal + done.reducesTotal, maps: done.mapsTotal, phases };
 }
 
+/** A cluster started afresh in `home`, emptied first; the caller stops it. */
+function clusterIn(
+  redis: RedisServer,
+  home: string,
+  options: Omit<LocalClusterOptions, "redisUrl" | "home">,
+): Promise<LocalCluster> {
+  rmSync(home, { recursive: true, force: true });
+  return LocalCluster.start({ ...options, redisUrl: redis.url, home });
+}
+
 /** Runs one job on a cluster started afresh in `home` (emptied first), then stops the cluster. */
 async function jobOnNewCluster(
   redis: RedisServer,
@@ -205,13 +215,7 @@ async function jobOnNewCluster(
   workerArgs: string[],
   request: JobRequest,
 ): Promise<JobMeasure> {
-  rmSync(home, { recursive: true, force: true });
-  const cluster = await LocalCluster.start({
-    redisUrl: redis.url,
-    home,
-    workers,
-    workerArgs: () => workerArgs,
-  });
+  const cluster = await clusterIn(redis, home, { workers, workerArgs: () => workerArgs });
   try {
     return await runJob(cluster, request);
   } finally {
@@ -407,11 +411,7 @@ async function dispatch(redis: RedisServer, work: string, ratios: Row[]): Promis
   let tasks = 0;
   for (let run = 0; run < RUNS; run++) {
     for (const slots of DISPATCH_SLOTS) {
-      const home = join(work, "home-dispatch");
-      rmSync(home, { recursive: true, force: true });
-      const cluster = await LocalCluster.start({
-        redisUrl: redis.url,
-        home,
+      const cluster = await clusterIn(redis, join(work, "home-dispatch"), {
         workers: 2,
         workerArgs: () => ["--slots", String(slots)],
       });
@@ -659,12 +659,7 @@ async function smallJob(redis: RedisServer, work: string, ratios: Row[]): Promis
     ["64 KiB splits", 64 * 1024, 1],
     ["64 KiB splits", 64 * 1024, 0.05],
   ] as const) {
-    rmSync(join(work, "home-smalljob"), { recursive: true, force: true });
-    const cluster = await LocalCluster.start({
-      redisUrl: redis.url,
-      home: join(work, "home-smalljob"),
-      workers: 3,
-    });
+    const cluster = await clusterIn(redis, join(work, "home-smalljob"), { workers: 3 });
     const measures: JobMeasure[] = [];
     try {
       for (let i = 0; i < SMALL_JOBS; i++) {
@@ -725,11 +720,7 @@ async function chaos(redis: RedisServer, work: string, ratios: Row[]): Promise<v
   const mb = Math.round((copies * statSync(corpus).size) / MB);
   for (const reduceSlowstart of [1, 0.05]) {
     console.error(`chaos: ${mb} MB, slowstart ${reduceSlowstart}, a worker killed every 1.5 s ...`);
-    const home = join(work, "home-chaos");
-    rmSync(home, { recursive: true, force: true });
-    const cluster = await LocalCluster.start({
-      redisUrl: redis.url,
-      home,
+    const cluster = await clusterIn(redis, join(work, "home-chaos"), {
       workers: 3,
       // Losses seen within a second, as a cluster under such faults would be set up.
       driverArgs: ["--heartbeat-interval", "250", "--worker-timeout", "1000"],
