@@ -1,5 +1,6 @@
 import { open } from "node:fs/promises";
 import { dirname } from "node:path";
+import { toError } from "../errors.js";
 import type { Db } from "./db.js";
 import { inTransaction, prepared } from "./prepared.js";
 
@@ -97,7 +98,7 @@ export class GroupCommit {
     if (this.sync === null) return answer();
     this.sync().then(answer, (err: unknown) => {
       const failure = new Error(
-        `the database's disk failed to sync its log (${err instanceof Error ? err.message : String(err)}); restart the driver: it recovers from what the disk holds`,
+        `the database's disk failed to sync its log (${toError(err).message}); restart the driver: it recovers from what the disk holds`,
       );
       if (!this.failed) {
         this.failed = failure;
